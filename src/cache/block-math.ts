@@ -1,0 +1,38 @@
+/** Pure arithmetic for mapping file reads onto fixed-size pack blocks. */
+
+export interface Span {
+  start: number;
+  /** Exclusive. */
+  end: number;
+}
+
+/** How many bytes a read of `length` at `offset` returns from a file of `size` (0 at or past the end). */
+export function readableLength(size: number, offset: number, length: number): number {
+  if (offset >= size || length <= 0) return 0;
+  return Math.min(length, size - offset);
+}
+
+/** Inclusive indexes of the blocks holding pack bytes [start, end); undefined for an empty span. */
+export function blocksCovering(span: Span, blockSize: number): { first: number; last: number } | undefined {
+  if (span.end <= span.start) return undefined;
+  return { first: Math.floor(span.start / blockSize), last: Math.floor((span.end - 1) / blockSize) };
+}
+
+/** The pack bytes block `index` holds; the last block is short. */
+export function blockSpan(index: number, blockSize: number, packSize: number): Span {
+  const start = index * blockSize;
+  return { start, end: Math.min(start + blockSize, packSize) };
+}
+
+export function blockCount(packSize: number, blockSize: number): number {
+  return Math.ceil(packSize / blockSize);
+}
+
+/** The part of a block that overlaps a pack span, as offsets inside the block. */
+export function sliceOfBlock(index: number, blockSize: number, span: Span): Span {
+  const blockStart = index * blockSize;
+  return {
+    start: Math.max(span.start, blockStart) - blockStart,
+    end: Math.min(span.end, blockStart + blockSize) - blockStart,
+  };
+}

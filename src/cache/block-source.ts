@@ -1,0 +1,119 @@
+import { sha256Hex as sha256 } from '../hash.js';
+import type { Log } from '../log.js';
+import type { ObjectStore } from '../store/index.js';
+import type { BlockCache } from './block-cache.js';
+import { blockSpan, blocksCovering, sliceOfBlock, type Span } from './block-math.js';
+
+/** What a reader needs to know about one pack: from its manifest. */
+export interface PackRef {
+  key: string;
+  size: number;
+  blockSize: number;
+  blocks: readonly string[];
+}
+
+export class IntegrityError extends Error {
+  constructor(readonly objectKey: string, readonly blockIndex: number, expected: string, actual: string) {
+    super(`block ${blockIndex} of ${objectKey} failed verification: expected sha256 ${expected}, got ${actual}`);
+    this.name = 'IntegrityError';
+  }
+}
+
+export interface BlockSourceStats {
+  storeGets: number;
+  storeBytes: number;
+  memoryHits: number;
+  diskHits: number;
+}
+
+/**
+ * Serves pack bytes block by block: memory, then disk, then one ranged GET per block, shared by every
+ * concurrent reader of that block. Every block is checked against its sha256 before it is used or
+ * cached, whichever way it came in.
+ */
+export class BlockSource {
+  readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0 };
+  private readonly inFlight = new Map<string, Promise<Buffer>>();
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly memory: BlockCache,
+    private readonly disk: BlockCache | undefined,
+    private readonly log: Log,
+  ) {}
+
+  /** Pack bytes [span.start, span.end). */
+  async read(pack: PackRef, span: Span): Promise<Buffer> {
+    const covering = blocksCovering(span, pack.blockSize);
+    if (!covering) return Buffer.alloc(0);
+    const indexes = range(covering.first, covering.last);
+    const blocks = await Promise.all(indexes.map((index) => this.block(pack, index)));
+    const pieces = blocks.map((block, i) => {
+      const slice = sliceOfBlock(indexes[i]!, pack.blockSize, span);
+      return block.subarray(slice.start, slice.end);
+    });
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+
+  /** Starts loading blocks in the background (readahead); failures surface when they are read. */
+  prefetch(pack: PackRef, first: number, count: number): void {
+    for (let index = first; index < Math.min(first + count, pack.blocks.length); index++) {
+      this.block(pack, index).catch(() => undefined);
+    }
+  }
+
+  private block(pack: PackRef, index: number): Promise<Buffer> {
+    const sha = pack.blocks[index];
+    if (sha === undefined) return Promise.reject(new RangeError(`block ${index} is past the end of ${pack.key}`));
+    let pending = this.inFlight.get(sha);
+    if (!pending) {
+      pending = this.load(pack, index, sha).finally(() => this.inFlight.delete(sha));
+      this.inFlight.set(sha, pending);
+    }
+    return pending;
+  }
+
+  private async load(pack: PackRef, index: number, sha: string): Promise<Buffer> {
+    const inMemory = await this.memory.get(sha);
+    if (inMemory) {
+      this.stats.memoryHits++;
+      return inMemory;
+    }
+    const onDisk = await this.fromDisk(sha);
+    if (onDisk) {
+      this.stats.diskHits++;
+      await this.memory.put(sha, onDisk);
+      return onDisk;
+    }
+    const { start, end } = blockSpan(index, pack.blockSize, pack.size);
+    const fetched = await this.store.getRange(pack.key, start, end);
+    this.stats.storeGets++;
+    this.stats.storeBytes += fetched.length;
+    const actual = sha256(fetched);
+    if (actual !== sha) {
+      const err = new IntegrityError(pack.key, index, sha, actual);
+      this.log.error(err.message);
+      throw err;
+    }
+    await this.memory.put(sha, fetched);
+    if (this.disk) {
+      await this.disk.put(sha, fetched).catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`));
+    }
+    return fetched;
+  }
+
+  /** A disk block that fails its hash (bit rot, a foreign writer) is deleted, never served. */
+  private async fromDisk(sha: string): Promise<Buffer | undefined> {
+    if (!this.disk) return undefined;
+    const data = await this.disk.get(sha).catch(() => undefined);
+    if (!data) return undefined;
+    if (sha256(data) === sha) return data;
+    this.log.warn(`disk cache block ${sha} failed verification; deleted`);
+    await this.disk.delete(sha).catch(() => undefined);
+    return undefined;
+  }
+}
+
+function range(first: number, last: number): number[] {
+  return Array.from({ length: last - first + 1 }, (_, i) => first + i);
+}

@@ -1,0 +1,110 @@
+/**
+ * The catalog's on-store documents. Everything but `index/HEAD` is stored under the sha256 of its
+ * bytes and never changes. Times are integer milliseconds since the epoch.
+ */
+
+/** `rezfs.json`: the store's format version; a client refuses a store of another major version. */
+export interface StoreConfig {
+  format: string;
+  blockSize: number;
+}
+
+/** `index/<sha256>.json`: enough to list the root without loading any shard. */
+export interface CatalogIndex {
+  format: string;
+  generation: number;
+  createdMs: number;
+  families: Record<string, IndexedFamily>;
+}
+
+export interface IndexedFamily {
+  shard: string;
+  /** Latest publish into this family: the family directory's mtime, read by rez's resolve cache. */
+  mtimeMs: number;
+  versions: number;
+}
+
+/** `families/<sha256>.json`: one family's versions with their package definitions inline. */
+export interface FamilyShard {
+  format: string;
+  name: string;
+  versions: Record<string, VersionRecord>;
+  /** Entries of the family directory that are not versions, e.g. `.ignore<version>` markers. */
+  extras: Record<string, InlineEntry>;
+}
+
+export interface VersionRecord {
+  mode: number;
+  mtimeMs: number;
+  /** Subdirectories of the version directory, for its link count without loading the manifest. */
+  subdirs: number;
+  publishedMs: number;
+  /** `package.py` and/or `package.yaml`, served without touching the manifest or the pack. */
+  definitions: Record<string, InlineFile>;
+  manifest: string;
+  /** Hash of the tree without mtimes: tells a harmless re-copy from a real change on republish. */
+  content: string;
+}
+
+export interface InlineFile {
+  type: 'file';
+  mode: number;
+  mtimeMs: number;
+  data: string; // base64
+}
+
+export interface InlineLink {
+  type: 'symlink';
+  mtimeMs: number;
+  target: string;
+}
+
+export type InlineEntry = InlineFile | InlineLink;
+
+/** `manifests/<sha256>.json`: one package version's tree and where each file's bytes sit in its pack. */
+export interface Manifest {
+  format: string;
+  blockSize: number;
+  pack: string;
+  packSize: number;
+  /** sha256 of each blockSize slice of the pack, in order. */
+  blocks: string[];
+  root: DirNode;
+}
+
+export interface DirNode {
+  type: 'dir';
+  mode: number;
+  mtimeMs: number;
+  entries: Record<string, TreeNode>;
+}
+
+export interface FileNode {
+  type: 'file';
+  mode: number;
+  mtimeMs: number;
+  size: number;
+  /** Where the file's bytes start in the pack. */
+  offset: number;
+  sha256: string;
+}
+
+export interface LinkNode {
+  type: 'symlink';
+  mtimeMs: number;
+  target: string;
+}
+
+export type TreeNode = DirNode | FileNode | LinkNode;
+
+export const FORMAT_VERSION = '1.0.0';
+export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
+
+export const keys = {
+  config: 'rezfs.json',
+  head: 'index/HEAD',
+  index: (hash: string) => `index/${hash}.json`,
+  shard: (hash: string) => `families/${hash}.json`,
+  manifest: (hash: string) => `manifests/${hash}.json`,
+  pack: (hash: string) => `packs/${hash}`,
+} as const;

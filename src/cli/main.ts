@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { Catalog } from '../catalog/index.js';
+import { streamLog } from '../log.js';
+import { publish, PublishInputError } from '../publish/index.js';
+import { openStore, StoreUrlError } from '../store/index.js';
+import { mountCommand } from './mount.js';
+import { progressBar } from './progress.js';
+import { unmountCommand } from './unmount.js';
+import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
+
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+function defaultCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'rezfs');
+}
+
+function storeOption(): Option {
+  return new Option('--store <url>', 'store URL: file:///dir or s3://bucket/prefix').env('REZFS_STORE').makeOptionMandatory();
+}
+
+function program(): Command {
+  const cli = new Command('rezfs')
+    .description('Publish rez packages to object storage and mount them as a lazy, read-only package repository')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'rezfs: ')) });
+
+  cli
+    .command('publish')
+    .description('upload released packages from a rez repository; idempotent')
+    .argument('<repo-dir>', 'released-package repository (family/version/package.py)')
+    .argument('[packages...]', 'what to publish: <family> or <family>/<version> (default: everything)')
+    .addOption(storeOption())
+    .action(async (repoDir: string, packages: string[], opts: { store: string }) => {
+      const store = openStore(opts.store);
+      const bar = progressBar();
+      try {
+        const s = await publish(store, { repoDir, selectors: packages, log: streamLog((l) => process.stderr.write(l), false), onProgress: bar.update });
+        bar.done();
+        const took = `${(s.elapsedMs / 1000).toFixed(1)} s`;
+        if (s.generation === undefined) {
+          process.stdout.write(`nothing to publish: ${s.alreadyPublished} packages already in ${store.url}; 0 objects uploaded in ${took}\n`);
+        } else {
+          process.stdout.write(
+            `published ${s.packages} packages (${s.files} files, ${formatBytes(s.bytes)}; ${s.alreadyPublished} already there) ` +
+              `to ${store.url} in ${took}: ${s.objectsUploaded} objects uploaded (${formatBytes(s.bytesUploaded)}), generation ${s.generation}\n`,
+          );
+        }
+      } finally {
+        bar.done();
+        await store.close();
+      }
+    });
+
+  cli
+    .command('mount')
+    .description('mount the store as a read-only rez package repository')
+    .argument('<mountpoint>')
+    .addOption(storeOption())
+    .addOption(new Option('--cache-dir <dir>', 'disk cache for payload blocks').env('REZFS_CACHE_DIR').default(defaultCacheDir()))
+    .addOption(new Option('--memory-limit <size>', 'memory for cached blocks').env('REZFS_MEMORY_LIMIT').default('512M'))
+    .addOption(new Option('--read-timeout <duration>', 'a read that cannot be served by then fails with EIO').env('REZFS_READ_TIMEOUT').default('30s'))
+    .addOption(new Option('--allow-other', 'let other users see the mount (needs user_allow_other in /etc/fuse.conf)').env('REZFS_ALLOW_OTHER'))
+    .addOption(new Option('--foreground', 'serve in this process until SIGINT/SIGTERM'))
+    .addOption(new Option('--log-file <file>', 'where a mount logs (default: <cache-dir>/mount.log in the background, stderr in the foreground)'))
+    .action(async (mountpoint: string, opts: Record<string, string | boolean | undefined>) => {
+      await mountCommand(
+        {
+          mountpoint,
+          store: String(opts.store),
+          cacheDir: String(opts.cacheDir),
+          memoryLimit: parseSize('--memory-limit', String(opts.memoryLimit)),
+          readTimeoutMs: parseDuration('--read-timeout', String(opts.readTimeout)),
+          allowOther: Boolean(opts.allowOther),
+          foreground: Boolean(opts.foreground),
+          logFile: opts.logFile === undefined ? undefined : String(opts.logFile),
+        },
+        process.argv.slice(1),
+      );
+    });
+
+  cli
+    .command('unmount')
+    .description('unmount a rezfs mount')
+    .argument('<mountpoint>')
+    .action(async (mountpoint: string) => unmountCommand(mountpoint));
+
+  cli
+    .command('ls')
+    .description('list the families in the catalog, or the versions of one family')
+    .argument('[family]')
+    .addOption(storeOption())
+    .action(async (family: string | undefined, opts: { store: string }) => {
+      const store = openStore(opts.store);
+      try {
+        const catalog = await Catalog.open(store);
+        process.stdout.write(family === undefined ? listFamilies(catalog) : await listVersions(catalog, family));
+      } finally {
+        await store.close();
+      }
+    });
+  return cli;
+}
+
+function listFamilies(catalog: Catalog): string {
+  return catalog
+    .familyNames()
+    .map((name) => {
+      const entry = catalog.family(name)!;
+      return `${name}\t${entry.versions} version${entry.versions === 1 ? '' : 's'}\t${new Date(entry.mtimeMs).toISOString()}\n`;
+    })
+    .join('');
+}
+
+async function listVersions(catalog: Catalog, family: string): Promise<string> {
+  if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}; run rezfs ls to see what it holds`);
+  const shard = await catalog.shard(family);
+  return Object.entries(shard.versions)
+    .map(([version, record]) => `${family}/${version}\tpublished ${new Date(record.publishedMs).toISOString()}\n`)
+    .join('');
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    const usage = err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError;
+    process.stderr.write(`rezfs: ${(err as Error).message}\n`);
+    return usage ? EXIT_USAGE : EXIT_FAILURE;
+  }
+}
+
+process.exitCode = await main(process.argv);
+// Sockets of the S3 client or the FUSE thread must not keep a finished command alive.
+process.exit();

@@ -1,0 +1,125 @@
+import { spawn } from 'node:child_process';
+import { createWriteStream, openSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { BlockSource, DiskBlockCache, MemoryBlockCache } from '../cache/index.js';
+import { Catalog } from '../catalog/index.js';
+import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
+import { streamLog, type Log } from '../log.js';
+import { openStore } from '../store/index.js';
+import { UsageError, formatBytes } from './units.js';
+import { fuseMountpoints } from './unmount.js';
+
+export interface MountCommand {
+  mountpoint: string;
+  store: string;
+  cacheDir: string;
+  memoryLimit: number;
+  readTimeoutMs: number;
+  allowOther: boolean;
+  foreground: boolean;
+  logFile: string | undefined;
+}
+
+/** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
+const READY_FD = 3;
+const READY_ENV = 'REZFS_READY_FD';
+const UNMOUNT_POLL_MS = 1_000;
+
+export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
+  const mountpoint = resolve(cmd.mountpoint);
+  const info = await stat(mountpoint).catch(() => undefined);
+  if (!info) throw new UsageError(`mountpoint ${mountpoint} does not exist; create it with mkdir -p`);
+  if (!info.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
+  await mkdir(cmd.cacheDir, { recursive: true });
+  if (cmd.foreground) await serve({ ...cmd, mountpoint });
+  else await daemonize({ ...cmd, mountpoint }, argv);
+}
+
+/** Re-runs this command in the foreground, detached, and returns once it reports the mount usable. */
+async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<void> {
+  const logFile = cmd.logFile ?? resolve(cmd.cacheDir, 'mount.log');
+  const log = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--log-file', logFile], {
+    detached: true,
+    stdio: ['ignore', log, log, 'pipe'],
+    env: { ...process.env, [READY_ENV]: String(READY_FD) },
+  });
+  const message = await new Promise<string>((done) => {
+    let text = '';
+    const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream;
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => (text += chunk));
+    pipe.on('end', () => done(text));
+    child.on('exit', (code) => done(text || `exited with code ${code} before mounting; see ${logFile}`));
+  });
+  if (!message.startsWith('ready')) throw new Error(message.replace(/^error: /, '').trim());
+  child.unref();
+  process.stdout.write(`rezfs: mounted ${cmd.store} at ${cmd.mountpoint} (pid ${child.pid}, log ${logFile})\n`);
+}
+
+async function serve(cmd: MountCommand): Promise<void> {
+  const out = cmd.logFile ? createWriteStream(cmd.logFile, { flags: 'a' }) : process.stderr;
+  const log = streamLog((line) => out.write(line));
+  const ready = readyChannel();
+  let mounted: Mounted | undefined;
+  try {
+    const store = openStore(cmd.store);
+    const catalog = await Catalog.open(store);
+    const blocks = new BlockSource(store, new MemoryBlockCache(cmd.memoryLimit), new DiskBlockCache(cmd.cacheDir), log);
+    const fs = new RezFs(catalog, blocks, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, readDeadlineMs: cmd.readTimeoutMs, log });
+    mounted = await new FuseNativeBinding().mount(cmd.mountpoint, fs, {
+      allowOther: cmd.allowOther,
+      attrTimeoutSec: 300,
+      negativeTimeoutSec: 60,
+      operationTimeoutMs: cmd.readTimeoutMs + 5_000,
+    });
+    log.info(
+      `mounted ${store.url} generation ${catalog.index.generation} (${catalog.familyNames().length} families) at ${cmd.mountpoint}; ` +
+        `memory cache ${formatBytes(cmd.memoryLimit)}, disk cache ${cmd.cacheDir}`,
+    );
+    ready.send('ready\n');
+  } catch (err) {
+    const reason = `cannot mount ${cmd.mountpoint}: ${(err as Error).message}`;
+    log.error(reason);
+    ready.send(`error: ${reason}\n`);
+    await mounted?.unmount();
+    throw new Error(reason);
+  }
+  await untilSignalled(mounted, log);
+}
+
+function readyChannel(): { send(message: string): void } {
+  const fd = process.env[READY_ENV];
+  delete process.env[READY_ENV];
+  if (fd === undefined) return { send: () => {} };
+  const stream = createWriteStream('', { fd: Number(fd) });
+  return { send: (message) => stream.end(message) };
+}
+
+/**
+ * Serves until SIGINT/SIGTERM (which unmount cleanly) or until someone else unmounts the
+ * filesystem (`rezfs unmount`, `fusermount -u`, `umount`), then returns so the process can exit.
+ */
+async function untilSignalled(mounted: Mounted, log: Log): Promise<void> {
+  await new Promise<void>((done) => {
+    const watch = setInterval(() => {
+      fuseMountpoints().then((points) => {
+        if (points.includes(mounted.mountpoint)) return;
+        log.info(`${mounted.mountpoint} was unmounted; exiting`);
+        clearInterval(watch);
+        done();
+      }, () => undefined);
+    }, UNMOUNT_POLL_MS);
+    const stop = (signal: string) => {
+      clearInterval(watch);
+      log.info(`${signal}: unmounting ${mounted.mountpoint}`);
+      mounted.unmount().then(done, (err: Error) => {
+        log.error(`unmount failed: ${err.message}`);
+        done();
+      });
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,38 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { UsageError } from './units.js';
+
+const exec = promisify(execFile);
+
+/** Mountpoints of FUSE filesystems, from /proc/mounts (octal escapes decoded). */
+export async function fuseMountpoints(): Promise<string[]> {
+  const mounts = await readFile('/proc/mounts', 'utf8');
+  return mounts
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((fields) => fields[2]?.startsWith('fuse') && fields[2] !== 'fusectl')
+    .map((fields) => fields[1]!.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+}
+
+/** Unmounts with fusermount3 (works unprivileged), falling back to umount(8). */
+export async function unmountCommand(mountpoint: string): Promise<void> {
+  const path = resolve(mountpoint);
+  if (!(await fuseMountpoints()).includes(path)) throw new UsageError(`${path} is not a FUSE mountpoint`);
+  const attempts: [string, string[]][] = [
+    ['fusermount3', ['-u', path]],
+    ['fusermount', ['-u', path]],
+    ['umount', [path]],
+  ];
+  const failures: string[] = [];
+  for (const [command, args] of attempts) {
+    try {
+      await exec(command, args);
+      return;
+    } catch (err) {
+      failures.push(`${command}: ${((err as { stderr?: string }).stderr || (err as Error).message).trim()}`);
+    }
+  }
+  throw new Error(`cannot unmount ${path} (busy? close files and shells using it, or use umount -l): ${failures.at(-1)}`);
+}

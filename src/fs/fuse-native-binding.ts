@@ -1,0 +1,100 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import Fuse, { type FuseOps, type FuseStat } from 'fuse-native';
+import type { FuseBinding, Mounted, MountOptions } from './binding.js';
+import { Errno, errnoOf } from './errors.js';
+import type { Attr, RezFs } from './rezfs.js';
+
+type Reply = (errno: number, ...results: unknown[]) => void;
+
+const exec = promisify(execFile);
+
+/** Every operation that would change the tree; all answer EROFS. */
+const WRITE_OPS = [
+  'write', 'create', 'mkdir', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'mknod',
+  'chmod', 'chown', 'truncate', 'ftruncate', 'utimens', 'setxattr', 'removexattr',
+] as const;
+
+/** fuse-native (libfuse 2, high-level path API). Every handler runs on the JS main thread. */
+export class FuseNativeBinding implements FuseBinding {
+  async mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted> {
+    const fuse = new Fuse(mountpoint, operations(fs), {
+      force: true, // clears a stale "Transport endpoint is not connected" mountpoint first
+      timeout: options.operationTimeoutMs,
+      allowOther: options.allowOther,
+      kernelCache: true,
+      attrTimeout: options.attrTimeoutSec,
+      entryTimeout: options.attrTimeoutSec,
+      fsname: 'rezfs',
+      // fuse-native has no setting for these libfuse options; it joins subtype into the -o list verbatim.
+      subtype: ['rezfs', 'ro', 'use_ino', 'default_permissions', `negative_timeout=${options.negativeTimeoutSec}`].join(','),
+    });
+    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+    let unmounted: Promise<void> | undefined;
+    return {
+      mountpoint,
+      unmount: () => (unmounted ??= unmount(fuse, mountpoint)),
+    };
+  }
+}
+
+/** fuse-native unmounts with `fusermount -uz`; fall back to umount(8) where only fusermount3 exists. */
+async function unmount(fuse: Fuse, mountpoint: string): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
+  } catch {
+    await exec('umount', ['-l', mountpoint]).catch(() => undefined);
+  }
+}
+
+function operations(fs: RezFs): FuseOps {
+  const answer = <T>(work: Promise<T>, reply: Reply, ok: (value: T) => unknown[]) => {
+    work.then(
+      (value) => reply(0, ...ok(value)),
+      (err: unknown) => reply(-errnoOf(err)),
+    );
+  };
+  const readOnly = (...args: unknown[]) => (args[args.length - 1] as Reply)(-Errno.EROFS);
+
+  const ops: Record<string, (...args: never[]) => void> = {
+    init: (reply: Reply) => reply(0),
+    getattr: (path: string, reply: Reply) => answer(fs.getattr(path), reply, (attr) => [toStat(attr)]),
+    fgetattr: (path: string, _fd: number, reply: Reply) => answer(fs.getattr(path), reply, (attr) => [toStat(attr)]),
+    readdir: (path: string, reply: Reply) =>
+      answer(fs.readdir(path), reply, (entries) => [entries.map((e) => e.name), entries.map((e) => toStat(e.attr))]),
+    readlink: (path: string, reply: Reply) => answer(fs.readlink(path), reply, (target) => [target]),
+    open: (path: string, flags: number, reply: Reply) => answer(fs.open(path, flags), reply, (handle) => [handle]),
+    release: (_path: string, handle: number, reply: Reply) => {
+      fs.release(handle);
+      reply(0);
+    },
+    read: (_path: string, handle: number, buffer: Buffer, length: number, offset: number, reply: Reply) => {
+      fs.read(handle, offset, length).then(
+        (data) => reply(data.copy(buffer)),
+        (err: unknown) => reply(-errnoOf(err)),
+      );
+    },
+    access: (path: string, mode: number, reply: Reply) => answer(fs.access(path, mode), reply, () => []),
+    statfs: (_path: string, reply: Reply) => reply(0, fs.statfs()),
+    getxattr: (path: string, _name: string, _position: number, reply: Reply) => answer(fs.getxattr(path), reply, () => []),
+    listxattr: (path: string, reply: Reply) => answer(fs.listxattr(path), reply, (names) => [names]),
+  };
+  for (const name of WRITE_OPS) ops[name] = readOnly;
+  return ops as FuseOps;
+}
+
+function toStat(attr: Attr): FuseStat {
+  return {
+    mode: attr.mode,
+    uid: attr.uid,
+    gid: attr.gid,
+    size: attr.size,
+    nlink: attr.nlink,
+    ino: attr.ino,
+    blocks: attr.blocks,
+    blksize: 4096,
+    mtime: attr.mtimeMs,
+    atime: attr.mtimeMs,
+    ctime: attr.mtimeMs,
+  };
+}

@@ -1,0 +1,4 @@
+export type { FuseBinding, Mounted, MountOptions } from './binding.js';
+export { Errno, FsError, errnoOf } from './errors.js';
+export { FuseNativeBinding } from './fuse-native-binding.js';
+export { RezFs, type Attr, type DirEntry, type RezFsOptions, type StatFs } from './rezfs.js';

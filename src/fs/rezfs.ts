@@ -1,0 +1,297 @@
+import { readableLength, type BlockSource, type PackRef } from '../cache/index.js';
+import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, Manifest, TreeNode, VersionRecord } from '../catalog/index.js';
+import { countSubdirs, keys } from '../catalog/index.js';
+import type { Log } from '../log.js';
+import { FsError } from './errors.js';
+import { InodeTable } from './inodes.js';
+import { splitPath } from './paths.js';
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const O_ACCMODE = 0o3;
+const O_CREAT = 0o100;
+const O_TRUNC = 0o1000;
+const W_OK = 2;
+const X_OK = 1;
+const READAHEAD_BLOCKS = 2;
+
+export interface Attr {
+  ino: number;
+  mode: number;
+  nlink: number;
+  size: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  blocks: number;
+}
+
+export interface DirEntry {
+  name: string;
+  attr: Attr;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+export interface RezFsOptions {
+  uid: number;
+  gid: number;
+  /** A read that cannot be answered by then fails with EIO instead of hanging the caller. */
+  readDeadlineMs: number;
+  log: Log;
+}
+
+/** What a path names, resolved against the catalog. */
+type Resolved =
+  | { kind: 'root' }
+  | { kind: 'family'; family: string }
+  | { kind: 'inline'; entry: InlineEntry }
+  | { kind: 'version'; record: VersionRecord }
+  | { kind: 'tree'; node: TreeNode; manifest: Manifest };
+
+type OpenFile =
+  | { kind: 'inline'; data: Buffer }
+  | { kind: 'pack'; pack: PackRef; node: FileNode; nextOffset: number };
+
+/**
+ * The filesystem's semantics, independent of any FUSE binding: a read-only view of the catalog as
+ * a released-package repository (`/<family>/<version>/...`). Every method either resolves or throws
+ * an FsError carrying the errno the kernel should see. Metadata never fails with EIO: a family whose
+ * shard cannot be loaded is logged and looks empty, so rez sees a consistent tree.
+ */
+export class RezFs {
+  private readonly inodes = new InodeTable();
+  private readonly handles = new Map<number, OpenFile>();
+  private readonly inlineData = new WeakMap<InlineFile, Buffer>();
+  private nextHandle = 1;
+
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly blocks: BlockSource,
+    private readonly options: RezFsOptions,
+  ) {}
+
+  async getattr(path: string): Promise<Attr> {
+    return this.attrOf(path, await this.resolve(path));
+  }
+
+  async readdir(path: string): Promise<DirEntry[]> {
+    const resolved = await this.resolve(path);
+    const prefix = path === '/' ? '/' : `${path}/`;
+    const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(prefix + name, target) });
+    switch (resolved.kind) {
+      case 'root':
+        return this.catalog.familyNames().map((family) => entry(family, { kind: 'family', family }));
+      case 'family': {
+        const shard = await this.shardOrEmpty(resolved.family);
+        if (!shard) return [];
+        return [
+          ...Object.entries(shard.versions).map(([version, record]) => entry(version, { kind: 'version', record })),
+          ...Object.entries(shard.extras).map(([name, extra]) => entry(name, { kind: 'inline', entry: extra })),
+        ];
+      }
+      case 'version': {
+        const manifest = await this.manifestOf(resolved.record, path);
+        return Object.entries(manifest.root.entries).map(([name, node]) => entry(name, { kind: 'tree', node, manifest }));
+      }
+      case 'tree':
+        if (resolved.node.type !== 'dir') throw new FsError('ENOTDIR');
+        return Object.entries(resolved.node.entries).map(([name, node]) =>
+          entry(name, { kind: 'tree', node, manifest: resolved.manifest }),
+        );
+      case 'inline':
+        throw new FsError('ENOTDIR');
+    }
+  }
+
+  async readlink(path: string): Promise<string> {
+    const resolved = await this.resolve(path);
+    const node = resolved.kind === 'tree' ? resolved.node : resolved.kind === 'inline' ? resolved.entry : undefined;
+    if (node?.type !== 'symlink') throw new FsError('EINVAL', `${path} is not a symlink`);
+    return node.target;
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    if ((flags & O_ACCMODE) !== 0 || (flags & (O_CREAT | O_TRUNC)) !== 0) throw new FsError('EROFS');
+    const resolved = await this.resolve(path);
+    const file = this.openFile(resolved);
+    const handle = this.nextHandle++;
+    this.handles.set(handle, file);
+    return handle;
+  }
+
+  async read(handle: number, offset: number, length: number): Promise<Buffer> {
+    const file = this.handles.get(handle);
+    if (!file) throw new FsError('EBADF');
+    if (file.kind === 'inline') return file.data.subarray(offset, offset + readableLength(file.data.length, offset, length));
+    const n = readableLength(file.node.size, offset, length);
+    if (n === 0) return Buffer.alloc(0);
+    const span = { start: file.node.offset + offset, end: file.node.offset + offset + n };
+    const data = await this.withDeadline(this.blocks.read(file.pack, span), file.pack.key);
+    if (offset === file.nextOffset) this.readAhead(file, span.end);
+    file.nextOffset = offset + n;
+    return data;
+  }
+
+  release(handle: number): void {
+    this.handles.delete(handle);
+  }
+
+  async access(path: string, mode: number): Promise<void> {
+    const attr = await this.getattr(path);
+    if (mode & W_OK) throw new FsError('EROFS');
+    if (mode & X_OK && (attr.mode & 0o111) === 0) throw new FsError('EACCES');
+  }
+
+  /** No extended attributes exist; answering fast keeps copytree and ls -l cheap. */
+  async getxattr(path: string): Promise<never> {
+    await this.resolve(path);
+    throw new FsError('ENODATA');
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    await this.resolve(path);
+    return [];
+  }
+
+  statfs(): StatFs {
+    const files = this.catalog.familyNames().length;
+    return { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files, ffree: 0, favail: 0, namemax: 255 };
+  }
+
+  private async resolve(path: string): Promise<Resolved> {
+    const [family, version, ...rest] = splitPath(path);
+    if (family === undefined) return { kind: 'root' };
+    if (!this.catalog.family(family)) throw new FsError('ENOENT');
+    if (version === undefined) return { kind: 'family', family };
+    const shard = await this.shardOrEmpty(family);
+    const record = shard && Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
+    if (!record) {
+      const extra = shard && Object.hasOwn(shard.extras, version) ? shard.extras[version] : undefined;
+      if (extra && rest.length === 0) return { kind: 'inline', entry: extra };
+      throw new FsError(extra ? 'ENOTDIR' : 'ENOENT');
+    }
+    if (rest.length === 0) return { kind: 'version', record };
+    // package.py and package.yaml come from the shard: a resolve never waits on a manifest.
+    const definition = rest.length === 1 && Object.hasOwn(record.definitions, rest[0]!) ? record.definitions[rest[0]!] : undefined;
+    if (definition) return { kind: 'inline', entry: definition };
+    const manifest = await this.manifestOf(record, path);
+    return { kind: 'tree', node: walk(manifest.root, rest), manifest };
+  }
+
+  private attrOf(path: string, resolved: Resolved): Attr {
+    const ino = this.inodes.ino(path);
+    const dir = (mode: number, mtimeMs: number, subdirs: number) => this.attr(ino, S_IFDIR | mode, 4096, mtimeMs, 2 + subdirs);
+    switch (resolved.kind) {
+      case 'root':
+        return dir(0o755, this.catalog.index.createdMs, this.catalog.familyNames().length);
+      case 'family': {
+        const indexed = this.catalog.family(resolved.family)!;
+        return dir(0o755, indexed.mtimeMs, indexed.versions);
+      }
+      case 'version':
+        return dir(resolved.record.mode, resolved.record.mtimeMs, resolved.record.subdirs);
+      case 'inline':
+        return resolved.entry.type === 'file'
+          ? this.attr(ino, S_IFREG | resolved.entry.mode, this.inline(resolved.entry).length, resolved.entry.mtimeMs, 1)
+          : this.linkAttr(ino, resolved.entry.target, resolved.entry.mtimeMs);
+      case 'tree': {
+        const node = resolved.node;
+        if (node.type === 'dir') return dir(node.mode, node.mtimeMs, countSubdirs(node));
+        if (node.type === 'file') return this.attr(ino, S_IFREG | node.mode, node.size, node.mtimeMs, 1);
+        return this.linkAttr(ino, node.target, node.mtimeMs);
+      }
+    }
+  }
+
+  private linkAttr(ino: number, target: string, mtimeMs: number): Attr {
+    return this.attr(ino, S_IFLNK | 0o777, Buffer.byteLength(target), mtimeMs, 1);
+  }
+
+  private attr(ino: number, mode: number, size: number, mtimeMs: number, nlink: number): Attr {
+    return { ino, mode, nlink, size, uid: this.options.uid, gid: this.options.gid, mtimeMs, blocks: Math.ceil(size / 512) };
+  }
+
+  private openFile(resolved: Resolved): OpenFile {
+    if (resolved.kind === 'inline' && resolved.entry.type === 'file') return { kind: 'inline', data: this.inline(resolved.entry) };
+    if (resolved.kind === 'tree' && resolved.node.type === 'file') {
+      const { manifest, node } = resolved;
+      const pack = { key: keys.pack(manifest.pack), size: manifest.packSize, blockSize: manifest.blockSize, blocks: manifest.blocks };
+      return { kind: 'pack', pack, node, nextOffset: 0 };
+    }
+    throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
+  }
+
+  /** Sequential readers get the next blocks of the same file fetched before they ask. */
+  private readAhead(file: Extract<OpenFile, { kind: 'pack' }>, packOffset: number): void {
+    const fileEnd = file.node.offset + file.node.size;
+    if (packOffset >= fileEnd) return;
+    const next = Math.floor(packOffset / file.pack.blockSize);
+    const lastOfFile = Math.floor((fileEnd - 1) / file.pack.blockSize);
+    this.blocks.prefetch(file.pack, next, Math.min(READAHEAD_BLOCKS, lastOfFile - next + 1));
+  }
+
+  private inline(file: InlineFile): Buffer {
+    let data = this.inlineData.get(file);
+    if (!data) {
+      data = Buffer.from(file.data, 'base64');
+      this.inlineData.set(file, data);
+    }
+    return data;
+  }
+
+  private async shardOrEmpty(family: string): Promise<FamilyShard | undefined> {
+    try {
+      return await this.catalog.shard(family);
+    } catch (err) {
+      this.options.log.error(`family ${family} hidden: its shard could not be loaded: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  private async manifestOf(record: VersionRecord, path: string): Promise<Manifest> {
+    try {
+      return await this.catalog.manifest(record.manifest);
+    } catch (err) {
+      this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);
+      throw new FsError('ENOENT');
+    }
+  }
+
+  private async withDeadline<T>(work: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FsError('EIO', `reading ${what} took longer than ${this.options.readDeadlineMs} ms`)), this.options.readDeadlineMs);
+    });
+    try {
+      return await Promise.race([work, deadline]);
+    } catch (err) {
+      this.options.log.error(`read failed: ${(err as Error).message}`);
+      throw err instanceof FsError ? err : new FsError('EIO', (err as Error).message);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function walk(root: DirNode, parts: string[]): TreeNode {
+  let node: TreeNode = root;
+  for (const part of parts) {
+    if (node.type !== 'dir') throw new FsError('ENOTDIR');
+    const child: TreeNode | undefined = Object.hasOwn(node.entries, part) ? node.entries[part] : undefined;
+    if (!child) throw new FsError('ENOENT');
+    node = child;
+  }
+  return node;
+}

@@ -1,0 +1,163 @@
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FORMAT_VERSION, canonicalJson, sha256Hex, type DirNode, type FileNode, type Manifest, type TreeNode } from '../catalog/index.js';
+import { PublishInputError } from './errors.js';
+import { describeSpecial, utf8Names } from './scan.js';
+
+const READ_CHUNK = 1024 * 1024;
+
+/** A file's place in the pack: where to read it from and the manifest node to fill in. */
+interface PackedFile {
+  path: string;
+  node: FileNode;
+}
+
+export interface BuiltPackage {
+  manifest: Manifest;
+  /** Hash of the tree without mtimes: equal for a harmless re-copy, different for any real change. */
+  content: string;
+  /** The bytes of `package.py` / `package.yaml`, which shards carry inline. */
+  definitions: Record<string, Buffer>;
+  fileCount: number;
+  /** Streams the pack again from the source files, failing if any byte changed since hashing. */
+  packStream(onBytes?: (n: number) => void): AsyncIterable<Buffer>;
+}
+
+/**
+ * Walks one version directory, lays its files out back to back (the files of a directory adjacent,
+ * so one block serves many small neighbours), and hashes each file, each block and the whole pack
+ * in one pass.
+ */
+export async function buildPackage(
+  dir: string,
+  blockSize: number,
+  definitionNames: readonly string[],
+  onBytes?: (n: number) => void,
+): Promise<BuiltPackage> {
+  const files: PackedFile[] = [];
+  const root = await readTree(dir, files);
+  let offset = 0;
+  for (const file of files) {
+    file.node.offset = offset;
+    offset += file.node.size;
+  }
+  const blocks = new BlockHasher(blockSize);
+  const whole = createHash('sha256');
+  const definitions: Record<string, Buffer> = {};
+  for (const file of files) {
+    const fileHash = createHash('sha256');
+    const definition = definitionNames.find((name) => root.entries[name] === file.node);
+    const kept: Buffer[] = [];
+    for await (const chunk of readExactly(file)) {
+      if (definition) kept.push(chunk);
+      fileHash.update(chunk);
+      whole.update(chunk);
+      blocks.update(chunk);
+      onBytes?.(chunk.length);
+    }
+    file.node.sha256 = fileHash.digest('hex');
+    if (definition) definitions[definition] = Buffer.concat(kept);
+  }
+  const packHash = whole.digest('hex');
+  const manifest: Manifest = { format: FORMAT_VERSION, blockSize, pack: packHash, packSize: offset, blocks: blocks.finish(), root };
+  return {
+    manifest,
+    content: sha256Hex(canonicalJson(withoutTimes(root))),
+    definitions,
+    fileCount: files.length,
+    packStream: (onStreamed) => verifiedPack(files, packHash, onStreamed),
+  };
+}
+
+async function readTree(dir: string, files: PackedFile[]): Promise<DirNode> {
+  const info = await lstat(dir);
+  const node: DirNode = { type: 'dir', mode: info.mode & 0o7777, mtimeMs: Math.floor(info.mtimeMs), entries: {} };
+  const subdirs: string[] = [];
+  for (const name of await utf8Names(dir)) {
+    const path = join(dir, name);
+    const entry = await lstat(path);
+    if (entry.isDirectory()) {
+      subdirs.push(name);
+    } else if (entry.isFile()) {
+      const file: FileNode = { type: 'file', mode: entry.mode & 0o7777, mtimeMs: Math.floor(entry.mtimeMs), size: entry.size, offset: 0, sha256: '' };
+      node.entries[name] = file;
+      files.push({ path, node: file });
+    } else if (entry.isSymbolicLink()) {
+      node.entries[name] = { type: 'symlink', mtimeMs: Math.floor(entry.mtimeMs), target: await readlink(path) };
+    } else {
+      throw new PublishInputError(path, `${describeSpecial(entry)} cannot be published; remove it from the package`);
+    }
+  }
+  for (const name of subdirs) node.entries[name] = await readTree(join(dir, name), files);
+  return node;
+}
+
+/** A file's bytes, refusing a file that cannot be read or whose size changed since it was listed. */
+async function* readExactly(file: PackedFile): AsyncGenerator<Buffer> {
+  let seen = 0;
+  try {
+    for await (const chunk of createReadStream(file.path, { highWaterMark: READ_CHUNK }) as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      if (seen > file.node.size) break;
+      yield chunk;
+    }
+  } catch (err) {
+    throw new PublishInputError(file.path, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (seen !== file.node.size) throw new PublishInputError(file.path, 'file changed size while publishing; retry when it is stable');
+}
+
+async function* verifiedPack(files: PackedFile[], expected: string, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+  const whole = createHash('sha256');
+  for (const file of files) {
+    for await (const chunk of readExactly(file)) {
+      whole.update(chunk);
+      onBytes?.(chunk.length);
+      yield chunk;
+    }
+  }
+  if (whole.digest('hex') !== expected) {
+    throw new PublishInputError(files[0]?.path ?? '(empty package)', 'package files changed while publishing; retry when they are stable');
+  }
+}
+
+/** sha256 of each fixed-size slice of a byte stream. */
+export class BlockHasher {
+  private readonly hashes: string[] = [];
+  private current: Hash = createHash('sha256');
+  private filled = 0;
+
+  constructor(private readonly blockSize: number) {}
+
+  update(chunk: Buffer): void {
+    let rest = chunk;
+    while (rest.length > 0) {
+      const take = Math.min(rest.length, this.blockSize - this.filled);
+      this.current.update(rest.subarray(0, take));
+      this.filled += take;
+      rest = rest.subarray(take);
+      if (this.filled === this.blockSize) this.seal();
+    }
+  }
+
+  finish(): string[] {
+    if (this.filled > 0) this.seal();
+    return this.hashes;
+  }
+
+  private seal(): void {
+    this.hashes.push(this.current.digest('hex'));
+    this.current = createHash('sha256');
+    this.filled = 0;
+  }
+}
+
+function withoutTimes(node: TreeNode): unknown {
+  if (node.type === 'dir') {
+    return { type: 'dir', mode: node.mode, entries: Object.fromEntries(Object.entries(node.entries).map(([k, v]) => [k, withoutTimes(v)])) };
+  }
+  if (node.type === 'file') return { type: 'file', mode: node.mode, size: node.size, sha256: node.sha256 };
+  return { type: 'symlink', target: node.target };
+}

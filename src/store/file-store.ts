@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { sha256Hex } from '../hash.js';
+import { ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+
+const LOCK_STALE_MS = 30_000;
+
+/** A store in a local (or NFS) directory: the embedded default, no server needed. */
+export class FileStore implements ObjectStore {
+  readonly url: string;
+
+  constructor(private readonly root: string) {
+    this.url = `file://${root}`;
+  }
+
+  private pathOf(key: string): string {
+    if (key.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      throw new StoreError(`invalid object key ${JSON.stringify(key)}`);
+    }
+    return join(this.root, ...key.split('/'));
+  }
+
+  async get(key: string): Promise<Buffer> {
+    try {
+      return await readFile(this.pathOf(key));
+    } catch (err) {
+      throw this.translate(err, key);
+    }
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Buffer> {
+    let handle;
+    try {
+      handle = await open(this.pathOf(key), 'r');
+    } catch (err) {
+      throw this.translate(err, key);
+    }
+    try {
+      const buffer = Buffer.alloc(Math.max(0, end - start));
+      let filled = 0;
+      while (filled < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, start + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return buffer.subarray(0, filled);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const info = await stat(this.pathOf(key));
+      // Content-derived etag: objects here are small (index/HEAD) or content-addressed.
+      const etag = info.size <= 64 * 1024 ? sha256Hex(await readFile(this.pathOf(key))) : `${info.size}-${info.mtimeMs}`;
+      return { size: info.size, etag };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw this.translate(err, key);
+    }
+  }
+
+  async put(key: string, body: Buffer): Promise<void> {
+    await this.writeAtomically(key, async (tmp) => writeFile(tmp, body));
+  }
+
+  async putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
+    await this.writeAtomically(key, async (tmp) => pipeline(Readable.from(source), createWriteStream(tmp)));
+  }
+
+  async putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
+    return this.withLock(key, async () => {
+      const current = await this.head(key);
+      if ((current?.etag ?? null) !== expected) return false;
+      await this.put(key, body);
+      return true;
+    });
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    const base = prefix.replace(/\/+$/, '');
+    const start = base === '' ? this.root : this.pathOf(base);
+    yield* this.walk(start);
+  }
+
+  async close(): Promise<void> {}
+
+  private async *walk(dir: string): AsyncIterable<string> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) yield* this.walk(full);
+      else if (entry.isFile() && !entry.name.startsWith('.tmp-') && !entry.name.endsWith('.lock')) {
+        yield relative(this.root, full).split(sep).join('/');
+      }
+    }
+  }
+
+  /** Temp file in the target directory, then rename: a crash leaves either nothing or the whole object. */
+  private async writeAtomically(key: string, write: (tmp: string) => Promise<unknown>): Promise<void> {
+    const target = this.pathOf(key);
+    await mkdir(dirname(target), { recursive: true });
+    const tmp = join(dirname(target), `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await write(tmp);
+      await rename(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** An exclusive lock file beside the object; a lock older than LOCK_STALE_MS is a dead writer's. */
+  private async withLock<T>(key: string, body: () => Promise<T>): Promise<T> {
+    const lock = `${this.pathOf(key)}.lock`;
+    await mkdir(dirname(lock), { recursive: true });
+    const deadline = Date.now() + 2 * LOCK_STALE_MS;
+    for (;;) {
+      try {
+        await writeFile(lock, String(process.pid), { flag: 'wx' });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age > LOCK_STALE_MS) await rm(lock, { force: true });
+        else if (Date.now() > deadline) throw new StoreError(`timed out waiting for lock ${lock}`);
+        else await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 50));
+      }
+    }
+    try {
+      return await body();
+    } finally {
+      await rm(lock, { force: true });
+    }
+  }
+
+  private translate(err: unknown, key: string): Error {
+    if (isNotFound(err)) return new ObjectNotFoundError(this.url, key);
+    return new StoreError(`reading ${key} from ${this.url}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
