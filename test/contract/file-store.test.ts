@@ -1,0 +1,20 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { openStore } from '../../src/store/index.js';
+import { storeContract } from './store-contract.js';
+
+storeContract('file://', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rezfs-filestore-'));
+  return { store: openStore(`file://${dir}`), conditionalPut: true, cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+it('file store leaves no temp or lock files behind', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rezfs-filestore-'));
+  const store = openStore(`file://${dir}`);
+  await store.put('k/one', Buffer.from('x'));
+  await store.putIfMatch('k/two', Buffer.from('y'), null);
+  expect((await readdir(join(dir, 'k'))).sort()).toEqual(['one', 'two']);
+  await rm(dir, { recursive: true, force: true });
+});

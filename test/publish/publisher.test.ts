@@ -1,0 +1,138 @@
+import { chmod, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Catalog, keys, readHead } from '../../src/catalog/index.js';
+import { silentLog } from '../../src/log.js';
+import { publish, PublishInputError } from '../../src/publish/index.js';
+import { openStore, type ObjectStore } from '../../src/store/index.js';
+import { CountingStore } from '../support/counting-store.js';
+import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
+
+let work: Awaited<ReturnType<typeof tempDir>>;
+let repo: string;
+let store: ObjectStore;
+
+async function allKeys(s: ObjectStore): Promise<Set<string>> {
+  const found = new Set<string>();
+  for await (const key of s.list('')) found.add(key);
+  return found;
+}
+
+const run = (s: ObjectStore, selectors: string[] = []) => publish(s, { repoDir: repo, selectors, log: silentLog });
+
+beforeEach(async () => {
+  work = await tempDir('publish');
+  repo = join(work.path, 'repo');
+  store = openStore(`file://${join(work.path, 'store')}`);
+  await writeTree(repo, {
+    'foo/1.0.0/package.py': packageDefinition('foo', '1.0.0'),
+    'foo/1.0.0/bin/foo': { mode: 0o755, data: 'x' },
+    'bar/1.0/package.py': packageDefinition('bar', '1.0'),
+    'bar/1.0/data/a.txt': 'a',
+  });
+});
+afterEach(async () => work.remove());
+
+describe('publish', () => {
+  it('writes packs, manifests, shards, an index and HEAD', async () => {
+    const summary = await run(store);
+    expect(summary).toMatchObject({ packages: 2, alreadyPublished: 0, files: 4, generation: 1 });
+    const written = [...(await allKeys(store))];
+    for (const prefix of ['packs/', 'manifests/', 'families/']) expect(written.filter((k) => k.startsWith(prefix))).toHaveLength(2);
+    expect(written).toContain('index/HEAD');
+    expect(written).toContain('rezfs.json');
+    const catalog = await Catalog.open(store);
+    expect(catalog.familyNames()).toEqual(['bar', 'foo']);
+    expect(Object.keys((await catalog.shard('foo')).versions)).toEqual(['1.0.0']);
+  });
+
+  it('is idempotent: a second run uploads nothing and keeps HEAD', async () => {
+    await run(store);
+    const head = await readHead(store);
+    const counting = new CountingStore(store);
+    const summary = await run(counting);
+    expect(summary).toMatchObject({ packages: 0, alreadyPublished: 2, objectsUploaded: 0, generation: undefined });
+    expect(counting.count('put')).toBe(0);
+    expect(await readHead(store)).toEqual(head);
+  });
+
+  it('uploads only the new version payload, its shard, the index and HEAD', async () => {
+    await run(store);
+    const before = await allKeys(store);
+    await writeTree(repo, { 'foo/2.0.0/package.py': packageDefinition('foo', '2.0.0'), 'foo/2.0.0/lib/x': 'new' });
+    const counting = new CountingStore(store);
+    const summary = await run(counting);
+    expect(summary).toMatchObject({ packages: 1, alreadyPublished: 2, generation: 2 });
+    const added = [...(await allKeys(store))].filter((k) => !before.has(k)).map((k) => k.split('/')[0]).sort();
+    expect(added).toEqual(['families', 'index', 'manifests', 'packs']);
+    expect(counting.calls.filter((c) => c.op === 'put').map((c) => c.key.split('/')[0]).sort()).toEqual(['families', 'index', 'index', 'manifests', 'packs']);
+    expect(summary.objectsUploaded).toBe(5);
+    const catalog = await Catalog.open(store);
+    expect(Object.keys((await catalog.shard('foo')).versions).sort()).toEqual(['1.0.0', '2.0.0']);
+    expect(catalog.family('bar')!.shard).toBe((await Catalog.open(openStore(store.url))).family('bar')!.shard);
+  });
+
+  it('publishes only the selected families and versions', async () => {
+    await writeTree(repo, { 'foo/2.0.0/package.py': packageDefinition('foo', '2.0.0') });
+    await run(store, ['foo/2.0.0']);
+    let catalog = await Catalog.open(store);
+    expect(catalog.familyNames()).toEqual(['foo']);
+    expect(Object.keys((await catalog.shard('foo')).versions)).toEqual(['2.0.0']);
+    await run(store, ['bar']);
+    catalog = await Catalog.open(store);
+    expect(catalog.familyNames()).toEqual(['bar', 'foo']);
+    await expect(run(store, ['nope'])).rejects.toThrow(/nope: no such package family/);
+    await expect(run(store, ['foo/9.9'])).rejects.toThrow(/foo\/9\.9: no such package version/);
+  });
+
+  it('refuses different content under a published version, naming it, and leaves HEAD alone', async () => {
+    await run(store);
+    const head = await readHead(store);
+    await writeFile(join(repo, 'foo/1.0.0/bin/foo'), 'changed');
+    const err = await run(store).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PublishInputError);
+    expect((err as Error).message).toMatch(/foo\/1\.0\.0 is already published with different content/);
+    expect(await readHead(store)).toEqual(head);
+  });
+
+  it('treats a re-copy that only changed mtimes as already published', async () => {
+    await run(store);
+    await utimes(join(repo, 'foo/1.0.0/bin/foo'), 1_800_000_000, 1_800_000_000);
+    expect(await run(store)).toMatchObject({ packages: 0, generation: undefined });
+  });
+
+  it('a mode change is a content change', async () => {
+    await run(store);
+    await chmod(join(repo, 'bar/1.0/data/a.txt'), 0o600);
+    await expect(run(store)).rejects.toThrow(/bar\/1\.0 is already published/);
+  });
+
+  it('publishes a new .ignore marker in a family without new versions', async () => {
+    await run(store);
+    await writeTree(repo, { 'foo/.ignore1.0.0': '' });
+    const summary = await run(store);
+    expect(summary.generation).toBe(2);
+    const shard = await (await Catalog.open(store)).shard('foo');
+    expect(Object.keys(shard.extras)).toEqual(['.ignore1.0.0']);
+  });
+
+  it('merges onto a HEAD another publisher moved meanwhile', async () => {
+    await run(store, ['foo']);
+    // Simulates a concurrent publisher: HEAD moves between this publisher's read and its swap.
+    const racing = new (class extends CountingStore {
+      private raced = false;
+      override async putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
+        if (key === keys.head && !this.raced) {
+          this.raced = true;
+          await publish(store, { repoDir: repo, selectors: ['bar'], log: silentLog });
+        }
+        return super.putIfMatch(key, body, expected);
+      }
+    })(store);
+    await writeTree(repo, { 'foo/2.0.0/package.py': packageDefinition('foo', '2.0.0') });
+    await publish(racing, { repoDir: repo, selectors: ['foo'], log: silentLog });
+    const catalog = await Catalog.open(store);
+    expect(catalog.familyNames()).toEqual(['bar', 'foo']);
+    expect(Object.keys((await catalog.shard('foo')).versions).sort()).toEqual(['1.0.0', '2.0.0']);
+  });
+});

@@ -1,0 +1,56 @@
+import type { ObjectInfo, ObjectStore } from '../../src/store/index.js';
+
+/** A real store with a request log in front: tests assert what the mount or the publisher asked for. */
+export class CountingStore implements ObjectStore {
+  readonly calls: { op: string; key: string }[] = [];
+
+  constructor(private readonly inner: ObjectStore) {}
+
+  get url(): string {
+    return this.inner.url;
+  }
+
+  reset(): void {
+    this.calls.length = 0;
+  }
+
+  count(op: string, keyPrefix = ''): number {
+    return this.calls.filter((c) => c.op === op && c.key.startsWith(keyPrefix)).length;
+  }
+
+  private note(op: string, key: string): void {
+    this.calls.push({ op, key });
+  }
+
+  get(key: string): Promise<Buffer> {
+    this.note('get', key);
+    return this.inner.get(key);
+  }
+  getRange(key: string, start: number, end: number): Promise<Buffer> {
+    this.note('getRange', key);
+    return this.inner.getRange(key, start, end);
+  }
+  head(key: string): Promise<ObjectInfo | undefined> {
+    this.note('head', key);
+    return this.inner.head(key);
+  }
+  put(key: string, body: Buffer): Promise<void> {
+    this.note('put', key);
+    return this.inner.put(key, body);
+  }
+  putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
+    this.note('put', key);
+    return this.inner.putStream(key, source);
+  }
+  putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
+    this.note('put', key);
+    return this.inner.putIfMatch(key, body, expected);
+  }
+  list(prefix: string): AsyncIterable<string> {
+    this.note('list', prefix);
+    return this.inner.list(prefix);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,31 @@
+import { mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export type Entry = string | Buffer | { link: string } | { mode: number; data: string | Buffer } | { dir: true };
+
+/** Writes a small tree from a path -> content map; every mtime set to a fixed second. */
+export async function writeTree(root: string, entries: Record<string, Entry>, mtimeSec = 1_700_000_000): Promise<void> {
+  for (const [path, entry] of Object.entries(entries)) {
+    const full = join(root, path);
+    await mkdir(dirname(full), { recursive: true });
+    if (typeof entry === 'string' || Buffer.isBuffer(entry)) await writeFile(full, entry);
+    else if ('link' in entry) await symlink(entry.link, full);
+    else if ('dir' in entry) await mkdir(full, { recursive: true });
+    else await writeFile(full, entry.data, { mode: entry.mode });
+  }
+  for (const path of Object.keys(entries)) {
+    const full = join(root, path);
+    if (typeof entries[path] === 'object' && 'link' in (entries[path] as object)) continue;
+    await utimes(full, mtimeSec, mtimeSec);
+  }
+}
+
+export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `rezfs-${prefix}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export function packageDefinition(name: string, version: string, extra = ''): string {
+  return `name = "${name}"\nversion = "${version}"\n${extra}`;
+}

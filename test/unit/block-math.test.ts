@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { blockCount, blockSpan, blocksCovering, readableLength, sliceOfBlock } from '../../src/cache/block-math.js';
+
+describe('block math', () => {
+  it('clamps reads to the end of the file', () => {
+    expect(readableLength(10, 0, 4)).toBe(4);
+    expect(readableLength(10, 8, 4)).toBe(2);
+    expect(readableLength(10, 10, 4)).toBe(0);
+    expect(readableLength(10, 50, 4)).toBe(0);
+    expect(readableLength(0, 0, 4096)).toBe(0);
+    expect(readableLength(10, 2, 0)).toBe(0);
+  });
+
+  it('finds the blocks covering a span, including exact boundaries', () => {
+    expect(blocksCovering({ start: 0, end: 1 }, 4)).toEqual({ first: 0, last: 0 });
+    expect(blocksCovering({ start: 0, end: 4 }, 4)).toEqual({ first: 0, last: 0 });
+    expect(blocksCovering({ start: 3, end: 5 }, 4)).toEqual({ first: 0, last: 1 });
+    expect(blocksCovering({ start: 4, end: 8 }, 4)).toEqual({ first: 1, last: 1 });
+    expect(blocksCovering({ start: 1, end: 13 }, 4)).toEqual({ first: 0, last: 3 });
+    expect(blocksCovering({ start: 5, end: 5 }, 4)).toBeUndefined();
+  });
+
+  it('gives each block its pack span, the last one short', () => {
+    expect(blockSpan(0, 4, 10)).toEqual({ start: 0, end: 4 });
+    expect(blockSpan(2, 4, 10)).toEqual({ start: 8, end: 10 });
+    expect(blockCount(10, 4)).toBe(3);
+    expect(blockCount(8, 4)).toBe(2);
+    expect(blockCount(0, 4)).toBe(0);
+  });
+
+  it('slices the overlap of a block and a span', () => {
+    expect(sliceOfBlock(0, 4, { start: 3, end: 9 })).toEqual({ start: 3, end: 4 });
+    expect(sliceOfBlock(1, 4, { start: 3, end: 9 })).toEqual({ start: 0, end: 4 });
+    expect(sliceOfBlock(2, 4, { start: 3, end: 9 })).toEqual({ start: 0, end: 1 });
+  });
+
+  it('reassembles any span from its block slices', () => {
+    const pack = Buffer.from(Array.from({ length: 37 }, (_, i) => i));
+    const blockSize = 5;
+    for (let start = 0; start < pack.length; start++) {
+      for (let end = start + 1; end <= pack.length; end++) {
+        const span = { start, end };
+        const { first, last } = blocksCovering(span, blockSize)!;
+        const pieces = [];
+        for (let i = first; i <= last; i++) {
+          const b = blockSpan(i, blockSize, pack.length);
+          const s = sliceOfBlock(i, blockSize, span);
+          pieces.push(pack.subarray(b.start, b.end).subarray(s.start, s.end));
+        }
+        expect(Buffer.concat(pieces)).toEqual(pack.subarray(start, end));
+      }
+    }
+  });
+});

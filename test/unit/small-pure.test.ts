@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson, checkFormat, decodeDocument, encodeDocument } from '../../src/catalog/codec.js';
+import { UsageError, formatBytes, parseDuration, parseSize } from '../../src/cli/units.js';
+import { FsError } from '../../src/fs/errors.js';
+import { InodeTable, ROOT_INO } from '../../src/fs/inodes.js';
+import { splitPath } from '../../src/fs/paths.js';
+import { BlockHasher } from '../../src/publish/pack.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('BlockHasher', () => {
+  it('hashes fixed-size slices whatever the chunking', () => {
+    const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7) % 256));
+    const expected = [0, 256, 512, 768].map((o) => sha(data.subarray(o, o + 256)));
+    for (const chunk of [1, 3, 255, 256, 257, 1000]) {
+      const hasher = new BlockHasher(256);
+      for (let o = 0; o < data.length; o += chunk) hasher.update(data.subarray(o, o + chunk));
+      expect(hasher.finish()).toEqual(expected);
+    }
+  });
+
+  it('gives no blocks for no bytes and one for a partial block', () => {
+    expect(new BlockHasher(8).finish()).toEqual([]);
+    const h = new BlockHasher(8);
+    h.update(Buffer.from('abc'));
+    expect(h.finish()).toEqual([sha(Buffer.from('abc'))]);
+  });
+});
+
+describe('documents', () => {
+  it('serialize canonically so equal content has one hash', () => {
+    expect(canonicalJson({ b: 1, a: { d: 2, c: [3, { f: 1, e: 0 }] } }).toString()).toBe('{"a":{"c":[3,{"e":0,"f":1}],"d":2},"b":1}');
+    expect(encodeDocument({ x: 1, y: 2 }).hash).toBe(encodeDocument({ y: 2, x: 1 }).hash);
+  });
+
+  it('refuse bytes that do not match their hash', () => {
+    const doc = encodeDocument({ format: '1.0.0', n: 1 });
+    expect(decodeDocument('manifest x', doc.hash, doc.bytes)).toEqual({ format: '1.0.0', n: 1 });
+    const tampered = Buffer.from(doc.bytes.toString().replace('1}', '2}'));
+    expect(() => decodeDocument('manifest x', doc.hash, tampered)).toThrow(/manifest x failed verification/);
+  });
+
+  it('accept the same major format and refuse another', () => {
+    expect(() => checkFormat('store', '1.4.2')).not.toThrow();
+    expect(() => checkFormat('store', '2.0.0')).toThrow(/format 2\.0\.0.*install a rezfs/);
+    expect(() => checkFormat('store', 'banana')).toThrow(/no valid format/);
+  });
+});
+
+describe('paths and inodes', () => {
+  it('splits kernel paths', () => {
+    expect(splitPath('/')).toEqual([]);
+    expect(splitPath('/a/b c/é')).toEqual(['a', 'b c', 'é']);
+    expect(() => splitPath(`/${'x'.repeat(256)}`)).toThrow(FsError);
+  });
+
+  it('numbers inodes stably and uniquely', () => {
+    const a = new InodeTable();
+    const b = new InodeTable();
+    expect(a.ino('/')).toBe(ROOT_INO);
+    const paths = Array.from({ length: 20000 }, (_, i) => `/fam${i % 200}/${i}/file`);
+    const numbers = paths.map((p) => a.ino(p));
+    expect(new Set(numbers).size).toBe(paths.length);
+    expect(paths.map((p) => b.ino(p))).toEqual(numbers);
+    expect(a.ino(paths[5]!)).toBe(numbers[5]);
+  });
+});
+
+describe('option values', () => {
+  it('parse sizes and durations', () => {
+    expect(parseSize('--x', '512M')).toBe(512 * 1024 ** 2);
+    expect(parseSize('--x', '20G')).toBe(20 * 1024 ** 3);
+    expect(parseSize('--x', '1.5K')).toBe(1536);
+    expect(parseSize('--x', '4096')).toBe(4096);
+    expect(() => parseSize('--memory-limit', 'lots')).toThrow(UsageError);
+    expect(parseDuration('--x', '30s')).toBe(30_000);
+    expect(parseDuration('--x', '250ms')).toBe(250);
+    expect(parseDuration('--x', '2m')).toBe(120_000);
+    expect(parseDuration('--x', '5')).toBe(5_000);
+    expect(() => parseDuration('--read-timeout', 'soon')).toThrow(/--read-timeout "soon"/);
+    expect(formatBytes(3 * 1024 * 1024)).toBe('3.0 MiB');
+  });
+});
