@@ -5,6 +5,8 @@ import { promisify } from 'node:util';
 import { UsageError } from './units.js';
 
 const exec = promisify(execFile);
+/** A wedged mount can make fusermount hang; give up on each attempt after this long. */
+const ATTEMPT_TIMEOUT_MS = 5_000;
 
 /** Mountpoints of FUSE filesystems, from /proc/mounts (octal escapes decoded). */
 export async function fuseMountpoints(): Promise<string[]> {
@@ -28,7 +30,7 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
   const failures: string[] = [];
   for (const [command, args] of attempts) {
     try {
-      await exec(command, args);
+      await exec(command, args, { timeout: ATTEMPT_TIMEOUT_MS, killSignal: 'SIGKILL' });
       return;
     } catch (err) {
       failures.push(`${command}: ${((err as { stderr?: string }).stderr || (err as Error).message).trim()}`);

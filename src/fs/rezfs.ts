@@ -86,7 +86,14 @@ export class RezFs {
     return this.attrOf(path, await this.resolve(path));
   }
 
+  /** A directory's entries, `.` and `..` first as on a local filesystem. */
   async readdir(path: string): Promise<DirEntry[]> {
+    const parent = path === '/' ? '/' : path.slice(0, path.lastIndexOf('/')) || '/';
+    const [self, up, children] = await Promise.all([this.getattr(path), this.getattr(parent), this.children(path)]);
+    return [{ name: '.', attr: self }, { name: '..', attr: up }, ...children];
+  }
+
+  private async children(path: string): Promise<DirEntry[]> {
     const resolved = await this.resolve(path);
     const prefix = path === '/' ? '/' : `${path}/`;
     const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(prefix + name, target) });

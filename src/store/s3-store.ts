@@ -40,6 +40,8 @@ export class S3Store implements ObjectStore {
     this.bucket = options.bucket;
     this.prefix = options.prefix === '' ? '' : `${options.prefix.replace(/\/+$/, '')}/`;
     this.url = `s3://${options.bucket}/${this.prefix}`;
+    // The locked SDK supports Node 20; its notice about future releases is not for rezfs's users.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
       forcePathStyle: options.forcePathStyle,
       region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
@@ -76,11 +78,7 @@ export class S3Store implements ObjectStore {
       );
       if (!response.Body) throw new StoreError(`empty response for ${key} from ${this.url}`);
       const body = Buffer.from(await response.Body.transformToByteArray());
-      // A server may ignore Range and send the whole object (HTTP 200 without Content-Range).
-      if (ranged && response.ContentRange === undefined && body.length > end - start) {
-        return body.subarray(start, Math.min(end, body.length));
-      }
-      return body;
+      return ranged ? requestedPart(body, response.ContentRange, start, end) : body;
     } catch (err) {
       throw this.translate(err, key);
     }
@@ -206,6 +204,19 @@ export class S3Store implements ObjectStore {
 function isNotFound(err: unknown): boolean {
   const e = err as S3ServiceException;
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/**
+ * The requested bytes out of a ranged response. Servers may answer more than was asked (the whole
+ * object with HTTP 200, or a wider range); Content-Range says where the body starts.
+ */
+export function requestedPart(body: Buffer, contentRange: string | undefined, start: number, end: number): Buffer {
+  const bodyStart = contentRange ? Number(/^bytes (\d+)-/.exec(contentRange)?.[1] ?? NaN) : 0;
+  const from = start - bodyStart;
+  if (!Number.isFinite(from) || from < 0 || from > body.length) {
+    throw new StoreError(`server answered range ${contentRange ?? '(none)'} for requested bytes ${start}-${end - 1}`);
+  }
+  return body.subarray(from, from + (end - start));
 }
 
 /** Regroups a byte stream into buffers of exactly `size` bytes (the last one shorter). */

@@ -85,7 +85,11 @@ beforeEach(() => {
 describe('RezFs metadata', () => {
   it('lists families, versions, extras and a version tree', async () => {
     const { fs } = await freshFs();
-    const names = async (p: string) => (await fs.readdir(p)).map((e) => e.name).sort();
+    const names = async (p: string) => (await fs.readdir(p)).map((e) => e.name).filter((n) => n !== '.' && n !== '..').sort();
+    expect((await fs.readdir('/foo/1.0.0')).slice(0, 2).map((e) => [e.name, e.attr.ino])).toEqual([
+      ['.', (await fs.getattr('/foo/1.0.0')).ino],
+      ['..', (await fs.getattr('/foo')).ino],
+    ]);
     expect(await names('/')).toEqual(['bar', 'foo']);
     expect(await names('/foo')).toEqual(['.ignore1.0.0', '1.0.0', '2.0.0']);
     expect(await names('/foo/1.0.0')).toEqual(['bin', 'données été.txt', 'lib', 'package.py', 'share']);
@@ -256,7 +260,7 @@ describe('RezFs refusals', () => {
     await rm(path);
     try {
       const { fs } = await freshFs();
-      expect(await fs.readdir('/bar')).toEqual([]);
+      expect((await fs.readdir('/bar')).map((e) => e.name)).toEqual(['.', '..']);
       expect(await errno(fs.getattr('/bar/1.0/package.py'))).toBe(Errno.ENOENT);
       expect(errors.some((e) => e.includes('family bar hidden'))).toBe(true);
     } finally {

@@ -82,3 +82,15 @@ describe('option values', () => {
     expect(formatBytes(3 * 1024 * 1024)).toBe('3.0 MiB');
   });
 });
+
+describe('ranged S3 responses', () => {
+  it('takes the requested bytes whatever the server sent', async () => {
+    const { requestedPart } = await import('../../src/store/s3-store.js');
+    const whole = Buffer.from('0123456789');
+    expect(requestedPart(Buffer.from('3456'), 'bytes 3-6/10', 3, 7).toString()).toBe('3456');
+    expect(requestedPart(whole, undefined, 0, 1).toString()).toBe('0');
+    expect(requestedPart(whole, 'bytes 0-9/10', 4, 6).toString()).toBe('45');
+    expect(requestedPart(Buffer.from('23456789'), 'bytes 2-9/10', 4, 12).toString()).toBe('456789');
+    expect(() => requestedPart(Buffer.from('56'), 'bytes 5-6/10', 3, 5)).toThrow(/answered range bytes 5-6\/10/);
+  });
+});

@@ -1,0 +1,1 @@
+libpng16/png.h

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run the test suite: set up the machine (apt FUSE packages, Node >= 20, npm deps, fuse-native check, build), then
+# vitest. Arguments are passed to `vitest run`, e.g. scripts/test.sh test/support  or  scripts/test.sh -t publish
+#
+# No external services are needed: the S3 tests start their own s3rver (in a child process, behind a counting
+# proxy) from test/support/s3-server.ts, and tear it down again. The FUSE tests mount under temp dirs and unmount
+# in afterAll. The rez end-to-end tests need rez (REZ_BIN = directory containing `rez`, or rez on PATH) and are
+# skipped without it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash "$ROOT/scripts/setup.sh"
+
+# setup.sh just built dist/: the vitest global setup need not build again.
+export REZFS_SKIP_BUILD=1
+exec npx vitest run "$@"
