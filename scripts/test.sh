@@ -15,4 +15,17 @@ bash "$ROOT/scripts/setup.sh"
 
 # setup.sh just built dist/: the vitest global setup need not build again.
 export REZFS_SKIP_BUILD=1
-exec npx vitest run "$@"
+mkdir -p .tmp
+rm -f .tmp/vitest.json
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || status=$?
+
+# One plain closing line that any CI reader understands: "N passed, N failed, N skipped".
+if [ -f .tmp/vitest.json ]; then
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(".tmp/vitest.json", "utf8"));
+    const skipped = r.numPendingTests + r.numTodoTests;
+    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+  '
+fi
+exit "$status"
