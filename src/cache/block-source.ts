@@ -2,6 +2,7 @@ import { sha256Hex as sha256 } from '../hash.js';
 import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
+import { ByteBudget } from './byte-budget.js';
 import { blockSpan, blocksCovering, sliceOfBlock, type Span } from './block-math.js';
 
 /** What a reader needs to know about one pack: from its manifest. */
@@ -11,6 +12,9 @@ export interface PackRef {
   blockSize: number;
   blocks: readonly string[];
 }
+
+/** Blocks being fetched at once, in bytes, unless the mount sets its own budget. */
+export const DEFAULT_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 
 export class IntegrityError extends Error {
   constructor(readonly objectKey: string, readonly blockIndex: number, expected: string, actual: string) {
@@ -29,7 +33,8 @@ export interface BlockSourceStats {
 /**
  * Serves pack bytes block by block: memory, then disk, then one ranged GET per block, shared by every
  * concurrent reader of that block. Every block is checked against its sha256 before it is used or
- * cached, whichever way it came in.
+ * cached, whichever way it came in. Blocks being fetched count against a byte budget: demand reads
+ * wait for room, readahead is skipped when there is none.
  */
 export class BlockSource {
   readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0 };
@@ -40,6 +45,7 @@ export class BlockSource {
     private readonly memory: BlockCache,
     private readonly disk: BlockCache | undefined,
     private readonly log: Log,
+    private readonly budget: ByteBudget = new ByteBudget(DEFAULT_IN_FLIGHT_BYTES),
   ) {}
 
   /** Pack bytes [span.start, span.end). */
@@ -55,30 +61,47 @@ export class BlockSource {
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
 
-  /** Starts loading blocks in the background (readahead); failures surface when they are read. */
+  /** Starts loading blocks in the background (readahead) while the budget has room; failures surface when they are read. */
   prefetch(pack: PackRef, first: number, count: number): void {
-    for (let index = first; index < Math.min(first + count, pack.blocks.length); index++) {
-      this.block(pack, index).catch(() => undefined);
-    }
+    const last = Math.min(first + count, pack.blocks.length) - 1;
+    void (async () => {
+      for (let index = first; index <= last; index++) {
+        const sha = pack.blocks[index]!;
+        if (this.inFlight.has(sha) || (await this.memory.get(sha)) || this.inFlight.has(sha)) continue;
+        const size = blockLength(pack, index);
+        if (!this.budget.tryAcquire(size)) return;
+        this.track(sha, size, this.fetch(pack, index, sha)).catch(() => undefined);
+      }
+    })();
   }
 
-  private block(pack: PackRef, index: number): Promise<Buffer> {
+  private async block(pack: PackRef, index: number): Promise<Buffer> {
     const sha = pack.blocks[index];
-    if (sha === undefined) return Promise.reject(new RangeError(`block ${index} is past the end of ${pack.key}`));
-    let pending = this.inFlight.get(sha);
-    if (!pending) {
-      pending = this.load(pack, index, sha).finally(() => this.inFlight.delete(sha));
-      this.inFlight.set(sha, pending);
-    }
-    return pending;
-  }
-
-  private async load(pack: PackRef, index: number, sha: string): Promise<Buffer> {
+    if (sha === undefined) throw new RangeError(`block ${index} is past the end of ${pack.key}`);
+    const pending = this.inFlight.get(sha);
+    if (pending) return pending;
     const inMemory = await this.memory.get(sha);
     if (inMemory) {
       this.stats.memoryHits++;
       return inMemory;
     }
+    const raced = this.inFlight.get(sha);
+    if (raced) return raced;
+    const size = blockLength(pack, index);
+    return this.track(sha, size, this.budget.acquire(size).then(() => this.fetch(pack, index, sha)));
+  }
+
+  /** Shares one load among concurrent readers and gives its budget back when it settles. */
+  private track(sha: string, size: number, load: Promise<Buffer>): Promise<Buffer> {
+    const shared = load.finally(() => {
+      this.inFlight.delete(sha);
+      this.budget.release(size);
+    });
+    this.inFlight.set(sha, shared);
+    return shared;
+  }
+
+  private async fetch(pack: PackRef, index: number, sha: string): Promise<Buffer> {
     const onDisk = await this.fromDisk(sha);
     if (onDisk) {
       this.stats.diskHits++;
@@ -112,6 +135,11 @@ export class BlockSource {
     await this.disk.delete(sha).catch(() => undefined);
     return undefined;
   }
+}
+
+function blockLength(pack: PackRef, index: number): number {
+  const { start, end } = blockSpan(index, pack.blockSize, pack.size);
+  return end - start;
 }
 
 function range(first: number, last: number): number[] {

@@ -62,7 +62,7 @@ function program(): Command {
     .argument('<mountpoint>')
     .addOption(storeOption())
     .addOption(new Option('--cache-dir <dir>', 'disk cache for payload blocks').env('REZFS_CACHE_DIR').default(defaultCacheDir()))
-    .addOption(new Option('--memory-limit <size>', 'memory for cached blocks').env('REZFS_MEMORY_LIMIT').default('512M'))
+    .addOption(new Option('--memory-limit <size>', 'memory of the whole mount process; blocks get what it does not need itself').env('REZFS_MEMORY_LIMIT').default('512M'))
     .addOption(new Option('--read-timeout <duration>', 'a read that cannot be served by then fails with EIO').env('REZFS_READ_TIMEOUT').default('30s'))
     .addOption(new Option('--allow-other', 'let other users see the mount (needs user_allow_other in /etc/fuse.conf)').env('REZFS_ALLOW_OTHER'))
     .addOption(new Option('--foreground', 'serve in this process until SIGINT/SIGTERM'))

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createWriteStream, openSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { BlockSource, DiskBlockCache, MemoryBlockCache } from '../cache/index.js';
+import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, planMemory } from '../cache/index.js';
 import { Catalog } from '../catalog/index.js';
 import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
@@ -25,6 +25,8 @@ export interface MountCommand {
 const READY_FD = 3;
 const READY_ENV = 'REZFS_READY_FD';
 const UNMOUNT_POLL_MS = 1_000;
+/** How far ahead of a sequential reader blocks are fetched, at most. */
+const READAHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
   const mountpoint = resolve(cmd.mountpoint);
@@ -66,8 +68,15 @@ async function serve(cmd: MountCommand): Promise<void> {
   try {
     const store = openStore(cmd.store);
     const catalog = await Catalog.open(store);
-    const blocks = new BlockSource(store, new MemoryBlockCache(cmd.memoryLimit), new DiskBlockCache(cmd.cacheDir), log);
-    const fs = new RezFs(catalog, blocks, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, readDeadlineMs: cmd.readTimeoutMs, log });
+    const memory = planMemory(cmd.memoryLimit);
+    const blocks = new BlockSource(store, new MemoryBlockCache(memory.cacheBytes), new DiskBlockCache(cmd.cacheDir), log, new ByteBudget(memory.inFlightBytes));
+    const fs = new RezFs(catalog, blocks, {
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+      readDeadlineMs: cmd.readTimeoutMs,
+      readaheadBlocks: Math.max(1, Math.floor(READAHEAD_BYTES / catalog.config.blockSize)),
+      log,
+    });
     mounted = await new FuseNativeBinding().mount(cmd.mountpoint, fs, {
       allowOther: cmd.allowOther,
       attrTimeoutSec: 300,
@@ -76,7 +85,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     });
     log.info(
       `mounted ${store.url} generation ${catalog.index.generation} (${catalog.familyNames().length} families) at ${cmd.mountpoint}; ` +
-        `memory cache ${formatBytes(cmd.memoryLimit)}, disk cache ${cmd.cacheDir}`,
+        `memory limit ${formatBytes(cmd.memoryLimit)} (${formatBytes(memory.cacheBytes)} cached blocks, ${formatBytes(memory.inFlightBytes)} in flight), disk cache ${cmd.cacheDir}`,
     );
     ready.send('ready\n');
   } catch (err) {

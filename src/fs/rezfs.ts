@@ -1,4 +1,4 @@
-import { readableLength, type BlockSource, type PackRef } from '../cache/index.js';
+import { ReadaheadWindow, readableLength, type BlockSource, type PackRef } from '../cache/index.js';
 import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, Manifest, TreeNode, VersionRecord } from '../catalog/index.js';
 import { countSubdirs, keys } from '../catalog/index.js';
 import type { Log } from '../log.js';
@@ -14,7 +14,6 @@ const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
 const W_OK = 2;
 const X_OK = 1;
-const READAHEAD_BLOCKS = 2;
 
 export interface Attr {
   ino: number;
@@ -49,6 +48,8 @@ export interface RezFsOptions {
   gid: number;
   /** A read that cannot be answered by then fails with EIO instead of hanging the caller. */
   readDeadlineMs: number;
+  /** The most blocks a sequential reader gets fetched ahead of it. */
+  readaheadBlocks: number;
   log: Log;
 }
 
@@ -62,7 +63,7 @@ type Resolved =
 
 type OpenFile =
   | { kind: 'inline'; data: Buffer }
-  | { kind: 'pack'; pack: PackRef; node: FileNode; nextOffset: number };
+  | { kind: 'pack'; pack: PackRef; node: FileNode; readahead: ReadaheadWindow };
 
 /**
  * The filesystem's semantics, independent of any FUSE binding: a read-only view of the catalog as
@@ -145,10 +146,9 @@ export class RezFs {
     const n = readableLength(file.node.size, offset, length);
     if (n === 0) return Buffer.alloc(0);
     const span = { start: file.node.offset + offset, end: file.node.offset + offset + n };
-    const data = await this.withDeadline(this.blocks.read(file.pack, span), file.pack.key);
-    if (offset === file.nextOffset) this.readAhead(file, span.end);
-    file.nextOffset = offset + n;
-    return data;
+    const ahead = file.readahead.onRead(offset, n);
+    if (ahead > 0) this.readAhead(file, span.end, ahead);
+    return this.withDeadline(this.blocks.read(file.pack, span), file.pack.key);
   }
 
   release(handle: number): void {
@@ -235,18 +235,18 @@ export class RezFs {
     if (resolved.kind === 'tree' && resolved.node.type === 'file') {
       const { manifest, node } = resolved;
       const pack = { key: keys.pack(manifest.pack), size: manifest.packSize, blockSize: manifest.blockSize, blocks: manifest.blocks };
-      return { kind: 'pack', pack, node, nextOffset: 0 };
+      return { kind: 'pack', pack, node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks)) };
     }
     throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
   }
 
-  /** Sequential readers get the next blocks of the same file fetched before they ask. */
-  private readAhead(file: Extract<OpenFile, { kind: 'pack' }>, packOffset: number): void {
+  /** Sequential readers get the blocks after their read fetched before they ask, up to the file's end. */
+  private readAhead(file: Extract<OpenFile, { kind: 'pack' }>, packOffset: number, blocks: number): void {
     const fileEnd = file.node.offset + file.node.size;
     if (packOffset >= fileEnd) return;
-    const next = Math.floor(packOffset / file.pack.blockSize);
+    const next = Math.ceil(packOffset / file.pack.blockSize);
     const lastOfFile = Math.floor((fileEnd - 1) / file.pack.blockSize);
-    this.blocks.prefetch(file.pack, next, Math.min(READAHEAD_BLOCKS, lastOfFile - next + 1));
+    if (next <= lastOfFile) this.blocks.prefetch(file.pack, next, Math.min(blocks, lastOfFile - next + 1));
   }
 
   private inline(file: InlineFile): Buffer {

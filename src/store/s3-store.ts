@@ -77,7 +77,8 @@ export class S3Store implements ObjectStore {
         }),
       );
       if (!response.Body) throw new StoreError(`empty response for ${key} from ${this.url}`);
-      const body = Buffer.from(await response.Body.transformToByteArray());
+      const bytes = await response.Body.transformToByteArray();
+      const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
       return ranged ? requestedPart(body, response.ContentRange, start, end) : body;
     } catch (err) {
       throw this.translate(err, key);

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BlockSource, DiskBlockCache, MemoryBlockCache } from '../../src/cache/index.js';
+import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache } from '../../src/cache/index.js';
 import { Catalog, keys } from '../../src/catalog/index.js';
 import { Errno, FsError, RezFs } from '../../src/fs/index.js';
 import { silentLog, type Log } from '../../src/log.js';
@@ -26,7 +26,7 @@ async function freshFs(options: { disk?: boolean } = {}): Promise<{ fs: RezFs; b
   const cacheDir = join(work.path, `cache-${randomBytes(4).toString('hex')}`);
   const catalog = await Catalog.open(store);
   const blocks = new BlockSource(store, new MemoryBlockCache(1 << 20), options.disk === false ? undefined : new DiskBlockCache(cacheDir), log);
-  return { fs: new RezFs(catalog, blocks, { uid: 1234, gid: 5678, readDeadlineMs: 5_000, log }), blocks, cacheDir };
+  return { fs: new RezFs(catalog, blocks, { uid: 1234, gid: 5678, readDeadlineMs: 5_000, readaheadBlocks: 4, log }), blocks, cacheDir };
 }
 
 async function errno(work: Promise<unknown>): Promise<number> {
@@ -179,7 +179,7 @@ describe('RezFs data', () => {
 
     const catalog = await Catalog.open(store);
     const coldMemory = new BlockSource(store, new MemoryBlockCache(1 << 20), new DiskBlockCache(cacheDir), log);
-    const again = new RezFs(catalog, coldMemory, { uid: 0, gid: 0, readDeadlineMs: 5_000, log });
+    const again = new RezFs(catalog, coldMemory, { uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 4, log });
     expect((await readAll(again, '/foo/1.0.0/lib/libfoo.so.1.2.3')).equals(big)).toBe(true);
     expect(store.count('getRange', 'packs/')).toBe(gets);
     expect(coldMemory.stats.diskHits).toBeGreaterThan(0);
@@ -216,11 +216,46 @@ describe('RezFs data', () => {
     await writeFile(file, Buffer.from('rotten'));
     const catalog = await Catalog.open(store);
     const fresh = new RezFs(catalog, new BlockSource(store, new MemoryBlockCache(1 << 20), new DiskBlockCache(cacheDir), log), {
-      uid: 0, gid: 0, readDeadlineMs: 5_000, log,
+      uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 4, log,
     });
     expect((await readAll(fresh, '/foo/1.0.0/lib/libfoo.so.1.2.3')).equals(big)).toBe(true);
     const repaired = await readFile(file);
     expect(createHash('sha256').update(repaired).digest('hex')).toBe(file.split('/').pop());
+  });
+
+  it('fetches ahead of a sequential reader, not of a random one', async () => {
+    const { fs } = await freshFs({ disk: false });
+    const handle = await fs.open('/foo/1.0.0/lib/libfoo.so.1.2.3', O_RDONLY);
+    await fs.read(handle, 100, 10); // random: only its own block
+    await new Promise((r) => setTimeout(r, 50));
+    expect(store.count('getRange', 'packs/')).toBe(1);
+    await fs.read(handle, 110, 10); // sequential: the next block is fetched before it is asked for
+    await new Promise((r) => setTimeout(r, 50));
+    expect(store.count('getRange', 'packs/')).toBe(2);
+    fs.release(handle);
+  });
+
+  it('keeps the bytes being fetched within the budget, whatever the readers ask', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    // Slow responses, simulated, so that readers pile up behind the budget.
+    const slow = new (class extends CountingStore {
+      override async getRange(key: string, start: number, end: number): Promise<Buffer> {
+        peak = Math.max(peak, ++inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        inFlight--;
+        return super.getRange(key, start, end);
+      }
+    })(store);
+    const catalog = await Catalog.open(store);
+    const blocks = new BlockSource(slow, new MemoryBlockCache(1 << 20), undefined, log, new ByteBudget(2 * BLOCK));
+    const fs = new RezFs(catalog, blocks, { uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 8, log });
+    const handle = await fs.open('/foo/1.0.0/lib/libfoo.so.1.2.3', O_RDONLY);
+    const reads = [0, 1, 2, 3].map((i) => fs.read(handle, i * BLOCK, BLOCK));
+    const parts = await Promise.all(reads);
+    expect(Buffer.concat(parts).equals(big.subarray(0, 4 * BLOCK))).toBe(true);
+    expect(peak).toBeLessThanOrEqual(2);
+    fs.release(handle);
   });
 
   it('turns a read that outlives its deadline into EIO', async () => {
@@ -231,7 +266,7 @@ describe('RezFs data', () => {
       }
     })(store);
     const catalog = await Catalog.open(store);
-    const fs = new RezFs(catalog, new BlockSource(stalled, new MemoryBlockCache(1 << 20), undefined, log), { uid: 0, gid: 0, readDeadlineMs: 200, log });
+    const fs = new RezFs(catalog, new BlockSource(stalled, new MemoryBlockCache(1 << 20), undefined, log), { uid: 0, gid: 0, readDeadlineMs: 200, readaheadBlocks: 4, log });
     const handle = await fs.open('/foo/1.0.0/bin/foo', O_RDONLY);
     const started = Date.now();
     expect(await errno(fs.read(handle, 0, 10))).toBe(Errno.EIO);

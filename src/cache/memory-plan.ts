@@ -1,0 +1,22 @@
+const MiB = 1024 * 1024;
+
+/** What a mount process needs besides block buffers: Node, the S3 client, the catalog of a big store. */
+export const PROCESS_RESERVE_BYTES = 96 * MiB;
+const MIN_BUFFER_BYTES = 32 * MiB;
+
+export interface MemoryPlan {
+  /** Verified blocks kept in memory (the LRU's byte bound). */
+  cacheBytes: number;
+  /** Blocks being fetched at once (the ByteBudget's capacity). */
+  inFlightBytes: number;
+}
+
+/**
+ * Splits a mount's memory limit (the whole process) between cached and in-flight blocks, leaving the
+ * process's own needs aside, so RSS stays near the limit whatever is read.
+ */
+export function planMemory(limitBytes: number): MemoryPlan {
+  const buffers = Math.max(MIN_BUFFER_BYTES, limitBytes - PROCESS_RESERVE_BYTES);
+  const inFlightBytes = Math.min(64 * MiB, Math.max(4 * MiB, Math.floor(buffers / 4)));
+  return { cacheBytes: buffers - inFlightBytes, inFlightBytes };
+}

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { ByteBudget } from '../../src/cache/byte-budget.js';
+import { PROCESS_RESERVE_BYTES, planMemory } from '../../src/cache/memory-plan.js';
+import { ReadaheadWindow } from '../../src/cache/readahead.js';
+
+const MiB = 1024 * 1024;
+
+describe('ReadaheadWindow', () => {
+  it('grows while reads are sequential and resets on a jump', () => {
+    const w = new ReadaheadWindow(1, 8);
+    expect(w.onRead(0, 100)).toBe(1);
+    expect(w.onRead(100, 100)).toBe(2);
+    expect(w.onRead(200, 100)).toBe(4);
+    expect(w.onRead(300, 100)).toBe(8);
+    expect(w.onRead(400, 100)).toBe(8);
+    expect(w.onRead(50_000, 100)).toBe(0);
+    expect(w.onRead(50_100, 100)).toBe(1);
+  });
+
+  it('treats a first read that does not start at 0 as random', () => {
+    expect(new ReadaheadWindow(1, 8).onRead(4096, 10)).toBe(0);
+  });
+});
+
+describe('ByteBudget', () => {
+  it('refuses optional work when full and queues demand until room is released', async () => {
+    const budget = new ByteBudget(10);
+    expect(budget.tryAcquire(6)).toBe(true);
+    expect(budget.tryAcquire(6)).toBe(false);
+    let granted = false;
+    const waiting = budget.acquire(6).then(() => (granted = true));
+    await Promise.resolve();
+    expect(granted).toBe(false);
+    expect(budget.tryAcquire(1)).toBe(false); // no jumping the queue
+    budget.release(6);
+    await waiting;
+    expect(granted).toBe(true);
+    expect(budget.inUse).toBe(6);
+  });
+
+  it('lets a request bigger than the budget through alone', async () => {
+    const budget = new ByteBudget(4);
+    await budget.acquire(10);
+    expect(budget.inUse).toBe(10);
+    budget.release(10);
+    expect(budget.inUse).toBe(0);
+  });
+
+  it('grants waiters in order as room frees', async () => {
+    const budget = new ByteBudget(3);
+    await budget.acquire(3);
+    const order: number[] = [];
+    const a = budget.acquire(2).then(() => order.push(1));
+    const b = budget.acquire(1).then(() => order.push(2));
+    budget.release(3);
+    await Promise.all([a, b]);
+    expect(order).toEqual([1, 2]);
+    expect(budget.inUse).toBe(3);
+  });
+});
+
+describe('planMemory', () => {
+  it('keeps cached plus in-flight blocks within the limit less the process reserve', () => {
+    for (const limit of [256 * MiB, 512 * MiB, 2048 * MiB]) {
+      const plan = planMemory(limit);
+      expect(plan.cacheBytes + plan.inFlightBytes).toBe(limit - PROCESS_RESERVE_BYTES);
+      expect(plan.inFlightBytes).toBeLessThanOrEqual(64 * MiB);
+      expect(plan.cacheBytes).toBeGreaterThan(0);
+    }
+  });
+
+  it('still leaves room for a few blocks under a tiny limit', () => {
+    const plan = planMemory(16 * MiB);
+    expect(plan.inFlightBytes).toBeGreaterThanOrEqual(4 * MiB);
+    expect(plan.cacheBytes).toBeGreaterThan(0);
+  });
+});
