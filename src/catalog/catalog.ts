@@ -1,5 +1,7 @@
 import { ObjectNotFoundError, type ObjectStore } from '../store/index.js';
+import type { KeyObject } from 'node:crypto';
 import { CatalogError, decodeDocument, isSha256, parseVersioned } from './codec.js';
+import { checkIndexSignature, UntrustedCatalogError, type IndexSignature } from './signing.js';
 import {
   DEFAULT_BLOCK_SIZE,
   FORMAT_VERSION,
@@ -49,6 +51,33 @@ export async function readIndex(store: ObjectStore, hash: string): Promise<Catal
   return decodeDocument<CatalogIndex>(`index ${hash}`, hash, await store.get(keys.index(hash)));
 }
 
+export async function readSignature(store: ObjectStore, hash: string): Promise<IndexSignature | undefined> {
+  try {
+    return parseVersioned<IndexSignature>(`signature of index ${hash}`, await store.get(keys.signature(hash)));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** What a mount that checks signatures accepts: indexes signed by one of these keys, no older than it has seen. */
+export interface TrustPolicy {
+  keys: readonly KeyObject[];
+  /** The newest generation this mount has accepted before; an older index is a rollback. */
+  minGeneration: number;
+}
+
+async function readTrustedIndex(store: ObjectStore, hash: string, trust: TrustPolicy): Promise<CatalogIndex> {
+  const what = `index ${hash} in ${store.url}`;
+  const bytes = await store.get(keys.index(hash));
+  const index = decodeDocument<CatalogIndex>(what, hash, bytes);
+  checkIndexSignature(trust.keys, bytes, await readSignature(store, hash), what);
+  if (index.generation < trust.minGeneration) {
+    throw new UntrustedCatalogError(`${what} is generation ${index.generation}, older than generation ${trust.minGeneration} already seen (rollback?)`);
+  }
+  return index;
+}
+
 export async function readShard(store: ObjectStore, hash: string): Promise<FamilyShard> {
   return decodeDocument<FamilyShard>(`family shard ${hash}`, hash, await store.get(keys.shard(hash)));
 }
@@ -73,11 +102,15 @@ export class Catalog {
     readonly index: CatalogIndex,
   ) {}
 
-  /** Loads the current generation; a store nothing was published to yet is an empty catalog. */
-  static async open(store: ObjectStore): Promise<Catalog> {
+  /**
+   * Loads the current generation; a store nothing was published to yet is an empty catalog, unless
+   * signatures are required (an empty store has nothing signed to trust).
+   */
+  static async open(store: ObjectStore, trust?: TrustPolicy): Promise<Catalog> {
     const config = (await readStoreConfig(store)) ?? defaultStoreConfig();
     const head = await readHead(store);
-    const index = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
+    if (!head && trust) throw new UntrustedCatalogError(`${store.url} has no published catalog to trust yet`);
+    const index = !head ? EMPTY_INDEX : trust ? await readTrustedIndex(store, head.indexHash, trust) : await readIndex(store, head.indexHash);
     return new Catalog(store, config, head?.indexHash, index);
   }
 

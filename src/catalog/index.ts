@@ -1,4 +1,18 @@
-export { Catalog, EMPTY_INDEX, defaultStoreConfig, readHead, readIndex, readManifest, readShard, readStoreConfig, type Head } from './catalog.js';
+export {
+  Catalog,
+  EMPTY_INDEX,
+  defaultStoreConfig,
+  readHead,
+  readIndex,
+  readManifest,
+  readShard,
+  readSignature,
+  readStoreConfig,
+  type Head,
+  type TrustPolicy,
+} from './catalog.js';
+export * from './signing.js';
 export { CatalogError, canonicalJson, encodeDocument, sha256Hex } from './codec.js';
 export * from './schema.js';
 export { countSubdirs } from './tree.js';
+export { GenerationFloor } from './generation-floor.js';

@@ -104,6 +104,7 @@ export const keys = {
   config: 'rezfs.json',
   head: 'index/HEAD',
   index: (hash: string) => `index/${hash}.json`,
+  signature: (hash: string) => `index/${hash}.sig`,
   shard: (hash: string) => `families/${hash}.json`,
   manifest: (hash: string) => `manifests/${hash}.json`,
   pack: (hash: string) => `packs/${hash}`,

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
+import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { Catalog } from '../catalog/index.js';
+import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { publish, PublishInputError } from '../publish/index.js';
 import { openStore, StoreUrlError } from '../store/index.js';
+import { readPrivateKey } from './keys.js';
 import { mountCommand } from './mount.js';
 import { progressBar } from './progress.js';
 import { unmountCommand } from './unmount.js';
@@ -35,11 +37,14 @@ function program(): Command {
     .argument('<repo-dir>', 'released-package repository (family/version/package.py)')
     .argument('[packages...]', 'what to publish: <family> or <family>/<version> (default: everything)')
     .addOption(storeOption())
-    .action(async (repoDir: string, packages: string[], opts: { store: string }) => {
+    .addOption(new Option('--sign-key <file>', 'sign the new index with this ed25519 private key (rezfs keygen)').env('REZFS_SIGN_KEY'))
+    .action(async (repoDir: string, packages: string[], opts: { store: string; signKey?: string }) => {
+      const signingKey = opts.signKey === undefined ? undefined : readPrivateKey(opts.signKey);
       const store = openStore(opts.store);
       const bar = progressBar();
       try {
-        const s = await publish(store, { repoDir, selectors: packages, log: streamLog((l) => process.stderr.write(l), false), onProgress: bar.update });
+        const log = streamLog((l) => process.stderr.write(l), false);
+        const s = await publish(store, { repoDir, selectors: packages, log, onProgress: bar.update, signingKey });
         bar.done();
         const took = `${(s.elapsedMs / 1000).toFixed(1)} s`;
         if (s.generation === undefined) {
@@ -66,8 +71,9 @@ function program(): Command {
     .addOption(new Option('--read-timeout <duration>', 'a read that cannot be served by then fails with EIO').env('REZFS_READ_TIMEOUT').default('30s'))
     .addOption(new Option('--allow-other', 'let other users see the mount (needs user_allow_other in /etc/fuse.conf)').env('REZFS_ALLOW_OTHER'))
     .addOption(new Option('--foreground', 'serve in this process until SIGINT/SIGTERM'))
+    .addOption(new Option('--trust-key <file...>', 'serve only catalogs signed by one of these ed25519 public keys').env('REZFS_TRUST_KEYS'))
     .addOption(new Option('--log-file <file>', 'where a mount logs (default: <cache-dir>/mount.log in the background, stderr in the foreground)'))
-    .action(async (mountpoint: string, opts: Record<string, string | boolean | undefined>) => {
+    .action(async (mountpoint: string, opts: Record<string, string | string[] | boolean | undefined>) => {
       await mountCommand(
         {
           mountpoint,
@@ -78,9 +84,26 @@ function program(): Command {
           allowOther: Boolean(opts.allowOther),
           foreground: Boolean(opts.foreground),
           logFile: opts.logFile === undefined ? undefined : String(opts.logFile),
+          trustKeys: trustKeyFiles(opts.trustKey),
         },
         process.argv.slice(1),
       );
+    });
+
+  cli
+    .command('keygen')
+    .description('make an ed25519 key pair for signing catalogs: <key-file> (private, 0600) and <key-file>.pub')
+    .argument('<key-file>')
+    .action(async (keyFile: string) => {
+      const keys = generateSigningKeys();
+      try {
+        await writeFile(keyFile, keys.privatePem, { mode: 0o600, flag: 'wx' });
+        await writeFile(`${keyFile}.pub`, keys.publicPem, { mode: 0o644, flag: 'wx' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${(err as NodeJS.ErrnoException).path} exists; choose another name or remove it`);
+        throw err;
+      }
+      process.stdout.write(`wrote ${keyFile} (keep it secret) and ${keyFile}.pub (give it to mounts: --trust-key), key id ${keys.keyId}\n`);
     });
 
   cli
@@ -104,6 +127,13 @@ function program(): Command {
       }
     });
   return cli;
+}
+
+
+/** Repeated --trust-key options, or a comma-separated REZFS_TRUST_KEYS. */
+function trustKeyFiles(value: string | string[] | boolean | undefined): string[] {
+  if (value === undefined || typeof value === 'boolean') return [];
+  return (Array.isArray(value) ? value : value.split(',')).filter((f) => f !== '');
 }
 
 function listFamilies(catalog: Catalog): string {

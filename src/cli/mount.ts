@@ -1,12 +1,14 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream, openSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, planMemory } from '../cache/index.js';
-import { Catalog } from '../catalog/index.js';
+import { Catalog, GenerationFloor } from '../catalog/index.js';
+import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
-import { openStore } from '../store/index.js';
+import { openStore, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { fuseMountpoints } from './unmount.js';
 
@@ -19,6 +21,8 @@ export interface MountCommand {
   allowOther: boolean;
   foreground: boolean;
   logFile: string | undefined;
+  /** Public key files; when given, only catalogs signed by one of them are served. */
+  trustKeys: string[];
 }
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
@@ -34,6 +38,7 @@ export async function mountCommand(cmd: MountCommand, argv: readonly string[]): 
   if (!info) throw new UsageError(`mountpoint ${mountpoint} does not exist; create it with mkdir -p`);
   if (!info.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
   await mkdir(cmd.cacheDir, { recursive: true });
+  trustedKeys(cmd); // bad key files are reported here, before the mount goes to the background
   if (cmd.foreground) await serve({ ...cmd, mountpoint });
   else await daemonize({ ...cmd, mountpoint }, argv);
 }
@@ -67,7 +72,7 @@ async function serve(cmd: MountCommand): Promise<void> {
   let mounted: Mounted | undefined;
   try {
     const store = openStore(cmd.store);
-    const catalog = await Catalog.open(store);
+    const catalog = await openCatalog(store, cmd);
     const memory = planMemory(cmd.memoryLimit);
     const blocks = new BlockSource(store, new MemoryBlockCache(memory.cacheBytes), new DiskBlockCache(cmd.cacheDir), log, new ByteBudget(memory.inFlightBytes));
     const fs = new RezFs(catalog, blocks, {
@@ -96,6 +101,20 @@ async function serve(cmd: MountCommand): Promise<void> {
     throw new Error(reason);
   }
   await untilSignalled(mounted, log);
+}
+
+function trustedKeys(cmd: MountCommand): KeyObject[] {
+  return cmd.trustKeys.map(readPublicKey);
+}
+
+/** The current generation, checked against the trusted keys and the newest generation seen before. */
+async function openCatalog(store: ObjectStore, cmd: MountCommand): Promise<Catalog> {
+  if (cmd.trustKeys.length === 0) return Catalog.open(store);
+  const keys = trustedKeys(cmd);
+  const floor = new GenerationFloor(cmd.cacheDir, store.url);
+  const catalog = await Catalog.open(store, { keys, minGeneration: await floor.read() });
+  await floor.raise(catalog.index.generation);
+  return catalog;
 }
 
 function readyChannel(): { send(message: string): void } {

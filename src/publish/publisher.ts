@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import {
   EMPTY_INDEX,
   FORMAT_VERSION,
@@ -10,6 +11,7 @@ import {
   readStoreConfig,
   canonicalJson,
   countSubdirs,
+  signIndex,
   type CatalogIndex,
   type FamilyShard,
   type VersionRecord,
@@ -48,6 +50,8 @@ export interface PublishOptions {
   selectors: readonly string[];
   log: Log;
   onProgress?: (progress: PublishProgress) => void;
+  /** Signs each new index (ed25519) so mounts with --trust-key accept it. */
+  signingKey?: KeyObject;
 }
 
 interface Prepared {
@@ -119,6 +123,7 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
     }
     const indexDoc = encodeDocument(next);
     await uploads.ifMissing(keys.index(indexDoc.hash), indexDoc.bytes);
+    if (options.signingKey) await uploads.put(keys.signature(indexDoc.hash), canonicalJson(signIndex(options.signingKey, indexDoc.bytes)));
     if (await store.putIfMatch(keys.head, Buffer.from(indexDoc.hash), head?.etag ?? null)) {
       uploads.count(indexDoc.hash.length);
       return summary(next.generation);

@@ -1,0 +1,70 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { sha256Hex } from '../hash.js';
+import { CatalogError } from './codec.js';
+import { FORMAT_VERSION } from './schema.js';
+
+/** `index/<hash>.sig`: an ed25519 signature over the exact bytes of `index/<hash>.json`. */
+export interface IndexSignature {
+  format: string;
+  keyId: string;
+  signature: string; // base64
+}
+
+export class UntrustedCatalogError extends CatalogError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UntrustedCatalogError';
+  }
+}
+
+export function generateSigningKeys(): { privatePem: string; publicPem: string; keyId: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    keyId: keyIdOf(publicKey),
+  };
+}
+
+/** A short, stable name for a public key, so logs and errors can say which key signed. */
+export function keyIdOf(publicKey: KeyObject): string {
+  return sha256Hex(publicKey.export({ type: 'spki', format: 'der' })).slice(0, 16);
+}
+
+export function loadPrivateKey(pem: string, source: string): KeyObject {
+  try {
+    const key = createPrivateKey(pem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
+    return key;
+  } catch (err) {
+    throw new CatalogError(`${source} is not an ed25519 private key (${(err as Error).message}); make one with rezfs keygen`);
+  }
+}
+
+export function loadPublicKey(pem: string, source: string): KeyObject {
+  try {
+    const key = createPublicKey(pem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
+    return key;
+  } catch (err) {
+    throw new CatalogError(`${source} is not an ed25519 public key (${(err as Error).message}); use the .pub file rezfs keygen wrote`);
+  }
+}
+
+export function signIndex(privateKey: KeyObject, indexBytes: Buffer): IndexSignature {
+  return {
+    format: FORMAT_VERSION,
+    keyId: keyIdOf(createPublicKey(privateKey)),
+    signature: sign(null, indexBytes, privateKey).toString('base64'),
+  };
+}
+
+/** Accepts the index only if one of the trusted keys made the signature over exactly these bytes. */
+export function checkIndexSignature(trusted: readonly KeyObject[], indexBytes: Buffer, signature: IndexSignature | undefined, what: string): void {
+  if (!signature) throw new UntrustedCatalogError(`${what} is not signed; a mount with --trust-key serves only signed catalogs`);
+  const key = trusted.find((k) => keyIdOf(k) === signature.keyId);
+  if (!key) throw new UntrustedCatalogError(`${what} is signed by key ${signature.keyId}, which is not trusted`);
+  if (!verify(null, indexBytes, key, Buffer.from(signature.signature, 'base64'))) {
+    throw new UntrustedCatalogError(`${what} has a signature that does not match its bytes (tampered?)`);
+  }
+}
