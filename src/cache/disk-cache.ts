@@ -1,18 +1,54 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sha256Hex } from '../hash.js';
 import type { BlockCache } from './block-cache.js';
+
+/** Eviction starts above this share of the cap and stops below the lower one. */
+const HIGH_WATERMARK = 0.95;
+const LOW_WATERMARK = 0.85;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+export interface DiskCacheStats {
+  blocks: number;
+  bytes: number;
+  pinnedBlocks: number;
+  pinnedBytes: number;
+}
+
+export interface GcResult {
+  removedBlocks: number;
+  removedBytes: number;
+  remainingBytes: number;
+}
+
+interface CachedBlock {
+  sha256: string;
+  path: string;
+  size: number;
+  lastUsedMs: number;
+}
 
 /**
  * Verified blocks on local disk under `<dir>/blocks/<aa>/<sha256>`. Each block is written to a temp
  * file and renamed into place, so a crash never leaves a torn block under its final name, and
- * several mounts can share one directory.
+ * several mounts can share one directory. The directory is its own index: a block's mtime is its
+ * last use (touched on every hit), so LRU order survives unmount, crash and reboot. With a size cap,
+ * the least recently used blocks are evicted between the watermarks; pinned ones never are.
  */
 export class DiskBlockCache implements BlockCache {
   private readonly blocksDir: string;
+  private readonly pinsDir: string;
+  /** Bytes this process believes are cached; learnt by one scan, then kept up to date by its own writes. */
+  private used: number | undefined;
+  private collecting: Promise<unknown> | undefined;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    private readonly maxBytes: number = Number.POSITIVE_INFINITY,
+  ) {
     this.blocksDir = join(dir, 'blocks');
+    this.pinsDir = join(dir, 'pins');
   }
 
   private pathOf(sha256: string): string {
@@ -21,7 +57,10 @@ export class DiskBlockCache implements BlockCache {
 
   async get(sha256: string): Promise<Buffer | undefined> {
     try {
-      return await readFile(this.pathOf(sha256));
+      const data = await readFile(this.pathOf(sha256));
+      const now = new Date();
+      utimes(this.pathOf(sha256), now, now).catch(() => undefined);
+      return data;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -40,9 +79,127 @@ export class DiskBlockCache implements BlockCache {
       await rm(tmp, { force: true });
       throw err;
     }
+    if (Number.isFinite(this.maxBytes)) this.account(data.length);
   }
 
   async delete(sha256: string): Promise<void> {
     await rm(this.pathOf(sha256), { force: true });
+  }
+
+  /** Keeps a running total and starts one eviction pass when it crosses the high watermark. */
+  private account(added: number): void {
+    if (this.used !== undefined) this.used += added;
+    if (this.collecting || (this.used !== undefined && this.used <= this.maxBytes * HIGH_WATERMARK)) return;
+    this.collecting = this.collectIfFull().finally(() => (this.collecting = undefined));
+  }
+
+  private async collectIfFull(): Promise<void> {
+    this.used = (await this.scan()).reduce((n, b) => n + b.size, 0);
+    if (this.used > this.maxBytes * HIGH_WATERMARK) await this.gc();
+  }
+
+  /** Evicts least recently used, unpinned blocks until the cache holds at most `targetBytes`. */
+  async gc(targetBytes: number = Math.floor(this.maxBytes * LOW_WATERMARK)): Promise<GcResult> {
+    const [blocks, pinned] = await Promise.all([this.scan(), this.pinnedBlocks()]);
+    let remaining = blocks.reduce((n, b) => n + b.size, 0);
+    const result: GcResult = { removedBlocks: 0, removedBytes: 0, remainingBytes: remaining };
+    for (const block of blocks.sort((a, b) => a.lastUsedMs - b.lastUsedMs)) {
+      if (remaining <= targetBytes) break;
+      if (pinned.has(block.sha256)) continue;
+      await rm(block.path, { force: true });
+      remaining -= block.size;
+      result.removedBlocks++;
+      result.removedBytes += block.size;
+    }
+    result.remainingBytes = remaining;
+    this.used = remaining;
+    return result;
+  }
+
+  async stats(): Promise<DiskCacheStats> {
+    const [blocks, pinned] = await Promise.all([this.scan(), this.pinnedBlocks()]);
+    const stats: DiskCacheStats = { blocks: 0, bytes: 0, pinnedBlocks: 0, pinnedBytes: 0 };
+    for (const block of blocks) {
+      stats.blocks++;
+      stats.bytes += block.size;
+      if (pinned.has(block.sha256)) {
+        stats.pinnedBlocks++;
+        stats.pinnedBytes += block.size;
+      }
+    }
+    return stats;
+  }
+
+  /** Re-hashes every block; a block whose bytes do not match its name is deleted and reported. */
+  async verify(): Promise<{ checked: number; removed: string[] }> {
+    const removed: string[] = [];
+    const blocks = await this.scan();
+    for (const block of blocks) {
+      const data = await readFile(block.path).catch(() => undefined);
+      if (data && sha256Hex(data) !== block.sha256) {
+        await rm(block.path, { force: true });
+        removed.push(block.sha256);
+      }
+    }
+    return { checked: blocks.length, removed };
+  }
+
+  async clear(): Promise<void> {
+    await rm(this.blocksDir, { recursive: true, force: true });
+    await rm(this.pinsDir, { recursive: true, force: true });
+    this.used = 0;
+  }
+
+  /** Exempts blocks from eviction under a name (a package, a context) until unpinned. */
+  async pin(name: string, shas: readonly string[]): Promise<void> {
+    await mkdir(this.pinsDir, { recursive: true });
+    const file = join(this.pinsDir, `${encodeURIComponent(name)}.json`);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify([...new Set(shas)]));
+    await rename(tmp, file);
+  }
+
+  /** Removes one pin, or all of them without a name; returns how many were removed. */
+  async unpin(name?: string): Promise<number> {
+    const files = name === undefined ? await this.pinFiles() : [`${encodeURIComponent(name)}.json`];
+    let removed = 0;
+    for (const file of files) {
+      const path = join(this.pinsDir, file);
+      if (await stat(path).then(() => true, () => false)) {
+        await rm(path, { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  async pins(): Promise<string[]> {
+    return (await this.pinFiles()).map((file) => decodeURIComponent(file.replace(/\.json$/, '')));
+  }
+
+  private async pinFiles(): Promise<string[]> {
+    return (await readdir(this.pinsDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json'));
+  }
+
+  private async pinnedBlocks(): Promise<Set<string>> {
+    const pinned = new Set<string>();
+    for (const file of await this.pinFiles()) {
+      const list = await readFile(join(this.pinsDir, file), 'utf8').then((t) => JSON.parse(t) as string[], () => []);
+      for (const sha of list) pinned.add(sha);
+    }
+    return pinned;
+  }
+
+  private async scan(): Promise<CachedBlock[]> {
+    const blocks: CachedBlock[] = [];
+    for (const sub of await readdir(this.blocksDir).catch(() => [] as string[])) {
+      for (const name of await readdir(join(this.blocksDir, sub)).catch(() => [] as string[])) {
+        if (!SHA256.test(name)) continue;
+        const path = join(this.blocksDir, sub, name);
+        const info = await stat(path).catch(() => undefined);
+        if (info) blocks.push({ sha256: name, path, size: info.size, lastUsedMs: info.mtimeMs });
+      }
+    }
+    return blocks;
   }
 }

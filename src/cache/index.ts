@@ -2,7 +2,7 @@ export type { BlockCache } from './block-cache.js';
 export { ByteBudget } from './byte-budget.js';
 export { ReadaheadWindow } from './readahead.js';
 export { BlockSource, DEFAULT_IN_FLIGHT_BYTES, IntegrityError, type BlockSourceStats, type PackRef } from './block-source.js';
-export { DiskBlockCache } from './disk-cache.js';
+export { DiskBlockCache, type DiskCacheStats, type GcResult } from './disk-cache.js';
 export { MemoryBlockCache } from './memory-cache.js';
 export * from './block-math.js';
 export { planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';

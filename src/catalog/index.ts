@@ -16,3 +16,4 @@ export { CatalogError, canonicalJson, encodeDocument, sha256Hex } from './codec.
 export * from './schema.js';
 export { countSubdirs } from './tree.js';
 export { GenerationFloor } from './generation-floor.js';
+export { verifyStore, type VerifyReport } from './verify.js';

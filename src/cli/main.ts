@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
-import { publish, PublishInputError } from '../publish/index.js';
+import { publish, PublishInputError, type PublishProgress } from '../publish/index.js';
 import { openStore, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
+import { cacheCommand, prefetchCommand, verifyCommand } from './maintenance.js';
 import { mountCommand } from './mount.js';
 import { progressBar } from './progress.js';
 import { unmountCommand } from './unmount.js';
@@ -22,6 +23,14 @@ function defaultCacheDir(): string {
 
 function storeOption(): Option {
   return new Option('--store <url>', 'store URL: file:///dir or s3://bucket/prefix').env('REZFS_STORE').makeOptionMandatory();
+}
+
+function cacheDirOption(): Option {
+  return new Option('--cache-dir <dir>', 'disk cache for payload blocks').env('REZFS_CACHE_DIR').default(defaultCacheDir());
+}
+
+function cacheSizeOption(): Option {
+  return new Option('--cache-size <size>', 'hard cap for the disk cache (LRU eviction)').env('REZFS_CACHE_SIZE');
 }
 
 function program(): Command {
@@ -44,7 +53,12 @@ function program(): Command {
       const bar = progressBar();
       try {
         const log = streamLog((l) => process.stderr.write(l), false);
-        const s = await publish(store, { repoDir, selectors: packages, log, onProgress: bar.update, signingKey });
+        const onProgress = (p: PublishProgress) => {
+          const bytes = p.totalBytes ? `${formatBytes(p.doneBytes)}/${formatBytes(p.totalBytes)}` : formatBytes(p.doneBytes);
+          const fraction = p.totalBytes ? p.doneBytes / p.totalBytes : p.donePackages / Math.max(1, p.totalPackages);
+          bar.update(p.phase, fraction, `${p.donePackages}/${p.totalPackages} packages ${bytes}`);
+        };
+        const s = await publish(store, { repoDir, selectors: packages, log, onProgress, signingKey });
         bar.done();
         const took = `${(s.elapsedMs / 1000).toFixed(1)} s`;
         if (s.generation === undefined) {
@@ -66,7 +80,8 @@ function program(): Command {
     .description('mount the store as a read-only rez package repository')
     .argument('<mountpoint>')
     .addOption(storeOption())
-    .addOption(new Option('--cache-dir <dir>', 'disk cache for payload blocks').env('REZFS_CACHE_DIR').default(defaultCacheDir()))
+    .addOption(cacheDirOption())
+    .addOption(cacheSizeOption().default('20G'))
     .addOption(new Option('--memory-limit <size>', 'memory of the whole mount process; blocks get what it does not need itself').env('REZFS_MEMORY_LIMIT').default('512M'))
     .addOption(new Option('--read-timeout <duration>', 'a read that cannot be served by then fails with EIO').env('REZFS_READ_TIMEOUT').default('30s'))
     .addOption(new Option('--allow-other', 'let other users see the mount (needs user_allow_other in /etc/fuse.conf)').env('REZFS_ALLOW_OTHER'))
@@ -79,6 +94,7 @@ function program(): Command {
           mountpoint,
           store: String(opts.store),
           cacheDir: String(opts.cacheDir),
+          cacheSize: parseSize('--cache-size', String(opts.cacheSize)),
           memoryLimit: parseSize('--memory-limit', String(opts.memoryLimit)),
           readTimeoutMs: parseDuration('--read-timeout', String(opts.readTimeout)),
           allowOther: Boolean(opts.allowOther),
@@ -89,6 +105,36 @@ function program(): Command {
         process.argv.slice(1),
       );
     });
+
+  cli
+    .command('prefetch')
+    .description('pull packages\' payloads into the disk cache (farm warm-up), from a list or a saved rez context')
+    .argument('[packages...]', '<family>-<version> ...')
+    .addOption(storeOption())
+    .addOption(cacheDirOption())
+    .option('--context <file.rxt>', 'every package a saved rez context resolved to')
+    .option('--pin', 'exempt them from eviction until rezfs cache unpin')
+    .action(async (packages: string[], opts: { store: string; cacheDir: string; context?: string; pin?: boolean }) =>
+      prefetchCommand(packages, { ...opts, pin: Boolean(opts.pin) }),
+    );
+
+  cli
+    .command('cache')
+    .description('inspect or trim a disk cache: stats | gc | clear | verify | unpin [<name>]')
+    .argument('<action>')
+    .argument('[name]')
+    .addOption(cacheDirOption())
+    .addOption(cacheSizeOption())
+    .action(async (action: string, name: string | undefined, opts: { cacheDir: string; cacheSize?: string }) =>
+      cacheCommand(action, name, { cacheDir: opts.cacheDir, cacheSize: opts.cacheSize === undefined ? undefined : parseSize('--cache-size', opts.cacheSize) }),
+    );
+
+  cli
+    .command('verify')
+    .description('check every object of the current catalog generation against its hash')
+    .addOption(storeOption())
+    .addOption(new Option('--trust-key <file...>', 'also require a signature by one of these keys').env('REZFS_TRUST_KEYS'))
+    .action(async (opts: { store: string; trustKey?: string | string[] }) => verifyCommand(opts.store, trustKeyFiles(opts.trustKey)));
 
   cli
     .command('keygen')

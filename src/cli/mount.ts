@@ -16,6 +16,8 @@ export interface MountCommand {
   mountpoint: string;
   store: string;
   cacheDir: string;
+  /** Hard cap of the disk cache, in bytes. */
+  cacheSize: number;
   memoryLimit: number;
   readTimeoutMs: number;
   allowOther: boolean;
@@ -74,7 +76,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     const store = openStore(cmd.store);
     const catalog = await openCatalog(store, cmd);
     const memory = planMemory(cmd.memoryLimit);
-    const blocks = new BlockSource(store, new MemoryBlockCache(memory.cacheBytes), new DiskBlockCache(cmd.cacheDir), log, new ByteBudget(memory.inFlightBytes));
+    const blocks = new BlockSource(store, new MemoryBlockCache(memory.cacheBytes), new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, new ByteBudget(memory.inFlightBytes));
     const fs = new RezFs(catalog, blocks, {
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
@@ -90,7 +92,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     });
     log.info(
       `mounted ${store.url} generation ${catalog.index.generation} (${catalog.familyNames().length} families) at ${cmd.mountpoint}; ` +
-        `memory limit ${formatBytes(cmd.memoryLimit)} (${formatBytes(memory.cacheBytes)} cached blocks, ${formatBytes(memory.inFlightBytes)} in flight), disk cache ${cmd.cacheDir}`,
+        `memory limit ${formatBytes(cmd.memoryLimit)} (${formatBytes(memory.cacheBytes)} cached blocks, ${formatBytes(memory.inFlightBytes)} in flight), disk cache ${cmd.cacheDir} (cap ${formatBytes(cmd.cacheSize)})`,
     );
     ready.send('ready\n');
   } catch (err) {

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -61,4 +61,58 @@ it('disk cache survives a new instance and leaves no temp files', async () => {
   await new DiskBlockCache(dir).put(sha, Buffer.from('persisted'));
   expect((await new DiskBlockCache(dir).get(sha))?.toString()).toBe('persisted');
   expect(await readdir(join(dir, 'blocks', 'ee'))).toEqual([sha]);
+});
+
+describe('disk cache limits', () => {
+  const sha = (i: number) => i.toString(16).padStart(64, '0');
+  const aged = async (dir: string, i: number, secondsAgo: number) => {
+    const when = new Date(Date.now() - secondsAgo * 1000);
+    await utimes(join(dir, 'blocks', sha(i).slice(0, 2), sha(i)), when, when);
+  };
+
+  it('evicts least recently used blocks between the watermarks, never pinned ones', async () => {
+    const dir = await tempDir();
+    const cache = new DiskBlockCache(dir);
+    for (let i = 0; i < 10; i++) {
+      await cache.put(sha(i), Buffer.alloc(1000, i));
+      await aged(dir, i, 1000 - i * 10); // block 0 is the least recently used
+    }
+    await cache.pin('job-42', [sha(0)]);
+    await cache.get(sha(1)); // a hit makes block 1 the most recently used
+    const result = await cache.gc(5000);
+    expect(result.remainingBytes).toBeLessThanOrEqual(5000);
+    const left = (await Promise.all(Array.from({ length: 10 }, async (_, i) => ((await cache.get(sha(i))) ? i : -1)))).filter((i) => i >= 0);
+    expect(left).toEqual([0, 1, 7, 8, 9]);
+    expect(await cache.stats()).toEqual({ blocks: 5, bytes: 5000, pinnedBlocks: 1, pinnedBytes: 1000 });
+    expect(await cache.pins()).toEqual(['job-42']);
+    expect(await cache.unpin('job-42')).toBe(1);
+    expect((await cache.stats()).pinnedBlocks).toBe(0);
+  });
+
+  it('keeps itself under its cap as blocks are written', async () => {
+    const dir = await tempDir();
+    const cache = new DiskBlockCache(dir, 20_000);
+    for (let i = 0; i < 60; i++) {
+      await cache.put(sha(i), Buffer.alloc(1000, i));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const stats = await cache.stats();
+    expect(stats.bytes).toBeLessThanOrEqual(20_000);
+    expect(await cache.get(sha(59))).toBeDefined();
+  });
+
+  it('verify deletes blocks whose bytes do not match their name; clear empties the cache', async () => {
+    const dir = await tempDir();
+    const cache = new DiskBlockCache(dir);
+    const good = Buffer.from('good');
+    const goodSha = createHash('sha256').update(good).digest('hex');
+    await cache.put(goodSha, good);
+    await cache.put(sha(7), Buffer.from('rotten'));
+    const result = await cache.verify();
+    expect(result).toEqual({ checked: 2, removed: [sha(7)] });
+    expect(await cache.get(goodSha)).toEqual(good);
+    await cache.clear();
+    expect(await cache.stats()).toEqual({ blocks: 0, bytes: 0, pinnedBlocks: 0, pinnedBytes: 0 });
+  });
 });

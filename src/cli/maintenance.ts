@@ -1,0 +1,93 @@
+import { DiskBlockCache } from '../cache/index.js';
+import { Catalog, verifyStore } from '../catalog/index.js';
+import { streamLog } from '../log.js';
+import { openStore } from '../store/index.js';
+import { readPublicKey } from './keys.js';
+import { packagesOfContext, parsePackageRef, prefetch, type PackageRef } from './prefetch.js';
+import { progressBar } from './progress.js';
+import { UsageError, formatBytes } from './units.js';
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
+
+/** `rezfs verify`: exit 1 with one line per problem, or one summary line when all is well. */
+export async function verifyCommand(storeUrl: string, trustKeys: string[]): Promise<void> {
+  const started = Date.now();
+  const store = openStore(storeUrl);
+  const bar = progressBar();
+  try {
+    const trust = trustKeys.length > 0 ? { keys: trustKeys.map(readPublicKey), minGeneration: 0 } : undefined;
+    const report = await verifyStore(store, trust, (done, total) => bar.update('verifying', done / total, `${done}/${total} packs`));
+    bar.done();
+    for (const problem of report.problems) process.stderr.write(`rezfs: ${problem}\n`);
+    const what = `generation ${report.generation} of ${store.url}: ${report.families} families, ${report.versions} versions, ${report.packs} packs, ${report.blocks} blocks (${formatBytes(report.bytes)})`;
+    if (report.problems.length > 0) throw new Error(`${report.problems.length} problem(s) in ${what}`);
+    out(`verified ${what} in ${seconds(started)}: all good`);
+  } finally {
+    bar.done();
+    await store.close();
+  }
+}
+
+export async function prefetchCommand(
+  specs: string[],
+  opts: { store: string; cacheDir: string; context?: string; pin: boolean },
+): Promise<void> {
+  const started = Date.now();
+  const packages: PackageRef[] = [...specs.map(parsePackageRef), ...(opts.context ? await packagesOfContext(opts.context) : [])];
+  if (packages.length === 0) throw new UsageError('nothing to prefetch: name packages (<family>-<version>) or a --context FILE.rxt');
+  const store = openStore(opts.store);
+  const bar = progressBar();
+  try {
+    const catalog = await Catalog.open(store);
+    const summary = await prefetch(catalog, new DiskBlockCache(opts.cacheDir), packages, {
+      pin: opts.pin,
+      log: streamLog((line) => process.stderr.write(line), false),
+      onProgress: (done, total) => bar.update('prefetch', done / total, `${done}/${total} blocks`),
+    });
+    bar.done();
+    out(
+      `prefetched ${summary.packages} packages into ${opts.cacheDir}: ${summary.blocks} blocks, ${summary.fetchedBlocks} fetched ` +
+        `(${formatBytes(summary.fetchedBytes)}), ${summary.cachedBlocks} already cached${opts.pin ? ', pinned' : ''} in ${seconds(started)}`,
+    );
+  } finally {
+    bar.done();
+    await store.close();
+  }
+}
+
+export async function cacheCommand(action: string, arg: string | undefined, opts: { cacheDir: string; cacheSize?: number }): Promise<void> {
+  const cache = new DiskBlockCache(opts.cacheDir, opts.cacheSize);
+  switch (action) {
+    case 'stats': {
+      const s = await cache.stats();
+      const pins = await cache.pins();
+      out(`${opts.cacheDir}: ${s.blocks} blocks, ${formatBytes(s.bytes)}; pinned ${s.pinnedBlocks} blocks (${formatBytes(s.pinnedBytes)}) by ${pins.length} pin(s)${pins.length ? `: ${pins.join(', ')}` : ''}`);
+      return;
+    }
+    case 'gc': {
+      if (opts.cacheSize === undefined) throw new UsageError('cache gc needs --cache-size: the cache is trimmed to 85% of it');
+      const r = await cache.gc();
+      out(`removed ${r.removedBlocks} blocks (${formatBytes(r.removedBytes)}); ${formatBytes(r.remainingBytes)} left in ${opts.cacheDir}`);
+      return;
+    }
+    case 'clear':
+      await cache.clear();
+      out(`cleared ${opts.cacheDir}`);
+      return;
+    case 'verify': {
+      const r = await cache.verify();
+      for (const sha of r.removed) process.stderr.write(`rezfs: block ${sha} in ${opts.cacheDir} failed verification; removed\n`);
+      out(`checked ${r.checked} blocks in ${opts.cacheDir}: ${r.removed.length} bad block(s) removed`);
+      return;
+    }
+    case 'unpin': {
+      const removed = await cache.unpin(arg);
+      if (arg !== undefined && removed === 0) throw new UsageError(`no pin ${arg} in ${opts.cacheDir}; rezfs cache stats lists them`);
+      out(`removed ${removed} pin(s)`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown cache action ${action}; use stats, gc, clear, verify or unpin`);
+  }
+}

@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
+
+/** verify, prefetch and cache: what an admin runs on a store and on a farm node's cache. */
+describe('store and cache maintenance through the CLI', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let store: string;
+  let storeDir: string;
+  let cacheDir: string;
+  const payload = randomBytes(3 * 1024 * 1024 + 5); // random, so no two blocks share a hash
+
+  beforeAll(async () => {
+    work = await tempDir('maintenance');
+    storeDir = join(work.path, 'store');
+    store = `file://${storeDir}`;
+    cacheDir = join(work.path, 'cache');
+    const repo = join(work.path, 'repo');
+    await writeTree(repo, {
+      'foo/1.0.0/package.py': packageDefinition('foo', '1.0.0'),
+      'foo/1.0.0/lib/big.bin': payload,
+      'bar/2.0/package.py': packageDefinition('bar', '2.0'),
+      'bar/2.0/data.txt': 'bar data',
+    });
+    expect((await runCli(['publish', repo, '--store', store])).code).toBe(0);
+  });
+  afterAll(async () => work.remove());
+
+  it('verify passes on a good store and names each damaged object', async () => {
+    const good = await runCli(['verify', '--store', store]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toMatch(/^verified generation 1 of file:\/\/.*: 2 families, 2 versions, 2 packs, 5 blocks \(.*\) in .*: all good\n$/);
+
+    const packs = await readdir(join(storeDir, 'packs'));
+    const big = (await Promise.all(packs.map(async (p) => ({ p, n: (await readFile(join(storeDir, 'packs', p))).length })))).find((x) => x.n > 1e6)!;
+    const path = join(storeDir, 'packs', big.p);
+    const original = await readFile(path);
+    const damaged = Buffer.from(original);
+    damaged[1024 * 1024 + 10] ^= 0xff;
+    await writeFile(path, damaged);
+    try {
+      const bad = await runCli(['verify', '--store', store]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(`rezfs: foo/1.0.0: block 1 of packs/${big.p} fails its sha256`);
+      expect(bad.stderr).toMatch(/rezfs: 1 problem\(s\) in generation 1/);
+    } finally {
+      await writeFile(path, original);
+    }
+  });
+
+  it('prefetch fills the disk cache once, pins on request, and cache stats/unpin/gc/clear manage it', async () => {
+    const first = await runCli(['prefetch', 'foo-1.0.0', 'bar/2.0', '--store', store, '--cache-dir', cacheDir, '--pin']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^prefetched 2 packages into .*: 5 blocks, 5 fetched \(.*\), 0 already cached, pinned in/);
+    const again = await runCli(['prefetch', 'foo-1.0.0', '--store', store, '--cache-dir', cacheDir]);
+    expect(again.stdout).toMatch(/4 blocks, 0 fetched \(0 B\), 4 already cached/);
+
+    const stats = await runCli(['cache', 'stats', '--cache-dir', cacheDir]);
+    expect(stats.stdout).toMatch(/5 blocks, .*; pinned 5 blocks .* by 2 pin\(s\): bar-2\.0, foo-1\.0\.0/);
+    const kept = await runCli(['cache', 'gc', '--cache-dir', cacheDir, '--cache-size', '1K']);
+    expect(kept.stdout).toMatch(/^removed 0 blocks/);
+    expect((await runCli(['cache', 'unpin', 'foo-1.0.0', '--cache-dir', cacheDir])).code).toBe(0);
+    expect((await runCli(['cache', 'unpin', 'nope', '--cache-dir', cacheDir])).code).toBe(2);
+    const trimmed = await runCli(['cache', 'gc', '--cache-dir', cacheDir, '--cache-size', '1K']);
+    expect(trimmed.stdout).toMatch(/^removed 4 blocks/);
+    expect((await runCli(['cache', 'verify', '--cache-dir', cacheDir])).stdout).toMatch(/checked 1 blocks .*: 0 bad block\(s\) removed/);
+    expect((await runCli(['cache', 'clear', '--cache-dir', cacheDir])).code).toBe(0);
+    expect((await runCli(['cache', 'stats', '--cache-dir', cacheDir])).stdout).toMatch(/: 0 blocks, 0 B;/);
+  });
+
+  it('prefetch takes a saved rez context and refuses unknown packages', async () => {
+    const rxt = join(work.path, 'job.rxt');
+    await writeFile(rxt, JSON.stringify({ resolved_packages: [{ key: 'filesystem.variant', variables: { name: 'bar', version: '2.0', index: null } }] }));
+    const fromContext = await runCli(['prefetch', '--context', rxt, '--store', store, '--cache-dir', cacheDir]);
+    expect(fromContext.code, fromContext.stderr).toBe(0);
+    expect(fromContext.stdout).toMatch(/^prefetched 1 packages/);
+    const unknown = await runCli(['prefetch', 'foo-9.9', '--store', store, '--cache-dir', cacheDir]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/no version 9\.9 of foo/);
+  });
+});
