@@ -1,5 +1,6 @@
 import { ObjectNotFoundError, type ObjectStore } from '../store/index.js';
 import type { KeyObject } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { CatalogError, decodeDocument, isSha256, parseVersioned } from './codec.js';
 import { checkIndexSignature, UntrustedCatalogError, type IndexSignature } from './signing.js';
 import {
@@ -86,36 +87,84 @@ export async function readManifest(store: ObjectStore, hash: string): Promise<Ma
   return decodeDocument<Manifest>(`manifest ${hash}`, hash, await store.get(keys.manifest(hash)));
 }
 
+/** Parsed documents of one kind, bounded in (serialized) bytes, each loaded once however many ask at once. */
+class DocumentCache<T> {
+  private readonly loaded: LRUCache<string, { value: T; size: number }>;
+  private readonly loading = new Map<string, Promise<T>>();
+
+  constructor(
+    maxBytes: number,
+    private readonly what: string,
+    private readonly keyOf: (hash: string) => string,
+  ) {
+    this.loaded = new LRUCache({ maxSize: maxBytes, sizeCalculation: (entry) => Math.max(1, entry.size) });
+  }
+
+  get(store: ObjectStore, hash: string): Promise<T> {
+    const hit = this.loaded.get(hash);
+    if (hit) return Promise.resolve(hit.value);
+    let pending = this.loading.get(hash);
+    if (!pending) {
+      pending = store.get(this.keyOf(hash)).then((bytes) => {
+        const value = decodeDocument<T & { format: string }>(`${this.what} ${hash}`, hash, bytes);
+        this.loaded.set(hash, { value, size: bytes.length });
+        return value;
+      });
+      const forget = () => this.loading.delete(hash);
+      pending.then(forget, forget);
+      this.loading.set(hash, pending);
+    }
+    return pending;
+  }
+}
+
+/** Shards and manifests already loaded: immutable and named by hash, so every generation can share them. */
+export class Documents {
+  readonly shards = new DocumentCache<FamilyShard>(SHARD_CACHE_BYTES, 'family shard', keys.shard);
+  readonly manifests = new DocumentCache<Manifest>(MANIFEST_CACHE_BYTES, 'manifest', keys.manifest);
+}
+
+/** Serialized bytes of documents kept parsed in memory (parsed objects take a few times more). */
+const SHARD_CACHE_BYTES = 64 * 1024 * 1024;
+const MANIFEST_CACHE_BYTES = 16 * 1024 * 1024;
+
 /**
  * One generation of the catalog as a mount sees it: the index is loaded up front, each family's
  * shard on first use, each version's manifest when something below the version is looked at.
- * Everything is immutable, so loaded documents are kept for the life of the generation.
  */
 export class Catalog {
-  private readonly shards = new Map<string, Promise<FamilyShard>>();
-  private readonly manifests = new Map<string, Promise<Manifest>>();
+  private readonly sortedFamilies: string[];
 
   private constructor(
     readonly store: ObjectStore,
     readonly config: StoreConfig,
     readonly indexHash: string | undefined,
     readonly index: CatalogIndex,
-  ) {}
+    private readonly documents: Documents,
+  ) {
+    this.sortedFamilies = Object.keys(index.families).sort();
+  }
 
   /**
    * Loads the current generation; a store nothing was published to yet is an empty catalog, unless
-   * signatures are required (an empty store has nothing signed to trust).
+   * signatures are required (an empty store has nothing signed to trust). A refresh passes the
+   * documents of the generation it replaces, so unchanged families are not loaded again.
    */
-  static async open(store: ObjectStore, trust?: TrustPolicy): Promise<Catalog> {
+  static async open(store: ObjectStore, trust?: TrustPolicy, documents: Documents = new Documents()): Promise<Catalog> {
     const config = (await readStoreConfig(store)) ?? defaultStoreConfig();
     const head = await readHead(store);
     if (!head && trust) throw new UntrustedCatalogError(`${store.url} has no published catalog to trust yet`);
     const index = !head ? EMPTY_INDEX : trust ? await readTrustedIndex(store, head.indexHash, trust) : await readIndex(store, head.indexHash);
-    return new Catalog(store, config, head?.indexHash, index);
+    return new Catalog(store, config, head?.indexHash, index, documents);
   }
 
-  familyNames(): string[] {
-    return Object.keys(this.index.families).sort();
+  /** Opens the store's current generation sharing this one's loaded documents. */
+  next(trust?: TrustPolicy): Promise<Catalog> {
+    return Catalog.open(this.store, trust, this.documents);
+  }
+
+  familyNames(): readonly string[] {
+    return this.sortedFamilies;
   }
 
   family(name: string): IndexedFamily | undefined {
@@ -125,21 +174,10 @@ export class Catalog {
   shard(name: string): Promise<FamilyShard> {
     const entry = this.family(name);
     if (!entry) return Promise.reject(new CatalogError(`no family ${name} in the catalog`));
-    return memoize(this.shards, entry.shard, () => readShard(this.store, entry.shard));
+    return this.documents.shards.get(this.store, entry.shard);
   }
 
   manifest(hash: string): Promise<Manifest> {
-    return memoize(this.manifests, hash, () => readManifest(this.store, hash));
+    return this.documents.manifests.get(this.store, hash);
   }
-}
-
-/** Shares one load between concurrent callers; a failed load is forgotten so the next access retries. */
-function memoize<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
-  let pending = cache.get(key);
-  if (!pending) {
-    pending = load();
-    cache.set(key, pending);
-    pending.catch(() => cache.delete(key));
-  }
-  return pending;
 }

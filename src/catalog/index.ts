@@ -1,5 +1,6 @@
 export {
   Catalog,
+  Documents,
   EMPTY_INDEX,
   defaultStoreConfig,
   readHead,
@@ -17,3 +18,4 @@ export * from './schema.js';
 export { countSubdirs } from './tree.js';
 export { GenerationFloor } from './generation-floor.js';
 export { verifyStore, type VerifyReport } from './verify.js';
+export { CatalogRefresher, type RefresherOptions } from './refresher.js';

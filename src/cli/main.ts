@@ -10,6 +10,7 @@ import { openStore, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, prefetchCommand, verifyCommand } from './maintenance.js';
 import { mountCommand } from './mount.js';
+import { notifyMounts } from './registry.js';
 import { progressBar } from './progress.js';
 import { unmountCommand } from './unmount.js';
 import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
@@ -64,9 +65,11 @@ function program(): Command {
         if (s.generation === undefined) {
           process.stdout.write(`nothing to publish: ${s.alreadyPublished} packages already in ${store.url}; 0 objects uploaded in ${took}\n`);
         } else {
+          const told = await notifyMounts(store.url);
           process.stdout.write(
             `published ${s.packages} packages (${s.files} files, ${formatBytes(s.bytes)}; ${s.alreadyPublished} already there) ` +
-              `to ${store.url} in ${took}: ${s.objectsUploaded} objects uploaded (${formatBytes(s.bytesUploaded)}), generation ${s.generation}\n`,
+              `to ${store.url} in ${took}: ${s.objectsUploaded} objects uploaded (${formatBytes(s.bytesUploaded)}), generation ${s.generation}` +
+              `${told > 0 ? `; ${told} local mount(s) told to refresh` : ''}\n`,
           );
         }
       } finally {
@@ -86,6 +89,7 @@ function program(): Command {
     .addOption(new Option('--read-timeout <duration>', 'a read that cannot be served by then fails with EIO').env('REZFS_READ_TIMEOUT').default('30s'))
     .addOption(new Option('--allow-other', 'let other users see the mount (needs user_allow_other in /etc/fuse.conf)').env('REZFS_ALLOW_OTHER'))
     .addOption(new Option('--foreground', 'serve in this process until SIGINT/SIGTERM'))
+    .addOption(new Option('--refresh <duration>', 'look for newly published versions this often (0: only when a local publish says so)').env('REZFS_REFRESH').default('30s'))
     .addOption(new Option('--trust-key <file...>', 'serve only catalogs signed by one of these ed25519 public keys').env('REZFS_TRUST_KEYS'))
     .addOption(new Option('--log-file <file>', 'where a mount logs (default: <cache-dir>/mount.log in the background, stderr in the foreground)'))
     .action(async (mountpoint: string, opts: Record<string, string | string[] | boolean | undefined>) => {
@@ -101,6 +105,7 @@ function program(): Command {
           foreground: Boolean(opts.foreground),
           logFile: opts.logFile === undefined ? undefined : String(opts.logFile),
           trustKeys: trustKeyFiles(opts.trustKey),
+          refreshMs: parseDuration('--refresh', String(opts.refresh)),
         },
         process.argv.slice(1),
       );

@@ -4,7 +4,8 @@ import type { KeyObject } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, planMemory } from '../cache/index.js';
-import { Catalog, GenerationFloor } from '../catalog/index.js';
+import { Catalog, CatalogRefresher, GenerationFloor, type TrustPolicy } from '../catalog/index.js';
+import { registerMount } from './registry.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
@@ -25,6 +26,8 @@ export interface MountCommand {
   logFile: string | undefined;
   /** Public key files; when given, only catalogs signed by one of them are served. */
   trustKeys: string[];
+  /** How often to look for a new generation; 0 never (a publish on this host still notifies). */
+  refreshMs: number;
 }
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
@@ -72,9 +75,14 @@ async function serve(cmd: MountCommand): Promise<void> {
   const log = streamLog((line) => out.write(line));
   const ready = readyChannel();
   let mounted: Mounted | undefined;
+  let refresher: CatalogRefresher | undefined;
+  let unregister: (() => Promise<void>) | undefined;
+  process.on('SIGHUP', () => void refresher?.refreshNow()); // a local publish: look now
   try {
     const store = openStore(cmd.store);
-    const catalog = await openCatalog(store, cmd);
+    const trust = trustPolicy(store, cmd);
+    const catalog = await Catalog.open(store, await trust?.policy());
+    await trust?.accepted(catalog);
     const memory = planMemory(cmd.memoryLimit);
     const blocks = new BlockSource(store, new MemoryBlockCache(memory.cacheBytes), new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, new ByteBudget(memory.inFlightBytes));
     const fs = new RezFs(catalog, blocks, {
@@ -84,12 +92,25 @@ async function serve(cmd: MountCommand): Promise<void> {
       readaheadBlocks: Math.max(1, Math.floor(READAHEAD_BYTES / catalog.config.blockSize)),
       log,
     });
+    // fuse-native has one timeout for every entry: with refresh on, new versions must show within the interval.
+    const cacheSec = (limit: number) => (cmd.refreshMs > 0 ? Math.min(limit, Math.max(1, Math.floor(cmd.refreshMs / 1000))) : limit);
     mounted = await new FuseNativeBinding().mount(cmd.mountpoint, fs, {
       allowOther: cmd.allowOther,
-      attrTimeoutSec: 300,
-      negativeTimeoutSec: 60,
+      attrTimeoutSec: cacheSec(300),
+      negativeTimeoutSec: cacheSec(60),
       operationTimeoutMs: cmd.readTimeoutMs + 5_000,
     });
+    refresher = new CatalogRefresher(catalog, {
+      intervalMs: cmd.refreshMs,
+      trust: trust?.policy,
+      log,
+      onNewGeneration: async (next) => {
+        await trust?.accepted(next);
+        fs.swapCatalog(next);
+      },
+    });
+    refresher.start();
+    unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url });
     log.info(
       `mounted ${store.url} generation ${catalog.index.generation} (${catalog.familyNames().length} families) at ${cmd.mountpoint}; ` +
         `memory limit ${formatBytes(cmd.memoryLimit)} (${formatBytes(memory.cacheBytes)} cached blocks, ${formatBytes(memory.inFlightBytes)} in flight), disk cache ${cmd.cacheDir} (cap ${formatBytes(cmd.cacheSize)})`,
@@ -103,20 +124,23 @@ async function serve(cmd: MountCommand): Promise<void> {
     throw new Error(reason);
   }
   await untilSignalled(mounted, log);
+  refresher?.stop();
+  await unregister?.();
 }
 
 function trustedKeys(cmd: MountCommand): KeyObject[] {
   return cmd.trustKeys.map(readPublicKey);
 }
 
-/** The current generation, checked against the trusted keys and the newest generation seen before. */
-async function openCatalog(store: ObjectStore, cmd: MountCommand): Promise<Catalog> {
-  if (cmd.trustKeys.length === 0) return Catalog.open(store);
+/** What a generation must satisfy: signed by a trusted key, no older than the newest seen before. */
+function trustPolicy(store: ObjectStore, cmd: MountCommand): { policy: () => Promise<TrustPolicy>; accepted: (c: Catalog) => Promise<void> } | undefined {
+  if (cmd.trustKeys.length === 0) return undefined;
   const keys = trustedKeys(cmd);
   const floor = new GenerationFloor(cmd.cacheDir, store.url);
-  const catalog = await Catalog.open(store, { keys, minGeneration: await floor.read() });
-  await floor.raise(catalog.index.generation);
-  return catalog;
+  return {
+    policy: async () => ({ keys, minGeneration: await floor.read() }),
+    accepted: (catalog) => floor.raise(catalog.index.generation),
+  };
 }
 
 function readyChannel(): { send(message: string): void } {

@@ -78,31 +78,46 @@ export class RezFs {
   private nextHandle = 1;
 
   constructor(
-    private readonly catalog: Catalog,
+    private catalog: Catalog,
     private readonly blocks: BlockSource,
     private readonly options: RezFsOptions,
   ) {}
 
+  /**
+   * Serves a new generation from now on. Every operation works on the generation current when it
+   * started, so a listing changes atomically; open files keep the generation they were opened in.
+   */
+  swapCatalog(next: Catalog): void {
+    this.catalog = next;
+  }
+
+  get generation(): number {
+    return this.catalog.index.generation;
+  }
+
   async getattr(path: string): Promise<Attr> {
-    return this.attrOf(path, await this.resolve(path));
+    const catalog = this.catalog;
+    return this.attrOf(catalog, path, await this.resolve(catalog, path));
   }
 
   /** A directory's entries, `.` and `..` first as on a local filesystem. */
   async readdir(path: string): Promise<DirEntry[]> {
+    const catalog = this.catalog;
     const parent = path === '/' ? '/' : path.slice(0, path.lastIndexOf('/')) || '/';
-    const [self, up, children] = await Promise.all([this.getattr(path), this.getattr(parent), this.children(path)]);
+    const attrAt = async (p: string) => this.attrOf(catalog, p, await this.resolve(catalog, p));
+    const [self, up, children] = await Promise.all([attrAt(path), attrAt(parent), this.children(catalog, path)]);
     return [{ name: '.', attr: self }, { name: '..', attr: up }, ...children];
   }
 
-  private async children(path: string): Promise<DirEntry[]> {
-    const resolved = await this.resolve(path);
+  private async children(catalog: Catalog, path: string): Promise<DirEntry[]> {
+    const resolved = await this.resolve(catalog, path);
     const prefix = path === '/' ? '/' : `${path}/`;
-    const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(prefix + name, target) });
+    const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(catalog, prefix + name, target) });
     switch (resolved.kind) {
       case 'root':
-        return this.catalog.familyNames().map((family) => entry(family, { kind: 'family', family }));
+        return catalog.familyNames().map((family) => entry(family, { kind: 'family', family }));
       case 'family': {
-        const shard = await this.shardOrEmpty(resolved.family);
+        const shard = await this.shardOrEmpty(catalog, resolved.family);
         if (!shard) return [];
         return [
           ...Object.entries(shard.versions).map(([version, record]) => entry(version, { kind: 'version', record })),
@@ -110,7 +125,7 @@ export class RezFs {
         ];
       }
       case 'version': {
-        const manifest = await this.manifestOf(resolved.record, path);
+        const manifest = await this.manifestOf(catalog, resolved.record, path);
         return Object.entries(manifest.root.entries).map(([name, node]) => entry(name, { kind: 'tree', node, manifest }));
       }
       case 'tree':
@@ -124,7 +139,7 @@ export class RezFs {
   }
 
   async readlink(path: string): Promise<string> {
-    const resolved = await this.resolve(path);
+    const resolved = await this.resolve(this.catalog, path);
     const node = resolved.kind === 'tree' ? resolved.node : resolved.kind === 'inline' ? resolved.entry : undefined;
     if (node?.type !== 'symlink') throw new FsError('EINVAL', `${path} is not a symlink`);
     return node.target;
@@ -132,7 +147,7 @@ export class RezFs {
 
   async open(path: string, flags: number): Promise<number> {
     if ((flags & O_ACCMODE) !== 0 || (flags & (O_CREAT | O_TRUNC)) !== 0) throw new FsError('EROFS');
-    const resolved = await this.resolve(path);
+    const resolved = await this.resolve(this.catalog, path);
     const file = this.openFile(resolved);
     const handle = this.nextHandle++;
     this.handles.set(handle, file);
@@ -163,12 +178,12 @@ export class RezFs {
 
   /** No extended attributes exist; answering fast keeps copytree and ls -l cheap. */
   async getxattr(path: string): Promise<never> {
-    await this.resolve(path);
+    await this.resolve(this.catalog, path);
     throw new FsError('ENODATA');
   }
 
   async listxattr(path: string): Promise<string[]> {
-    await this.resolve(path);
+    await this.resolve(this.catalog, path);
     return [];
   }
 
@@ -177,12 +192,12 @@ export class RezFs {
     return { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files, ffree: 0, favail: 0, namemax: 255 };
   }
 
-  private async resolve(path: string): Promise<Resolved> {
+  private async resolve(catalog: Catalog, path: string): Promise<Resolved> {
     const [family, version, ...rest] = splitPath(path);
     if (family === undefined) return { kind: 'root' };
-    if (!this.catalog.family(family)) throw new FsError('ENOENT');
+    if (!catalog.family(family)) throw new FsError('ENOENT');
     if (version === undefined) return { kind: 'family', family };
-    const shard = await this.shardOrEmpty(family);
+    const shard = await this.shardOrEmpty(catalog, family);
     const record = shard && Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
     if (!record) {
       const extra = shard && Object.hasOwn(shard.extras, version) ? shard.extras[version] : undefined;
@@ -193,18 +208,18 @@ export class RezFs {
     // package.py and package.yaml come from the shard: a resolve never waits on a manifest.
     const definition = rest.length === 1 && Object.hasOwn(record.definitions, rest[0]!) ? record.definitions[rest[0]!] : undefined;
     if (definition) return { kind: 'inline', entry: definition };
-    const manifest = await this.manifestOf(record, path);
+    const manifest = await this.manifestOf(catalog, record, path);
     return { kind: 'tree', node: walk(manifest.root, rest), manifest };
   }
 
-  private attrOf(path: string, resolved: Resolved): Attr {
+  private attrOf(catalog: Catalog, path: string, resolved: Resolved): Attr {
     const ino = this.inodes.ino(path);
     const dir = (mode: number, mtimeMs: number, subdirs: number) => this.attr(ino, S_IFDIR | mode, 4096, mtimeMs, 2 + subdirs);
     switch (resolved.kind) {
       case 'root':
-        return dir(0o755, this.catalog.index.createdMs, this.catalog.familyNames().length);
+        return dir(0o755, catalog.index.createdMs, catalog.familyNames().length);
       case 'family': {
-        const indexed = this.catalog.family(resolved.family)!;
+        const indexed = catalog.family(resolved.family)!;
         return dir(0o755, indexed.mtimeMs, indexed.versions);
       }
       case 'version':
@@ -258,18 +273,18 @@ export class RezFs {
     return data;
   }
 
-  private async shardOrEmpty(family: string): Promise<FamilyShard | undefined> {
+  private async shardOrEmpty(catalog: Catalog, family: string): Promise<FamilyShard | undefined> {
     try {
-      return await this.catalog.shard(family);
+      return await catalog.shard(family);
     } catch (err) {
       this.options.log.error(`family ${family} hidden: its shard could not be loaded: ${(err as Error).message}`);
       return undefined;
     }
   }
 
-  private async manifestOf(record: VersionRecord, path: string): Promise<Manifest> {
+  private async manifestOf(catalog: Catalog, record: VersionRecord, path: string): Promise<Manifest> {
     try {
-      return await this.catalog.manifest(record.manifest);
+      return await catalog.manifest(record.manifest);
     } catch (err) {
       this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);
       throw new FsError('ENOENT');

@@ -1,0 +1,61 @@
+import type { Log } from '../log.js';
+import { keys } from './schema.js';
+import type { Catalog, TrustPolicy } from './catalog.js';
+
+export interface RefresherOptions {
+  /** 0 disables polling; refreshNow() still works (a publisher's notification). */
+  intervalMs: number;
+  /** Read before each load, so the rollback floor is the newest generation accepted so far. */
+  trust?: () => Promise<TrustPolicy>;
+  log: Log;
+  /** Called with each newly accepted generation. */
+  onNewGeneration: (catalog: Catalog) => Promise<void> | void;
+}
+
+/**
+ * Follows `index/HEAD`: a cheap HEAD request per poll, a new generation loaded only when it moved.
+ * A generation that fails to load or to verify is logged and skipped; the last good one stays.
+ */
+export class CatalogRefresher {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private lastEtag: string | undefined;
+
+  constructor(
+    private current: Catalog,
+    private readonly options: RefresherOptions,
+  ) {}
+
+  start(): void {
+    if (this.options.intervalMs > 0) {
+      this.timer = setInterval(() => void this.refreshNow(), this.options.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One refresh at a time; a call during a refresh waits for it. */
+  refreshNow(): Promise<void> {
+    this.running ??= this.refresh().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async refresh(): Promise<void> {
+    const { store } = this.current;
+    try {
+      const head = await store.head(keys.head);
+      if (!head || head.etag === this.lastEtag) return;
+      const next = await this.current.next(await this.options.trust?.());
+      this.lastEtag = head.etag;
+      if (next.indexHash === this.current.indexHash) return;
+      this.current = next;
+      await this.options.onNewGeneration(next);
+      this.options.log.info(`now serving generation ${next.index.generation} (index ${next.indexHash}) of ${store.url}`);
+    } catch (err) {
+      this.options.log.error(`refresh of ${store.url} failed; still serving generation ${this.current.index.generation}: ${(err as Error).message}`);
+    }
+  }
+}
