@@ -108,21 +108,33 @@ export class BlockSource {
       await this.memory.put(sha, onDisk);
       return onDisk;
     }
-    const { start, end } = blockSpan(index, pack.blockSize, pack.size);
-    const fetched = await this.store.getRange(pack.key, start, end);
-    this.stats.storeGets++;
-    this.stats.storeBytes += fetched.length;
-    const actual = sha256(fetched);
-    if (actual !== sha) {
-      const err = new IntegrityError(pack.key, index, sha, actual);
-      this.log.error(err.message);
-      throw err;
-    }
+    const fetched = await this.fetchVerified(pack, index, sha);
     await this.memory.put(sha, fetched);
     if (this.disk) {
       await this.disk.put(sha, fetched).catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`));
     }
     return fetched;
+  }
+
+  /**
+   * One ranged GET, checked against the block's hash. Bytes that fail are never used or cached: the
+   * read is retried from each replica in turn (a mirror set), or once more from a single store, whose
+   * bytes may have been damaged in transit.
+   */
+  private async fetchVerified(pack: PackRef, index: number, sha: string): Promise<Buffer> {
+    const { start, end } = blockSpan(index, pack.blockSize, pack.size);
+    const sources = [this.store, ...(this.store.replicas?.() ?? [this.store])];
+    let failure: IntegrityError | undefined;
+    for (const source of sources) {
+      const fetched = await source.getRange(pack.key, start, end);
+      this.stats.storeGets++;
+      this.stats.storeBytes += fetched.length;
+      const actual = sha256(fetched);
+      if (actual === sha) return fetched;
+      failure = new IntegrityError(pack.key, index, sha, actual);
+      this.log.error(`${failure.message} (from ${source.url})`);
+    }
+    throw failure!;
   }
 
   /** A disk block that fails its hash (bit rot, a foreign writer) is deleted, never served. */

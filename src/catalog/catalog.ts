@@ -48,8 +48,26 @@ export async function readHead(store: ObjectStore): Promise<Head | undefined> {
   return { indexHash, etag: info.etag };
 }
 
+/**
+ * A content-addressed document, checked against its hash. Bytes that fail are retried from each
+ * replica of the store (a mirror set) before the load fails, naming every source that failed.
+ */
+async function fetchDocument<T extends { format: string }>(store: ObjectStore, key: string, what: string, hash: string): Promise<{ value: T; bytes: Buffer; size: number }> {
+  const failures: string[] = [];
+  for (const source of [store, ...(store.replicas?.() ?? [])]) {
+    const bytes = await source.get(key);
+    try {
+      return { value: decodeDocument<T>(what, hash, bytes), bytes, size: bytes.length };
+    } catch (err) {
+      if (!(err instanceof CatalogError)) throw err;
+      failures.push(`${err.message} (from ${source.url})`);
+    }
+  }
+  throw new CatalogError(failures.join('; '));
+}
+
 export async function readIndex(store: ObjectStore, hash: string): Promise<CatalogIndex> {
-  return decodeDocument<CatalogIndex>(`index ${hash}`, hash, await store.get(keys.index(hash)));
+  return (await fetchDocument<CatalogIndex>(store, keys.index(hash), `index ${hash}`, hash)).value;
 }
 
 export async function readSignature(store: ObjectStore, hash: string): Promise<IndexSignature | undefined> {
@@ -70,8 +88,7 @@ export interface TrustPolicy {
 
 async function readTrustedIndex(store: ObjectStore, hash: string, trust: TrustPolicy): Promise<CatalogIndex> {
   const what = `index ${hash} in ${store.url}`;
-  const bytes = await store.get(keys.index(hash));
-  const index = decodeDocument<CatalogIndex>(what, hash, bytes);
+  const { value: index, bytes } = await fetchDocument<CatalogIndex>(store, keys.index(hash), what, hash);
   checkIndexSignature(trust.keys, bytes, await readSignature(store, hash), what);
   if (index.generation < trust.minGeneration) {
     throw new UntrustedCatalogError(`${what} is generation ${index.generation}, older than generation ${trust.minGeneration} already seen (rollback?)`);
@@ -80,11 +97,7 @@ async function readTrustedIndex(store: ObjectStore, hash: string, trust: TrustPo
 }
 
 export async function readShard(store: ObjectStore, hash: string): Promise<FamilyShard> {
-  return decodeDocument<FamilyShard>(`family shard ${hash}`, hash, await store.get(keys.shard(hash)));
-}
-
-export async function readManifest(store: ObjectStore, hash: string): Promise<Manifest> {
-  return decodeDocument<Manifest>(`manifest ${hash}`, hash, await store.get(keys.manifest(hash)));
+  return (await fetchDocument<FamilyShard>(store, keys.shard(hash), `family shard ${hash}`, hash)).value;
 }
 
 /** Parsed documents of one kind, bounded in (serialized) bytes, each loaded once however many ask at once. */
@@ -105,9 +118,8 @@ class DocumentCache<T> {
     if (hit) return Promise.resolve(hit.value);
     let pending = this.loading.get(hash);
     if (!pending) {
-      pending = store.get(this.keyOf(hash)).then((bytes) => {
-        const value = decodeDocument<T & { format: string }>(`${this.what} ${hash}`, hash, bytes);
-        this.loaded.set(hash, { value, size: bytes.length });
+      pending = fetchDocument<T & { format: string }>(store, this.keyOf(hash), `${this.what} ${hash}`, hash).then(({ value, size }) => {
+        this.loaded.set(hash, { value, size });
         return value;
       });
       const forget = () => this.loading.delete(hash);

@@ -5,7 +5,6 @@ export {
   defaultStoreConfig,
   readHead,
   readIndex,
-  readManifest,
   readShard,
   readSignature,
   readStoreConfig,

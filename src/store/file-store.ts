@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { sha256Hex } from '../hash.js';
-import { ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+import { checkKey, ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
 
 const LOCK_STALE_MS = 30_000;
 
@@ -18,10 +19,7 @@ export class FileStore implements ObjectStore {
   }
 
   private pathOf(key: string): string {
-    if (key.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-      throw new StoreError(`invalid object key ${JSON.stringify(key)}`);
-    }
-    return join(this.root, ...key.split('/'));
+    return join(this.root, ...checkKey(key).split('/'));
   }
 
   async get(key: string): Promise<Buffer> {
@@ -121,20 +119,25 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  /** An exclusive lock file beside the object; a lock older than LOCK_STALE_MS is a dead writer's. */
+  /**
+   * An exclusive lock file beside the object. It names its holder (host and pid): a holder on this
+   * host that no longer runs (a killed publisher) is stale at once; one elsewhere after LOCK_STALE_MS.
+   */
   private async withLock<T>(key: string, body: () => Promise<T>): Promise<T> {
     const lock = `${this.pathOf(key)}.lock`;
     await mkdir(dirname(lock), { recursive: true });
     const deadline = Date.now() + 2 * LOCK_STALE_MS;
     for (;;) {
       try {
-        await writeFile(lock, String(process.pid), { flag: 'wx' });
+        await writeFile(lock, `${hostname()} ${process.pid}`, { flag: 'wx' });
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
-        if (age > LOCK_STALE_MS) await rm(lock, { force: true });
-        else if (Date.now() > deadline) throw new StoreError(`timed out waiting for lock ${lock}`);
+        if (await isStaleLock(lock)) {
+          // Rename first, so that of several waiters only one takes a stale lock away.
+          const aside = `${lock}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+          await rename(lock, aside).then(() => rm(aside, { force: true }), () => undefined);
+        } else if (Date.now() > deadline) throw new StoreError(`timed out waiting for lock ${lock}`);
         else await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 50));
       }
     }
@@ -148,6 +151,23 @@ export class FileStore implements ObjectStore {
   private translate(err: unknown, key: string): Error {
     if (isNotFound(err)) return new ObjectNotFoundError(this.url, key);
     return new StoreError(`reading ${key} from ${this.url}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function isStaleLock(lock: string): Promise<boolean> {
+  const [holder, info] = await Promise.all([readFile(lock, 'utf8').catch(() => ''), stat(lock).catch(() => undefined)]);
+  if (!info) return false; // gone already: just try again
+  const [host, pid] = holder.split(' ');
+  if (host === hostname() && pid !== undefined && !isRunning(Number(pid))) return true;
+  return Date.now() - info.mtimeMs > LOCK_STALE_MS;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

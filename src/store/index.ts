@@ -1,2 +1,23 @@
-export { openStore, DEFAULT_TIMEOUTS, StoreUrlError, type StoreTimeouts } from './open-store.js';
-export { ObjectNotFoundError, ReadOnlyStoreError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+export { HttpStore } from './http-store.js';
+export { DEFAULT_MIRROR_OPTIONS, MirroredStore, MirrorsUnavailableError, type MirrorHealth, type MirrorOptions } from './mirrored-store.js';
+export {
+  MIRRORED_MAX_ATTEMPTS,
+  openStore,
+  openStores,
+  redactUrl,
+  StoreUrlError,
+  type OpenStoreOptions,
+  type OpenStoresOptions,
+} from './open-store.js';
+export { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+export {
+  ObjectNotFoundError,
+  ReadOnlyStoreError,
+  StoreAccessError,
+  StoreError,
+  StoreTimeoutError,
+  TransientStoreError,
+  type ObjectInfo,
+  type ObjectStore,
+} from './types.js';
+export { DEFAULT_TIMEOUTS, type StoreTimeouts } from './watchdog.js';

@@ -1,35 +1,61 @@
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileStore } from './file-store.js';
+import { HttpStore } from './http-store.js';
+import { MirroredStore, type MirrorOptions } from './mirrored-store.js';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { S3Store } from './s3-store.js';
 import { StoreError, type ObjectStore } from './types.js';
+import { DEFAULT_TIMEOUTS, type RequestPolicy, type StoreTimeouts } from './watchdog.js';
 
-export interface StoreTimeouts {
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
+export interface OpenStoreOptions {
+  /** Network stores only; unset fields keep DEFAULT_TIMEOUTS. */
+  timeouts?: Partial<StoreTimeouts>;
+  /** Network stores only; unset fields keep DEFAULT_RETRY. */
+  retry?: Partial<RetryPolicy>;
 }
 
-export const DEFAULT_TIMEOUTS: StoreTimeouts = { connectTimeoutMs: 5_000, requestTimeoutMs: 20_000 };
+export interface OpenStoresOptions extends OpenStoreOptions {
+  mirror?: Partial<MirrorOptions>;
+}
+
+/**
+ * Attempts per request of each store in a mirror set (unless `retry.maxAttempts` says otherwise): the other
+ * stores are the further attempts, and failing over beats waiting on a sick store.
+ */
+export const MIRRORED_MAX_ATTEMPTS = 2;
 
 export class StoreUrlError extends StoreError {
   constructor(url: string, why: string) {
-    super(`bad store URL ${JSON.stringify(url)}: ${why}; use file:///abs/dir or s3://bucket/prefix`);
+    super(`bad store URL ${JSON.stringify(redactUrl(url))}: ${why}; use file:///abs/dir, s3://bucket/prefix or http(s)://host/prefix`);
     this.name = 'StoreUrlError';
   }
 }
 
 /**
- * Opens a store by URL: `file:///abs/dir`, or `s3://bucket/prefix` (path-style unless
- * REZFS_S3_PATH_STYLE=0, since a custom endpoint is usually MinIO, Ceph or s3rver; AWS itself accepts
- * path-style too).
+ * A URL fit for messages: userinfo and query (where passwords and tokens live) blanked, even in a malformed URL
+ * (everything up to the last `@` goes, after the scheme if there is one).
  */
-export function openStore(url: string, timeouts: StoreTimeouts = DEFAULT_TIMEOUTS): ObjectStore {
+export function redactUrl(url: string): string {
+  return url.replace(/[?#].*$/, '?***').replace(/^([a-z][a-z0-9+.-]*:\/*)?[^?]*@/i, '$1***@');
+}
+
+/**
+ * Opens a store by URL: `file:///abs/dir`; `s3://bucket/prefix` (path-style unless REZFS_S3_PATH_STYLE=0, since
+ * a custom endpoint is usually MinIO, Ceph or s3rver; AWS itself accepts path-style too); or, read-only,
+ * `http(s)://[user:password@]host[:port]/prefix`.
+ */
+export function openStore(url: string, options: OpenStoreOptions = {}): ObjectStore {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     throw new StoreUrlError(url, 'not a URL');
   }
+  const policy: RequestPolicy = {
+    timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+    retry: { ...DEFAULT_RETRY, ...options.retry },
+  };
   switch (parsed.protocol) {
     case 'file:': {
       const dir = fileURLToPath(parsed);
@@ -42,10 +68,27 @@ export function openStore(url: string, timeouts: StoreTimeouts = DEFAULT_TIMEOUT
         bucket: parsed.hostname,
         prefix: decodeURIComponent(parsed.pathname.replace(/^\/+/, '')),
         forcePathStyle: process.env.REZFS_S3_PATH_STYLE !== '0',
-        ...timeouts,
+        ...policy,
       });
     }
+    case 'http:':
+    case 'https:':
+      if (parsed.search || parsed.hash) throw new StoreUrlError(url, 'a query or fragment is not supported');
+      return new HttpStore(url, policy);
     default:
       throw new StoreUrlError(url, `unsupported scheme ${parsed.protocol}`);
   }
+}
+
+/**
+ * The store a mount reads: `primary` alone, or with `mirrors` (in priority order) a MirroredStore that fails
+ * over between them.
+ */
+export function openStores(primary: string, mirrors: readonly string[] = [], options: OpenStoresOptions = {}): ObjectStore {
+  if (mirrors.length === 0) return openStore(primary, options);
+  const memberOptions = { ...options, retry: { maxAttempts: MIRRORED_MAX_ATTEMPTS, ...options.retry } };
+  return new MirroredStore(
+    [primary, ...mirrors].map((url) => openStore(url, memberOptions)),
+    options.mirror,
+  );
 }

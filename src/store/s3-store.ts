@@ -7,39 +7,45 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
   type CompletedPart,
+  type S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+import { Readable } from 'node:stream';
+import { errorForStatus, networkError, unlessNotFound } from './responses.js';
+import { StoreAccessError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+import { readObjectBody, resilient, type Attempt, type RequestPolicy } from './watchdog.js';
+
+export { requestedPart } from './responses.js';
 
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
 
-export interface S3StoreOptions {
+export interface S3StoreOptions extends RequestPolicy {
   bucket: string;
   prefix: string;
   /** Path-style addressing (`endpoint/bucket/key`) for MinIO, Ceph and s3rver. */
   forcePathStyle: boolean;
-  /** Per-request timeouts in milliseconds. */
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
 }
 
 /**
  * An S3-compatible bucket. Endpoint, region and credentials come from the standard AWS chain
  * (AWS_ENDPOINT_URL, AWS_REGION, profiles, environment, instance roles).
+ * Every request runs under our watchdog (first byte, stall) and retry policy; the SDK's own retries are off so
+ * that there is one policy, the same as the HTTP store's.
  */
 export class S3Store implements ObjectStore {
   readonly url: string;
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly policy: RequestPolicy;
 
   constructor(options: S3StoreOptions) {
     this.bucket = options.bucket;
     this.prefix = options.prefix === '' ? '' : `${options.prefix.replace(/\/+$/, '')}/`;
     this.url = `s3://${options.bucket}/${this.prefix}`;
+    this.policy = options;
     // The locked SDK supports Node 20; its notice about future releases is not for rezfs's users.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
@@ -48,8 +54,8 @@ export class S3Store implements ObjectStore {
       // Checksums only where S3 requires them: S3-compatible servers differ in what else they accept.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: options.connectTimeoutMs, requestTimeout: options.requestTimeoutMs },
-      maxAttempts: 3,
+      requestHandler: { connectionTimeout: options.timeouts.connectTimeoutMs },
+      maxAttempts: 1,
     });
   }
 
@@ -57,50 +63,52 @@ export class S3Store implements ObjectStore {
     return this.prefix + key;
   }
 
+  /** One operation: attempts under the watchdog, errors typed, transient ones retried. */
+  private call<T>(method: string, key: string, run: (attempt: Attempt) => Promise<T>, uploadBytes?: number): Promise<T> {
+    const translate = (err: unknown) => this.translate(err, method, key);
+    return resilient(this.policy, `${method} ${key} at ${this.url}`, run, translate, uploadBytes);
+  }
+
   async get(key: string): Promise<Buffer> {
-    return this.fetch(key);
+    return this.read(key);
   }
 
   async getRange(key: string, start: number, end: number): Promise<Buffer> {
     if (end <= start) return Buffer.alloc(0);
-    return this.fetch(key, start, end);
+    return this.read(key, start, end);
   }
 
-  private async fetch(key: string, start?: number, end?: number): Promise<Buffer> {
-    const ranged = start !== undefined && end !== undefined;
-    try {
+  private read(key: string, start?: number, end?: number): Promise<Buffer> {
+    const range = start !== undefined && end !== undefined ? { start, end } : undefined;
+    return this.call('GET', key, async (attempt) => {
       const response = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.bucket,
-          Key: this.keyOf(key),
-          Range: ranged ? `bytes=${start}-${end - 1}` : undefined,
-        }),
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Range: range && `bytes=${range.start}-${range.end - 1}` }),
+        { abortSignal: attempt.signal },
       );
-      if (!response.Body) throw new StoreError(`empty response for ${key} from ${this.url}`);
-      const bytes = await response.Body.transformToByteArray();
-      const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
-      return ranged ? requestedPart(body, response.ContentRange, start, end) : body;
-    } catch (err) {
-      throw this.translate(err, key);
-    }
+      attempt.responded();
+      const what = `GET ${key} at ${this.url}`;
+      if (!(response.Body instanceof Readable)) throw new StoreError(`${what}: no body stream`);
+      const answer = { contentLength: response.ContentLength, contentRange: response.ContentRange };
+      return readObjectBody(response.Body, attempt, what, answer, range);
+    });
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
-    try {
-      const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
-      return { size: response.ContentLength ?? 0, etag: response.ETag ?? '' };
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw this.translate(err, key);
-    }
+    return unlessNotFound(
+      this.call('HEAD', key, async (attempt) => {
+        const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), { abortSignal: attempt.signal });
+        return { size: response.ContentLength ?? 0, etag: response.ETag ?? '' };
+      }),
+    );
   }
 
   async put(key: string, body: Buffer): Promise<void> {
-    try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Body: body }));
-    } catch (err) {
-      throw this.translate(err, key);
-    }
+    await this.call(
+      'PUT',
+      key,
+      (attempt) => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Body: body }), { abortSignal: attempt.signal }),
+      body.length,
+    );
   }
 
   /** Small objects in one PUT; large ones as a multipart upload that is aborted if the source fails. */
@@ -112,22 +120,25 @@ export class S3Store implements ObjectStore {
       await this.put(key, first.done ? Buffer.alloc(0) : first.value);
       return;
     }
-    const created = await this.client
-      .send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.keyOf(key) }))
-      .catch((err: unknown) => {
-        throw this.translate(err, key);
-      });
-    const uploadId = created.UploadId;
+    const Key = this.keyOf(key);
+    const created = await this.call('POST', key, (attempt) =>
+      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }), { abortSignal: attempt.signal }),
+    );
+    const UploadId = created.UploadId;
     try {
       const completed: CompletedPart[] = [];
       const inFlight = new Set<Promise<void>>();
       let partNumber = 0;
       const upload = (body: Buffer) => {
-        const number = ++partNumber;
-        const task = this.client
-          .send(new UploadPartCommand({ Bucket: this.bucket, Key: this.keyOf(key), UploadId: uploadId, PartNumber: number, Body: body }))
+        const PartNumber = ++partNumber;
+        const task = this.call(
+          'PUT',
+          `${key} part ${PartNumber}`,
+          (attempt) => this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber, Body: body }), { abortSignal: attempt.signal }),
+          body.length,
+        )
           .then((res) => {
-            completed.push({ PartNumber: number, ETag: res.ETag });
+            completed.push({ PartNumber, ETag: res.ETag });
           })
           .finally(() => inFlight.delete(task));
         inFlight.add(task);
@@ -140,48 +151,47 @@ export class S3Store implements ObjectStore {
       }
       await Promise.all(inFlight);
       completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: this.keyOf(key),
-          UploadId: uploadId,
-          MultipartUpload: { Parts: completed },
+      await this.call('POST', key, (attempt) =>
+        this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: completed } }), {
+          abortSignal: attempt.signal,
         }),
       );
     } catch (err) {
-      await this.client
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.keyOf(key), UploadId: uploadId }))
-        .catch(() => undefined);
-      throw err instanceof StoreError || !(err instanceof S3ServiceException) ? err : this.translate(err, key);
+      await this.call('DELETE', key, (attempt) =>
+        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }), { abortSignal: attempt.signal }),
+      ).catch(() => undefined);
+      throw err;
     }
   }
 
+  /** Retried like any write: a retry after a lost success answers "changed", and the publisher re-merges. */
   async putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
-    try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: this.keyOf(key),
-          Body: body,
-          ...(expected === null ? { IfNoneMatch: '*' } : { IfMatch: expected }),
-        }),
-      );
-      return true;
-    } catch (err) {
-      const status = (err as S3ServiceException).$metadata?.httpStatusCode;
-      if (status === 412 || status === 409) return false;
-      throw this.translate(err, key);
-    }
+    const condition = expected === null ? { IfNoneMatch: '*' } : { IfMatch: expected };
+    return this.call(
+      'PUT',
+      key,
+      async (attempt) => {
+        try {
+          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Body: body, ...condition }), { abortSignal: attempt.signal });
+          return true;
+        } catch (err) {
+          const status = (err as Partial<S3ServiceException>).$metadata?.httpStatusCode;
+          if (status === 412 || status === 409) return false;
+          throw err;
+        }
+      },
+      body.length,
+    );
   }
 
   async *list(prefix: string): AsyncIterable<string> {
     let token: string | undefined;
     do {
-      const page = await this.client
-        .send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyOf(prefix), ContinuationToken: token }))
-        .catch((err: unknown) => {
-          throw this.translate(err, prefix);
-        });
+      const page = await this.call('LIST', prefix, (attempt) =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.keyOf(prefix), ContinuationToken: token }), {
+          abortSignal: attempt.signal,
+        }),
+      );
       for (const object of page.Contents ?? []) {
         if (object.Key) yield object.Key.slice(this.prefix.length);
       }
@@ -193,31 +203,19 @@ export class S3Store implements ObjectStore {
     this.client.destroy();
   }
 
-  private translate(err: unknown, key: string): Error {
+  private translate(err: unknown, method: string, key: string): StoreError {
     if (err instanceof StoreError) return err;
-    if (isNotFound(err)) return new ObjectNotFoundError(this.url, key);
-    const status = (err as S3ServiceException).$metadata?.httpStatusCode;
-    const detail = status ? `HTTP ${status} ${(err as Error).name}` : (err as Error).message;
-    return new StoreError(`${key} at ${this.url}: ${detail}`, { cause: err });
+    const e = err as Partial<S3ServiceException>;
+    const status = e.$metadata?.httpStatusCode ?? (e.name === 'NoSuchKey' || e.name === 'NotFound' ? 404 : undefined);
+    if (status !== undefined) {
+      const retryAfter = e.$response?.headers?.['retry-after'];
+      // The SDK names an error without a parseable code 'Unknown' (or after its status): no code then.
+      const code = e.name === 'Unknown' || /^\d+$/.test(e.name ?? '') ? undefined : e.name;
+      return errorForStatus({ status, storeUrl: this.url, key, method, code, retryAfter });
+    }
+    if (e.name === 'CredentialsProviderError') return new StoreAccessError(this.url, `${method} ${key}`, 'no credentials found');
+    return networkError(err, this.url, `${method} ${key}`);
   }
-}
-
-function isNotFound(err: unknown): boolean {
-  const e = err as S3ServiceException;
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
-/**
- * The requested bytes out of a ranged response. Servers may answer more than was asked (the whole
- * object with HTTP 200, or a wider range); Content-Range says where the body starts.
- */
-export function requestedPart(body: Buffer, contentRange: string | undefined, start: number, end: number): Buffer {
-  const bodyStart = contentRange ? Number(/^bytes (\d+)-/.exec(contentRange)?.[1] ?? NaN) : 0;
-  const from = start - bodyStart;
-  if (!Number.isFinite(from) || from < 0 || from > body.length) {
-    throw new StoreError(`server answered range ${contentRange ?? '(none)'} for requested bytes ${start}-${end - 1}`);
-  }
-  return body.subarray(from, from + (end - start));
 }
 
 /** Regroups a byte stream into buffers of exactly `size` bytes (the last one shorter). */

@@ -34,6 +34,19 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<string>;
   /** Releases sockets and handles. */
   close(): Promise<void>;
+  /**
+   * The stores that hold the same objects, in order of preference (a mirror set's members). A reader
+   * whose bytes fail verification tries them in turn; a single store has none.
+   */
+  replicas?(): readonly ObjectStore[];
+}
+
+/** A key as the interface defines it: `/`-separated, no empty, `.` or `..` segment (those would escape the prefix). */
+export function checkKey(key: string): string {
+  if (key.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new StoreError(`invalid object key ${JSON.stringify(key)}`);
+  }
+  return key;
 }
 
 export class StoreError extends Error {
@@ -55,5 +68,42 @@ export class ReadOnlyStoreError extends StoreError {
   constructor(readonly storeUrl: string) {
     super(`${storeUrl} is read-only: publish to an s3:// or file:// store`);
     this.name = 'ReadOnlyStoreError';
+  }
+}
+
+/** 401/403: retrying cannot help. The message names the store, never the credentials. */
+export class StoreAccessError extends StoreError {
+  constructor(readonly storeUrl: string, what: string, detail: string) {
+    super(
+      `access denied to ${storeUrl} (${detail}) for ${what}: check the credentials and their permissions ` +
+        '(mounting needs GET and HEAD on the prefix, publishing also PUT)',
+    );
+    this.name = 'StoreAccessError';
+  }
+}
+
+/**
+ * A failure that may pass: 5xx, throttling, a reset or refused connection, a truncated body, a timeout.
+ * The only kind of error a store retries (and the kind a mirror set fails over on).
+ */
+export class TransientStoreError extends StoreError {
+  /** How long the server asked us to wait (Retry-After), if it did. */
+  readonly retryAfterMs: number | undefined;
+  /** The server said it is overloaded (503, 429, SlowDown): back off harder. */
+  readonly throttled: boolean;
+
+  constructor(message: string, options: { retryAfterMs?: number; throttled?: boolean } = {}) {
+    super(message);
+    this.name = 'TransientStoreError';
+    this.retryAfterMs = options.retryAfterMs;
+    this.throttled = options.throttled ?? false;
+  }
+}
+
+/** No response in time, or too few bytes for too long. */
+export class StoreTimeoutError extends TransientStoreError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreTimeoutError';
   }
 }

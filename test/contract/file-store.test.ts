@@ -18,3 +18,16 @@ it('file store leaves no temp or lock files behind', async () => {
   expect((await readdir(join(dir, 'k'))).sort()).toEqual(['one', 'two']);
   await rm(dir, { recursive: true, force: true });
 });
+
+it('file store takes over the lock of a writer that died on this host at once', async () => {
+  const { hostname } = await import('node:os');
+  const { writeFile, mkdir } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'rezfs-filestore-'));
+  const store = openStore(`file://${dir}`);
+  await mkdir(join(dir, 'index'), { recursive: true });
+  await writeFile(join(dir, 'index', 'HEAD.lock'), `${hostname()} 999999999`); // no such pid
+  const started = Date.now();
+  expect(await store.putIfMatch('index/HEAD', Buffer.from('x'), null)).toBe(true);
+  expect(Date.now() - started).toBeLessThan(2_000);
+  await rm(dir, { recursive: true, force: true });
+});

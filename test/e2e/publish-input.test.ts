@@ -99,7 +99,7 @@ describe('publish refuses bad input', () => {
   it('a store URL it cannot use', async () => {
     const result = await runCli(['publish', repo, '--store', 'ftp://host/x']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^rezfs: bad store URL "ftp:\/\/host\/x": unsupported scheme ftp:; use file:\/\/\/abs\/dir or s3:\/\/bucket\/prefix\n$/);
+    expect(result.stderr).toMatch(/^rezfs: bad store URL "ftp:\/\/host\/x": unsupported scheme ftp:; use file:\/\/\/abs\/dir, s3:\/\/bucket\/prefix or http\(s\):\/\/host\/prefix\n$/);
   });
 
   it('still publishes once the input is fixed', async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache } from '../../src/cache/index.js';
@@ -7,7 +7,7 @@ import { Catalog, keys } from '../../src/catalog/index.js';
 import { Errno, FsError, RezFs } from '../../src/fs/index.js';
 import { silentLog, type Log } from '../../src/log.js';
 import { publish } from '../../src/publish/index.js';
-import { openStore } from '../../src/store/index.js';
+import { MirroredStore, openStore } from '../../src/store/index.js';
 import { CountingStore } from '../support/counting-store.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
 
@@ -206,6 +206,22 @@ describe('RezFs data', () => {
     } finally {
       for (const [path, bytes] of originals) await writeFile(path, bytes);
     }
+  });
+
+  it('takes a block from the next mirror when the first one serves bytes that fail verification', async () => {
+    const damagedDir = join(work.path, `damaged-${randomBytes(3).toString('hex')}`);
+    await cp(storeDir, damagedDir, { recursive: true });
+    for (const p of await readdir(join(damagedDir, 'packs'))) {
+      const bytes = await readFile(join(damagedDir, 'packs', p));
+      for (let i = 0; i < bytes.length; i += 1000) bytes[i]! ^= 0x55;
+      await writeFile(join(damagedDir, 'packs', p), bytes);
+    }
+    const mirrored = new MirroredStore([openStore(`file://${damagedDir}`), store]);
+    const catalog = await Catalog.open(mirrored);
+    const fs = new RezFs(catalog, new BlockSource(mirrored, new MemoryBlockCache(1 << 20), undefined, log), { uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 4, log });
+    expect((await readAll(fs, '/foo/1.0.0/lib/libfoo.so.1.2.3')).equals(big)).toBe(true);
+    expect(errors.some((e) => e.includes('failed verification') && e.includes(`from file://${damagedDir}`))).toBe(true);
+    await mirrored.close();
   });
 
   it('replaces a corrupted disk-cache block with a fresh one from the store', async () => {
