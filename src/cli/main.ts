@@ -34,6 +34,11 @@ function cacheSizeOption(): Option {
   return new Option('--cache-size <size>', 'hard cap for the disk cache (LRU eviction)').env('REZFS_CACHE_SIZE');
 }
 
+/** Repeated --mirror options, or REZFS_MIRRORS as a comma-separated list, in order. */
+function collectUrls(value: string, previous: string[]): string[] {
+  return [...previous, ...value.split(',').map((url) => url.trim()).filter((url) => url !== '')];
+}
+
 function program(): Command {
   const cli = new Command('rezfs')
     .description('Publish rez packages to object storage and mount them as a lazy, read-only package repository')
@@ -83,6 +88,7 @@ function program(): Command {
     .description('mount the store as a read-only rez package repository')
     .argument('<mountpoint>')
     .addOption(storeOption())
+    .addOption(new Option('--mirror <url>', 'a store with the same objects, read when the ones before it fail (repeatable, in order)').env('REZFS_MIRRORS').argParser(collectUrls).default([]))
     .addOption(cacheDirOption())
     .addOption(cacheSizeOption().default('20G'))
     .addOption(new Option('--memory-limit <size>', 'memory of the whole mount process; blocks get what it does not need itself').env('REZFS_MEMORY_LIMIT').default('512M'))
@@ -97,6 +103,7 @@ function program(): Command {
         {
           mountpoint,
           store: String(opts.store),
+          mirrors: opts.mirror as string[],
           cacheDir: String(opts.cacheDir),
           cacheSize: parseSize('--cache-size', String(opts.cacheSize)),
           memoryLimit: parseSize('--memory-limit', String(opts.memoryLimit)),

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream, openSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, planMemory } from '../cache/index.js';
@@ -9,13 +10,15 @@ import { registerMount } from './registry.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
-import { openStore, type ObjectStore } from '../store/index.js';
+import { openStores, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
-import { fuseMountpoints } from './unmount.js';
+import { detach, fuseMountpoints } from './unmount.js';
 
 export interface MountCommand {
   mountpoint: string;
   store: string;
+  /** Stores with the same objects, in priority order after `store` (--mirror). */
+  mirrors: string[];
   cacheDir: string;
   /** Hard cap of the disk cache, in bytes. */
   cacheSize: number;
@@ -39,13 +42,28 @@ const READAHEAD_BYTES = 8 * 1024 * 1024;
 
 export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
   const mountpoint = resolve(cmd.mountpoint);
-  const info = await stat(mountpoint).catch(() => undefined);
+  const info = await statMountpoint(mountpoint);
   if (!info) throw new UsageError(`mountpoint ${mountpoint} does not exist; create it with mkdir -p`);
   if (!info.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
   await mkdir(cmd.cacheDir, { recursive: true });
   trustedKeys(cmd); // bad key files are reported here, before the mount goes to the background
   if (cmd.foreground) await serve({ ...cmd, mountpoint });
   else await daemonize({ ...cmd, mountpoint }, argv);
+}
+
+/**
+ * The mountpoint's stat; a dead mount left by a killed server ("Transport endpoint is not
+ * connected") is detached first, so a crashed mount can simply be mounted again.
+ */
+async function statMountpoint(mountpoint: string): Promise<Stats | undefined> {
+  try {
+    return await stat(mountpoint);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOTCONN') return undefined;
+    process.stderr.write(`rezfs: ${mountpoint} is a dead mount (its server exited); detaching it\n`);
+    await detach(mountpoint);
+    return stat(mountpoint).catch(() => undefined);
+  }
 }
 
 /** Re-runs this command in the foreground, detached, and returns once it reports the mount usable. */
@@ -79,7 +97,7 @@ async function serve(cmd: MountCommand): Promise<void> {
   let unregister: (() => Promise<void>) | undefined;
   process.on('SIGHUP', () => void refresher?.refreshNow()); // a local publish: look now
   try {
-    const store = openStore(cmd.store);
+    const store = openStores(cmd.store, cmd.mirrors);
     const trust = trustPolicy(store, cmd);
     const catalog = await Catalog.open(store, await trust?.policy());
     await trust?.accepted(catalog);

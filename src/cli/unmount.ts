@@ -38,3 +38,10 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
   }
   throw new Error(`cannot unmount ${path} (busy? close files and shells using it, or use umount -l): ${failures.at(-1)}`);
 }
+
+/** Lazily detaches a mount whatever its state (a dead server, busy files); never waits on the server. */
+export async function detach(mountpoint: string): Promise<void> {
+  await exec('fusermount3', ['-uz', mountpoint], { timeout: ATTEMPT_TIMEOUT_MS, killSignal: 'SIGKILL' }).catch(() =>
+    exec('umount', ['-l', mountpoint], { timeout: ATTEMPT_TIMEOUT_MS, killSignal: 'SIGKILL' }),
+  );
+}

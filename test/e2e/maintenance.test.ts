@@ -39,7 +39,7 @@ describe('store and cache maintenance through the CLI', () => {
     const path = join(storeDir, 'packs', big.p);
     const original = await readFile(path);
     const damaged = Buffer.from(original);
-    damaged[1024 * 1024 + 10] ^= 0xff;
+    damaged[1024 * 1024 + 10]! ^= 0xff;
     await writeFile(path, damaged);
     try {
       const bad = await runCli(['verify', '--store', store]);
