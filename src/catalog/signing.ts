@@ -32,23 +32,22 @@ export function keyIdOf(publicKey: KeyObject): string {
 }
 
 export function loadPrivateKey(pem: string, source: string): KeyObject {
-  try {
-    const key = createPrivateKey(pem);
-    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
-    return key;
-  } catch (err) {
-    throw new CatalogError(`${source} is not an ed25519 private key (${(err as Error).message}); make one with rezfs keygen`);
-  }
+  return loadKey(() => createPrivateKey(pem), source, 'private key (make one with rezfs keygen)');
 }
 
 export function loadPublicKey(pem: string, source: string): KeyObject {
+  return loadKey(() => createPublicKey(pem), source, 'public key (use the .pub file rezfs keygen wrote)');
+}
+
+function loadKey(parse: () => KeyObject, source: string, what: string): KeyObject {
+  let key: KeyObject;
   try {
-    const key = createPublicKey(pem);
-    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
-    return key;
+    key = parse();
   } catch (err) {
-    throw new CatalogError(`${source} is not an ed25519 public key (${(err as Error).message}); use the .pub file rezfs keygen wrote`);
+    throw new CatalogError(`${source} is not an ed25519 ${what}: ${(err as Error).message}`);
   }
+  if (key.asymmetricKeyType !== 'ed25519') throw new CatalogError(`${source} is not an ed25519 ${what}: it is a ${key.asymmetricKeyType} key`);
+  return key;
 }
 
 export function signIndex(privateKey: KeyObject, indexBytes: Buffer): IndexSignature {

@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findRez, forceUnmountAll, mountStore, mountsUnder, runCli, runProcess, type CliResult, type MountHandle } from '../support/cli.js';
+import { Limiter } from '../support/tree.js';
 import { generateRezRepo, planFamilies, rezRequests, type RezRepo, type RezRequest } from './rez-generator.js';
 
 const REZ = findRez();
@@ -32,21 +33,6 @@ const CACHE_LABELS = ['hashed variants, layer 1', 'platform_python variants, lay
 
 if (SKIP_REASON) console.warn(`[test/rez] skipping stock-rez end-to-end tests: ${SKIP_REASON}`);
 
-class Limiter {
-  private active = 0;
-  private queue: (() => void)[] = [];
-  constructor(private readonly max: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((r) => this.queue.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.queue.shift()?.();
-    }
-  }
-}
 const limiter = new Limiter(CONCURRENCY);
 
 interface Side {

@@ -37,7 +37,8 @@ export interface SnapshotOptions {
   includeRoot?: boolean;
 }
 
-class Limiter {
+/** At most `max` async jobs at once, the rest queued in order. */
+export class Limiter {
   private active = 0;
   private queue: (() => void)[] = [];
   constructor(private readonly max: number) {}
