@@ -6,3 +6,4 @@ export { DiskBlockCache, type DiskCacheStats, type GcResult } from './disk-cache
 export { MemoryBlockCache } from './memory-cache.js';
 export * from './block-math.js';
 export { planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';
+export { LocalCopyStore, type CopyRules, type OfflineState } from './local-copy-store.js';

@@ -20,6 +20,9 @@ export class CatalogRefresher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private lastEtag: string | undefined;
+  /** For `rezfs status`: when the store was last asked, and why the last refresh failed, if it did. */
+  lastCheckMs: number | undefined;
+  lastError: string | undefined;
 
   constructor(
     private current: Catalog,
@@ -46,7 +49,9 @@ export class CatalogRefresher {
   private async refresh(): Promise<void> {
     const { store } = this.current;
     try {
+      this.lastCheckMs = Date.now();
       const head = await store.head(keys.head);
+      this.lastError = undefined;
       if (!head || head.etag === this.lastEtag) return;
       const next = await this.current.next(await this.options.trust?.());
       this.lastEtag = head.etag;
@@ -55,6 +60,7 @@ export class CatalogRefresher {
       await this.options.onNewGeneration(next);
       this.options.log.info(`now serving generation ${next.index.generation} (index ${next.indexHash}) of ${store.url}`);
     } catch (err) {
+      this.lastError = (err as Error).message;
       this.options.log.error(`refresh of ${store.url} failed; still serving generation ${this.current.index.generation}: ${(err as Error).message}`);
     }
   }

@@ -109,3 +109,9 @@ export const keys = {
   manifest: (hash: string) => `manifests/${hash}.json`,
   pack: (hash: string) => `packs/${hash}`,
 } as const;
+
+/** Catalog documents never change once written; a local copy of one is as good as the store's. */
+export const catalogCopyRules = {
+  immutable: (key: string) => /^(index\/[0-9a-f]{64}\.(json|sig)|families\/[0-9a-f]{64}\.json|manifests\/[0-9a-f]{64}\.json)$/.test(key),
+  mutable: (key: string) => key === keys.head || key === keys.config,
+};

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { resolve } from 'node:path';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
@@ -10,6 +11,7 @@ import { openStore, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, prefetchCommand, verifyCommand } from './maintenance.js';
 import { mountCommand } from './mount.js';
+import { statusCommand } from './status.js';
 import { notifyMounts } from './registry.js';
 import { progressBar } from './progress.js';
 import { unmountCommand } from './unmount.js';
@@ -169,6 +171,13 @@ function program(): Command {
     .description('unmount a rezfs mount')
     .argument('<mountpoint>')
     .action(async (mountpoint: string) => unmountCommand(mountpoint));
+
+  cli
+    .command('status')
+    .description('what a running mount serves and how: generation, stores, caches, errors')
+    .argument('<mountpoint>')
+    .option('--json', 'one JSON document, for monitoring')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => statusCommand(resolve(mountpoint), Boolean(opts.json)));
 
   cli
     .command('ls')

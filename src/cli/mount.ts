@@ -3,10 +3,13 @@ import { createWriteStream, openSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
+import type { Server } from 'node:net';
 import { resolve } from 'node:path';
-import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, planMemory } from '../cache/index.js';
-import { Catalog, CatalogRefresher, GenerationFloor, type TrustPolicy } from '../catalog/index.js';
-import { registerMount } from './registry.js';
+import { BlockSource, ByteBudget, DiskBlockCache, LocalCopyStore, MemoryBlockCache, planMemory } from '../cache/index.js';
+import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, type TrustPolicy } from '../catalog/index.js';
+import { startControlServer } from './control.js';
+import { controlSocketPath, registerMount } from './registry.js';
+import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
@@ -90,19 +93,23 @@ async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<vo
 
 async function serve(cmd: MountCommand): Promise<void> {
   const out = cmd.logFile ? createWriteStream(cmd.logFile, { flags: 'a' }) : process.stderr;
-  const log = streamLog((line) => out.write(line));
+  const log = countingLog(streamLog((line) => out.write(line)));
   const ready = readyChannel();
   let mounted: Mounted | undefined;
   let refresher: CatalogRefresher | undefined;
+  let control: Server | undefined;
   let unregister: (() => Promise<void>) | undefined;
   process.on('SIGHUP', () => void refresher?.refreshNow()); // a local publish: look now
   try {
-    const store = openStores(cmd.store, cmd.mirrors);
+    const remote = openStores(cmd.store, cmd.mirrors);
+    const store = LocalCopyStore.forStore(remote, cmd.cacheDir, catalogCopyRules);
     const trust = trustPolicy(store, cmd);
     const catalog = await Catalog.open(store, await trust?.policy());
     await trust?.accepted(catalog);
     const memory = planMemory(cmd.memoryLimit);
-    const blocks = new BlockSource(store, new MemoryBlockCache(memory.cacheBytes), new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, new ByteBudget(memory.inFlightBytes));
+    const memoryCache = new MemoryBlockCache(memory.cacheBytes);
+    const budget = new ByteBudget(memory.inFlightBytes);
+    const blocks = new BlockSource(store, memoryCache, new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, budget);
     const fs = new RezFs(catalog, blocks, {
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
@@ -118,7 +125,7 @@ async function serve(cmd: MountCommand): Promise<void> {
       negativeTimeoutSec: cacheSec(60),
       operationTimeoutMs: cmd.readTimeoutMs + 5_000,
     });
-    refresher = new CatalogRefresher(catalog, {
+    const activeRefresher = new CatalogRefresher(catalog, {
       intervalMs: cmd.refreshMs,
       trust: trust?.policy,
       log,
@@ -127,8 +134,18 @@ async function serve(cmd: MountCommand): Promise<void> {
         fs.swapCatalog(next);
       },
     });
+    refresher = activeRefresher;
     refresher.start();
-    unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url });
+    const started = Date.now();
+    const status = () =>
+      mountStatus({ cmd, started, store, remote, fs, blocks, memoryCache, memoryLimit: memory, budget, errors: log.errors });
+    const socket = controlSocketPath(cmd.mountpoint);
+    control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
+    unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url, socket });
+    const offline = store.offlineState();
+    if (offline.offline) {
+      log.warn(`no store answered (${offline.lastError}); serving generation ${catalog.index.generation} from the local copy, cached data only, until a store answers`);
+    }
     log.info(
       `mounted ${store.url} generation ${catalog.index.generation} (${catalog.familyNames().length} families) at ${cmd.mountpoint}; ` +
         `memory limit ${formatBytes(cmd.memoryLimit)} (${formatBytes(memory.cacheBytes)} cached blocks, ${formatBytes(memory.inFlightBytes)} in flight), disk cache ${cmd.cacheDir} (cap ${formatBytes(cmd.cacheSize)})`,
@@ -139,11 +156,29 @@ async function serve(cmd: MountCommand): Promise<void> {
     log.error(reason);
     ready.send(`error: ${reason}\n`);
     await mounted?.unmount();
+    control?.close();
     throw new Error(reason);
   }
   await untilSignalled(mounted, log);
   refresher?.stop();
+  control?.close();
   await unregister?.();
+}
+
+/** A log that also counts its errors, for `rezfs status`. */
+function countingLog(inner: Log): Log & { readonly errors: number } {
+  let errors = 0;
+  return {
+    info: inner.info,
+    warn: inner.warn,
+    error: (message) => {
+      errors++;
+      inner.error(message);
+    },
+    get errors() {
+      return errors;
+    },
+  };
 }
 
 function trustedKeys(cmd: MountCommand): KeyObject[] {

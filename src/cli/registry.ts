@@ -2,12 +2,15 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
+import { isRunning } from '../pid.js';
 
 /** One running mount on this host, so that a publish can tell it to refresh at once. */
 export interface MountRecord {
   pid: number;
   mountpoint: string;
   store: string;
+  /** The mount's control socket (`rezfs status`). */
+  socket: string;
 }
 
 export function runtimeDir(): string {
@@ -16,7 +19,19 @@ export function runtimeDir(): string {
   return uid === 0 ? '/run/rezfs' : join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), `rezfs-${uid}`);
 }
 
-const recordFile = (mountpoint: string) => join(runtimeDir(), `${sha256Hex(mountpoint).slice(0, 16)}.json`);
+const recordName = (mountpoint: string) => sha256Hex(mountpoint).slice(0, 16);
+const recordFile = (mountpoint: string) => join(runtimeDir(), `${recordName(mountpoint)}.json`);
+
+/** Where a mount of `mountpoint` listens for control commands. */
+export function controlSocketPath(mountpoint: string): string {
+  return join(runtimeDir(), `${recordName(mountpoint)}.sock`);
+}
+
+/** The record of the mount at `mountpoint`, if one is running. */
+export async function findMount(mountpoint: string): Promise<MountRecord | undefined> {
+  const record = await readFile(recordFile(mountpoint), 'utf8').then((t) => JSON.parse(t) as MountRecord, () => undefined);
+  return record && isRunning(record.pid) ? record : undefined;
+}
 
 /** Records a mount; the returned function removes the record again. */
 export async function registerMount(record: MountRecord): Promise<() => Promise<void>> {
@@ -30,7 +45,7 @@ export async function registerMount(record: MountRecord): Promise<() => Promise<
 export async function notifyMounts(storeUrl: string): Promise<number> {
   const dir = runtimeDir();
   let told = 0;
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
+  for (const name of (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'))) {
     const record = await readFile(join(dir, name), 'utf8').then((t) => JSON.parse(t) as MountRecord, () => undefined);
     if (record?.store !== storeUrl) continue;
     try {

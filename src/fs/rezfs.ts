@@ -76,6 +76,8 @@ export class RezFs {
   private readonly handles = new Map<number, OpenFile>();
   private readonly inlineData = new WeakMap<InlineFile, Buffer>();
   private nextHandle = 1;
+  /** Requests that reached this process (the kernel answers the rest from its caches). */
+  readonly stats = { opens: 0, reads: 0, readBytes: 0, readErrors: 0 };
 
   constructor(
     private catalog: Catalog,
@@ -91,8 +93,8 @@ export class RezFs {
     this.catalog = next;
   }
 
-  get generation(): number {
-    return this.catalog.index.generation;
+  get current(): Catalog {
+    return this.catalog;
   }
 
   async getattr(path: string): Promise<Attr> {
@@ -151,19 +153,23 @@ export class RezFs {
     const file = this.openFile(resolved);
     const handle = this.nextHandle++;
     this.handles.set(handle, file);
+    this.stats.opens++;
     return handle;
   }
 
   async read(handle: number, offset: number, length: number): Promise<Buffer> {
     const file = this.handles.get(handle);
     if (!file) throw new FsError('EBADF');
+    this.stats.reads++;
     if (file.kind === 'inline') return file.data.subarray(offset, offset + readableLength(file.data.length, offset, length));
     const n = readableLength(file.node.size, offset, length);
     if (n === 0) return Buffer.alloc(0);
     const span = { start: file.node.offset + offset, end: file.node.offset + offset + n };
     const ahead = file.readahead.onRead(offset, n);
     if (ahead > 0) this.readAhead(file, span.end, ahead);
-    return this.withDeadline(this.blocks.read(file.pack, span), file.pack.key);
+    const data = await this.withDeadline(this.blocks.read(file.pack, span), file.pack.key);
+    this.stats.readBytes += data.length;
+    return data;
   }
 
   release(handle: number): void {
@@ -300,6 +306,7 @@ export class RezFs {
       return await Promise.race([work, deadline]);
     } catch (err) {
       this.options.log.error(`read failed: ${(err as Error).message}`);
+      this.stats.readErrors++;
       throw err instanceof FsError ? err : new FsError('EIO', (err as Error).message);
     } finally {
       clearTimeout(timer);

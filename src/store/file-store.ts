@@ -6,6 +6,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { sha256Hex } from '../hash.js';
+import { isRunning } from '../pid.js';
 import { checkKey, ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
 
 const LOCK_STALE_MS = 30_000;
@@ -160,15 +161,6 @@ async function isStaleLock(lock: string): Promise<boolean> {
   const [host, pid] = holder.split(' ');
   if (host === hostname() && pid !== undefined && !isRunning(Number(pid))) return true;
   return Date.now() - info.mtimeMs > LOCK_STALE_MS;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function isNotFound(err: unknown): boolean {

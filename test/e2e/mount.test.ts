@@ -100,7 +100,8 @@ describe.each(targets)('publish and mount over $kind', (target) => {
   });
 
   it('runs executables and follows the .so chain', async () => {
-    const ran = await runProcess(join(mnt, repo.notable.executable), [], { timeoutMs: 30_000 });
+    // Through sh: spawn() blocks this process until execve returns, and the mount may need this process's S3 proxy.
+    const ran = await runProcess('sh', ['-c', '"$0"', join(mnt, repo.notable.executable)], { timeoutMs: 30_000 });
     expect(ran.stdout.trim()).toBe(repo.notable.executableOutput);
     const [so, so1, real] = repo.notable.soChain;
     expect(await fsp.realpath(join(mnt, so))).toBe(join(mnt, real));

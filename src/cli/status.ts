@@ -1,0 +1,82 @@
+import type { BlockSource, ByteBudget, LocalCopyStore, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
+import type { RezFs } from '../fs/index.js';
+import { MirroredStore, type ObjectStore } from '../store/index.js';
+import type { MountCommand } from './mount.js';
+import { requestControl } from './control.js';
+import { findMount } from './registry.js';
+import { UsageError, formatBytes } from './units.js';
+
+export interface StatusParts {
+  cmd: MountCommand;
+  started: number;
+  store: LocalCopyStore;
+  remote: ObjectStore;
+  fs: RezFs;
+  blocks: BlockSource;
+  memoryCache: MemoryBlockCache;
+  memoryLimit: MemoryPlan;
+  budget: ByteBudget;
+  errors: number;
+}
+
+const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+const ratio = (part: number, whole: number) => (whole === 0 ? null : Number((part / whole).toFixed(4)));
+
+/** Everything `rezfs status` reports, as one JSON-able document (monitoring reads the same). */
+export async function mountStatus(p: StatusParts) {
+  const catalog = p.fs.current;
+  const offline = p.store.offlineState();
+  const { memoryHits, diskHits, storeGets, storeBytes } = p.blocks.stats;
+  const blockLoads = memoryHits + diskHits + storeGets;
+  const stores =
+    p.remote instanceof MirroredStore
+      ? p.remote.health().map((h) => ({ url: h.url, healthy: h.healthy, failures: h.failures, downSince: iso(h.downSinceMs), lastError: h.lastError ?? null }))
+      : [{ url: p.remote.url, healthy: !offline.offline, failures: null, downSince: iso(offline.sinceMs), lastError: offline.lastError ?? null }];
+  return {
+    mountpoint: p.cmd.mountpoint,
+    pid: process.pid,
+    uptimeSec: Math.round((Date.now() - p.started) / 1000),
+    store: p.store.url,
+    offline: offline.offline,
+    offlineSince: iso(offline.sinceMs),
+    generation: catalog.index.generation,
+    index: catalog.indexHash ?? null,
+    catalogCreated: iso(catalog.index.createdMs),
+    catalogAgeSec: Math.round((Date.now() - catalog.index.createdMs) / 1000),
+    families: catalog.familyNames().length,
+    refreshSec: p.cmd.refreshMs / 1000,
+    stores,
+    requests: { ...p.fs.stats, note: 'reads the kernel answered from its page cache never reach rezfs' },
+    cache: {
+      memory: { bytes: p.memoryCache.bytes, limit: p.memoryLimit.cacheBytes, hits: memoryHits, hitRatio: ratio(memoryHits, blockLoads) },
+      disk: { dir: p.cmd.cacheDir, cap: p.cmd.cacheSize, hits: diskHits, hitRatio: ratio(diskHits, blockLoads) },
+      store: { gets: storeGets, bytes: storeBytes, ratio: ratio(storeGets, blockLoads) },
+      inFlightBytes: p.budget.inUse,
+    },
+    errors: p.errors,
+    rssBytes: process.memoryUsage.rss(),
+  };
+}
+
+export type MountStatus = Awaited<ReturnType<typeof mountStatus>>;
+
+/** `rezfs status <mountpoint> [--json]`: asks the mount over its control socket. */
+export async function statusCommand(mountpoint: string, json: boolean): Promise<void> {
+  const record = await findMount(mountpoint);
+  if (!record) throw new UsageError(`no running rezfs mount at ${mountpoint}`);
+  const s = (await requestControl(record.socket, 'status')) as MountStatus;
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return;
+  }
+  const { cache } = s;
+  const pct = (v: number | null | undefined) => (v == null ? '-' : `${(v * 100).toFixed(1)}%`);
+  const lines = [
+    `${s.mountpoint}: ${s.store} generation ${s.generation} (${s.families} families, published ${s.catalogCreated}), pid ${s.pid}, up ${s.uptimeSec} s`,
+    s.offline ? `OFFLINE since ${s.offlineSince}: serving the local copy of the catalog and cached data only` : 'online',
+    ...s.stores.map((st) => `  store ${st.url}: ${st.healthy ? 'healthy' : `down (${st.lastError})`}`),
+    `  memory cache ${formatBytes(cache.memory.bytes)} of ${formatBytes(cache.memory.limit)}, hits ${pct(cache.memory.hitRatio)}; disk hits ${pct(cache.disk.hitRatio)}; store ${cache.store.gets} GETs (${formatBytes(cache.store.bytes)})`,
+    `  errors logged: ${s.errors}; rss ${formatBytes(s.rssBytes)}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

@@ -1,0 +1,83 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { forceUnmountAll, mountStore, runCli, runProcess } from '../support/cli.js';
+import { startS3Server, type S3TestServer } from '../support/s3-server.js';
+import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
+
+/**
+ * Runs a program that lives on the mount through sh: spawn() blocks this process until execve
+ * returns, and execve of a file whose metadata the mount must still fetch through this process's S3
+ * proxy would wait on itself.
+ */
+const runTool = (path: string) => runProcess('sh', ['-c', '"$0"', path], { timeoutMs: 30_000 });
+
+/** Every store down, warm cache: what was used before keeps working; the rest fails fast with EIO. */
+describe('offline', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let s3: S3TestServer;
+  let env: Record<string, string>;
+  const cold = Buffer.alloc(2 * 1024 * 1024, 3);
+
+  beforeAll(async () => {
+    work = await tempDir('offline');
+    s3 = await startS3Server();
+    env = { ...s3.env, REZFS_RUNTIME_DIR: join(work.path, 'run') };
+    const repo = join(work.path, 'repo');
+    await writeTree(repo, {
+      'tool/1.0/package.py': packageDefinition('tool', '1.0'),
+      'tool/1.0/bin/tool': { mode: 0o755, data: '#!/bin/sh\necho tool works\n' },
+      'big/1.0/package.py': packageDefinition('big', '1.0'),
+      'big/1.0/cold.bin': cold,
+    });
+    expect((await runCli(['publish', repo, '--store', s3.storeUrl('off')], { env })).code).toBe(0);
+  });
+  afterAll(async () => {
+    await forceUnmountAll([work.path]);
+    await s3?.stop();
+    await work?.remove();
+  });
+
+  it('mounts from the local copy of the catalog, serves cached data, fails uncached reads within the timeout, and says so', async () => {
+    const cacheDir = join(work.path, 'cache');
+    const mountpoint = join(work.path, 'mnt');
+    const first = await mountStore({ store: s3.storeUrl('off'), mountpoint, cacheDir, env });
+    await readdir(join(mountpoint, 'big/1.0')); // the package was listed, its payload never read
+    expect((await runTool(join(mountpoint, 'tool/1.0/bin/tool'))).stdout).toBe('tool works\n');
+    await first.unmount();
+
+    await s3.stop(); // every store is down from here on
+    const started = Date.now();
+    const offline = await mountStore({ store: s3.storeUrl('off'), mountpoint, cacheDir, env, extraArgs: ['--read-timeout', '4s'] });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    try {
+      expect((await readdir(mountpoint)).sort()).toEqual(['big', 'tool']);
+      expect(await readFile(join(mountpoint, 'tool/1.0/package.py'), 'utf8')).toBe(packageDefinition('tool', '1.0'));
+      const ran = await runProcess(join(mountpoint, 'tool/1.0/bin/tool'), [], { timeoutMs: 30_000 });
+    expect(ran.stdout, JSON.stringify(ran)).toBe('tool works\n');
+
+      const readStarted = Date.now();
+      const uncached = await runProcess('cat', [join(mountpoint, 'big/1.0/cold.bin')], { timeoutMs: 60_000 });
+      expect(uncached.code).not.toBe(0);
+      expect(uncached.stderr).toMatch(/Input\/output error/);
+      expect(Date.now() - readStarted).toBeLessThan(15_000);
+
+      const status = await runCli(['status', mountpoint, '--json'], { env });
+      expect(status.code, status.stderr).toBe(0);
+      const report = JSON.parse(status.stdout) as { offline: boolean; offlineSince: string | null; generation: number };
+      expect(report.offline).toBe(true);
+      expect(report.offlineSince).not.toBeNull();
+      expect(report.generation).toBe(1);
+      const human = await runCli(['status', mountpoint], { env });
+      expect(human.stdout).toMatch(/OFFLINE since/);
+    } finally {
+      await offline.unmount();
+    }
+  });
+
+  it('status of a path with no mount is bad input', async () => {
+    const none = await runCli(['status', join(work.path, 'nowhere')], { env });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no running rezfs mount at/);
+  });
+});
