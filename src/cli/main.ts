@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { publish, PublishInputError, type PublishProgress } from '../publish/index.js';
-import { openStore, StoreUrlError } from '../store/index.js';
+import { openStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, prefetchCommand, verifyCommand } from './maintenance.js';
 import { mountCommand } from './mount.js';
@@ -227,7 +227,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
-    const usage = err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError;
+    const usage = err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError || err instanceof ReadOnlyStoreError;
     process.stderr.write(`rezfs: ${(err as Error).message}\n`);
     return usage ? EXIT_USAGE : EXIT_FAILURE;
   }
