@@ -41,7 +41,8 @@ export class DiskBlockCache implements BlockCache {
   private readonly pinsDir: string;
   /** Bytes this process believes are cached; learnt by one scan, then kept up to date by its own writes. */
   private used: number | undefined;
-  private collecting: Promise<unknown> | undefined;
+  private scanning: Promise<number> | undefined;
+  private collecting: Promise<GcResult> | undefined;
 
   constructor(
     readonly dir: string,
@@ -67,7 +68,9 @@ export class DiskBlockCache implements BlockCache {
     }
   }
 
+  /** Writes a block, first making room under the cap; a block that cannot fit is not kept (the cap is hard). */
   async put(sha256: string, data: Buffer): Promise<void> {
+    if (Number.isFinite(this.maxBytes) && !(await this.reserve(data.length))) return;
     const target = this.pathOf(sha256);
     const dir = join(this.blocksDir, sha256.slice(0, 2));
     await mkdir(dir, { recursive: true });
@@ -77,31 +80,39 @@ export class DiskBlockCache implements BlockCache {
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });
+      if (this.used !== undefined) this.used -= data.length;
       throw err;
     }
-    if (Number.isFinite(this.maxBytes)) this.account(data.length);
   }
 
   async delete(sha256: string): Promise<void> {
     await rm(this.pathOf(sha256), { force: true });
   }
 
-  /** Keeps a running total and starts one eviction pass when it crosses the high watermark. */
-  private account(added: number): void {
-    if (this.used !== undefined) this.used += added;
-    if (this.collecting || (this.used !== undefined && this.used <= this.maxBytes * HIGH_WATERMARK)) return;
-    this.collecting = this.collectIfFull().finally(() => (this.collecting = undefined));
-  }
-
-  private async collectIfFull(): Promise<void> {
-    this.used = (await this.scan()).reduce((n, b) => n + b.size, 0);
-    if (this.used > this.maxBytes * HIGH_WATERMARK) await this.gc();
+  /**
+   * Counts a block against the cap before it is written, evicting least recently used blocks first
+   * when it would cross the high watermark. False when even eviction cannot make room (all pinned).
+   */
+  private async reserve(bytes: number): Promise<boolean> {
+    if (this.used === undefined) {
+      const onDisk = await (this.scanning ??= this.scan().then((blocks) => blocks.reduce((n, b) => n + b.size, 0)));
+      this.used ??= onDisk; // the first waiter to wake sets it; the others must not undo its reservation
+    }
+    while (this.used + bytes > this.maxBytes * HIGH_WATERMARK) {
+      const target = Math.min(Math.floor(this.maxBytes * LOW_WATERMARK), this.maxBytes - bytes);
+      const pass = (this.collecting ??= this.gc(target).finally(() => (this.collecting = undefined)));
+      if ((await pass).removedBlocks === 0) break;
+    }
+    if (this.used + bytes > this.maxBytes) return false;
+    this.used += bytes;
+    return true;
   }
 
   /** Evicts least recently used, unpinned blocks until the cache holds at most `targetBytes`. */
   async gc(targetBytes: number = Math.floor(this.maxBytes * LOW_WATERMARK)): Promise<GcResult> {
     const [blocks, pinned] = await Promise.all([this.scan(), this.pinnedBlocks()]);
-    let remaining = blocks.reduce((n, b) => n + b.size, 0);
+    // Blocks this process is still writing are not on disk yet but will be: count them in.
+    let remaining = Math.max(blocks.reduce((n, b) => n + b.size, 0), this.used ?? 0);
     const result: GcResult = { removedBlocks: 0, removedBytes: 0, remainingBytes: remaining };
     for (const block of blocks.sort((a, b) => a.lastUsedMs - b.lastUsedMs)) {
       if (remaining <= targetBytes) break;
@@ -112,7 +123,9 @@ export class DiskBlockCache implements BlockCache {
       result.removedBytes += block.size;
     }
     result.remainingBytes = remaining;
-    this.used = remaining;
+    // The scan misses blocks still being written; this process's own count misses other mounts'
+    // blocks in a shared directory. Each is a lower bound, so the larger one keeps the cap hard.
+    this.used = Math.max(remaining, (this.used ?? 0) - result.removedBytes);
     return result;
   }
 

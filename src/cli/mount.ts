@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createWriteStream, openSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
-import { openStores, type ObjectStore } from '../store/index.js';
+import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { detach, fuseMountpoints } from './unmount.js';
 
@@ -49,7 +49,9 @@ export async function mountCommand(cmd: MountCommand, argv: readonly string[]): 
   if (!info) throw new UsageError(`mountpoint ${mountpoint} does not exist; create it with mkdir -p`);
   if (!info.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
   await mkdir(cmd.cacheDir, { recursive: true });
-  trustedKeys(cmd); // bad key files are reported here, before the mount goes to the background
+  // Bad store URLs and key files are reported here, as bad usage, before the mount goes to the background.
+  await openStores(cmd.store, cmd.mirrors).close();
+  trustedKeys(cmd);
   if (cmd.foreground) await serve({ ...cmd, mountpoint });
   else await daemonize({ ...cmd, mountpoint }, argv);
 }
@@ -120,6 +122,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     // fuse-native has one timeout for every entry: with refresh on, new versions must show within the interval.
     const cacheSec = (limit: number) => (cmd.refreshMs > 0 ? Math.min(limit, Math.max(1, Math.floor(cmd.refreshMs / 1000))) : limit);
     mounted = await new FuseNativeBinding().mount(cmd.mountpoint, fs, {
+      source: redactUrl(cmd.store), // as given, so mount -a can match it to its fstab line
       allowOther: cmd.allowOther,
       attrTimeoutSec: cacheSec(300),
       negativeTimeoutSec: cacheSec(60),
@@ -200,8 +203,13 @@ function readyChannel(): { send(message: string): void } {
   const fd = process.env[READY_ENV];
   delete process.env[READY_ENV];
   if (fd === undefined) return { send: () => {} };
-  const stream = createWriteStream('', { fd: Number(fd) });
-  return { send: (message) => stream.end(message) };
+  // Synchronous, so a failure's reason reaches the parent even though the process exits right after.
+  return {
+    send: (message) => {
+      writeSync(Number(fd), message);
+      closeSync(Number(fd));
+    },
+  };
 }
 
 /**

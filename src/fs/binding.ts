@@ -1,6 +1,8 @@
 import type { RezFs } from './rezfs.js';
 
 export interface MountOptions {
+  /** What the mount table shows as the source (mount -a matches fstab lines by it); no secrets. */
+  source: string;
   allowOther: boolean;
   /** How long the kernel may trust attributes and directory entries, in seconds. */
   attrTimeoutSec: number;

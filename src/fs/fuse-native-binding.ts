@@ -25,7 +25,8 @@ export class FuseNativeBinding implements FuseBinding {
       kernelCache: true,
       attrTimeout: options.attrTimeoutSec,
       entryTimeout: options.attrTimeoutSec,
-      fsname: 'rezfs',
+      // libfuse splits options at commas; keep a URL's commas from ending the option.
+      fsname: options.source.replace(/,/g, '%2C'),
       // fuse-native has no setting for these libfuse options; it joins subtype into the -o list verbatim.
       subtype: ['rezfs', 'ro', 'use_ino', 'default_permissions', `negative_timeout=${options.negativeTimeoutSec}`].join(','),
     });
