@@ -1,3 +1,4 @@
+import { DeadlineError, withDeadline } from '../deadline.js';
 import { sha256Hex as sha256 } from '../hash.js';
 import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
@@ -15,6 +16,7 @@ export interface PackRef {
 
 /** Blocks being fetched at once, in bytes, unless the mount sets its own budget. */
 export const DEFAULT_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_LOAD_DEADLINE_MS = 30_000;
 
 export class IntegrityError extends Error {
   constructor(readonly objectKey: string, readonly blockIndex: number, expected: string, actual: string) {
@@ -39,6 +41,8 @@ export interface BlockSourceStats {
 export class BlockSource {
   readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0 };
   private readonly inFlight = new Map<string, Promise<Buffer>>();
+  /** Blocks whose load missed its deadline and is still running: asking again now would only wait again. */
+  private readonly overdue = new Map<string, DeadlineError>();
 
   constructor(
     private readonly store: ObjectStore,
@@ -46,6 +50,8 @@ export class BlockSource {
     private readonly disk: BlockCache | undefined,
     private readonly log: Log,
     private readonly budget: ByteBudget = new ByteBudget(DEFAULT_IN_FLIGHT_BYTES),
+    /** A block load, however many readers wait on it, gives up after this long; later readers start afresh. */
+    private readonly loadDeadlineMs: number = DEFAULT_LOAD_DEADLINE_MS,
   ) {}
 
   /** Pack bytes [span.start, span.end). */
@@ -67,7 +73,7 @@ export class BlockSource {
     void (async () => {
       for (let index = first; index <= last; index++) {
         const sha = pack.blocks[index]!;
-        if (this.inFlight.has(sha) || (await this.memory.get(sha)) || this.inFlight.has(sha)) continue;
+        if (this.inFlight.has(sha) || this.overdue.has(sha) || (await this.memory.get(sha)) || this.inFlight.has(sha)) continue;
         const size = blockLength(pack, index);
         if (!this.budget.tryAcquire(size)) return;
         this.track(sha, size, this.fetch(pack, index, sha)).catch(() => undefined);
@@ -78,6 +84,8 @@ export class BlockSource {
   private async block(pack: PackRef, index: number): Promise<Buffer> {
     const sha = pack.blocks[index];
     if (sha === undefined) throw new RangeError(`block ${index} is past the end of ${pack.key}`);
+    const overdue = this.overdue.get(sha);
+    if (overdue) throw overdue;
     const pending = this.inFlight.get(sha);
     if (pending) return pending;
     const inMemory = await this.memory.get(sha);
@@ -91,12 +99,27 @@ export class BlockSource {
     return this.track(sha, size, this.budget.acquire(size).then(() => this.fetch(pack, index, sha)));
   }
 
-  /** Shares one load among concurrent readers and gives its budget back when it settles. */
+  /**
+   * Shares one load among concurrent readers. The load has one deadline, from its start: a reader
+   * that joins late waits only for what is left of it, never a full deadline of its own. The budget
+   * is held until the underlying fetch settles, deadline or not.
+   */
   private track(sha: string, size: number, load: Promise<Buffer>): Promise<Buffer> {
-    const shared = load.finally(() => {
-      this.inFlight.delete(sha);
-      this.budget.release(size);
-    });
+    load
+      .finally(() => {
+        this.budget.release(size);
+        this.overdue.delete(sha);
+      })
+      .catch(() => undefined);
+    const shared: Promise<Buffer> = withDeadline(load, this.loadDeadlineMs, `loading block ${sha}`)
+      .catch((err: unknown) => {
+        // The kernel retries a failed page at once; until this fetch settles, such retries fail at once too.
+        if (err instanceof DeadlineError) this.overdue.set(sha, err);
+        throw err;
+      })
+      .finally(() => {
+        if (this.inFlight.get(sha) === shared) this.inFlight.delete(sha);
+      });
     this.inFlight.set(sha, shared);
     return shared;
   }

@@ -111,7 +111,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     const memory = planMemory(cmd.memoryLimit);
     const memoryCache = new MemoryBlockCache(memory.cacheBytes);
     const budget = new ByteBudget(memory.inFlightBytes);
-    const blocks = new BlockSource(store, memoryCache, new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, budget);
+    const blocks = new BlockSource(store, memoryCache, new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, budget, cmd.readTimeoutMs);
     const fs = new RezFs(catalog, blocks, {
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,

@@ -5,6 +5,7 @@ import type { Log } from '../log.js';
 import { FsError } from './errors.js';
 import { InodeTable } from './inodes.js';
 import { splitPath } from './paths.js';
+import { withDeadline } from '../deadline.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -167,9 +168,15 @@ export class RezFs {
     const span = { start: file.node.offset + offset, end: file.node.offset + offset + n };
     const ahead = file.readahead.onRead(offset, n);
     if (ahead > 0) this.readAhead(file, span.end, ahead);
-    const data = await this.withDeadline(this.blocks.read(file.pack, span), file.pack.key);
-    this.stats.readBytes += data.length;
-    return data;
+    try {
+      const data = await withDeadline(this.blocks.read(file.pack, span), this.options.readDeadlineMs, `reading ${file.pack.key}`);
+      this.stats.readBytes += data.length;
+      return data;
+    } catch (err) {
+      this.options.log.error(`read failed: ${(err as Error).message}`);
+      this.stats.readErrors++;
+      throw new FsError('EIO', (err as Error).message);
+    }
   }
 
   release(handle: number): void {
@@ -281,35 +288,20 @@ export class RezFs {
 
   private async shardOrEmpty(catalog: Catalog, family: string): Promise<FamilyShard | undefined> {
     try {
-      return await catalog.shard(family);
+      return await withDeadline(catalog.shard(family), this.options.readDeadlineMs, `loading the shard of ${family}`);
     } catch (err) {
-      this.options.log.error(`family ${family} hidden: its shard could not be loaded: ${(err as Error).message}`);
+      const shard = catalog.family(family)?.shard ?? '?';
+      this.options.log.error(`family ${family} hidden: its shard ${keys.shard(shard)} could not be loaded: ${(err as Error).message}`);
       return undefined;
     }
   }
 
   private async manifestOf(catalog: Catalog, record: VersionRecord, path: string): Promise<Manifest> {
     try {
-      return await catalog.manifest(record.manifest);
+      return await withDeadline(catalog.manifest(record.manifest), this.options.readDeadlineMs, `loading manifest ${record.manifest}`);
     } catch (err) {
       this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);
       throw new FsError('ENOENT');
-    }
-  }
-
-  private async withDeadline<T>(work: Promise<T>, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FsError('EIO', `reading ${what} took longer than ${this.options.readDeadlineMs} ms`)), this.options.readDeadlineMs);
-    });
-    try {
-      return await Promise.race([work, deadline]);
-    } catch (err) {
-      this.options.log.error(`read failed: ${(err as Error).message}`);
-      this.stats.readErrors++;
-      throw err instanceof FsError ? err : new FsError('EIO', (err as Error).message);
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

@@ -17,8 +17,13 @@ export interface Fault {
   stripRange?: boolean;
   /** Send only this many body bytes, then `then`. */
   afterBytes?: number;
-  /** 'cut': close the connection (a truncated body); 'stall': keep it open and send nothing more. */
-  then?: 'cut' | 'stall';
+  /**
+   * 'cut': close the connection (a truncated body); 'reset': abort it with a TCP RST (a connection reset
+   * mid-body); 'stall': keep it open and send nothing more.
+   */
+  then?: 'cut' | 'reset' | 'stall';
+  /** XOR these body offsets (of the bytes the origin sent) with 0xff: a response damaged in transit. */
+  flip?: number[];
   /** Send the body at most `bytes` every `everyMs`. */
   trickle?: { bytes: number; everyMs: number };
 }
@@ -54,6 +59,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         timers.add(timer);
       } else if (limit === body.length) res.end();
       else if (fault.then === 'cut') res.socket?.destroy();
+      else if (fault.then === 'reset') res.socket?.resetAndDestroy();
       // 'stall': leave the response open; stop() destroys the socket
     };
     next();
@@ -75,7 +81,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       up.on('data', (c: Buffer) => chunks.push(c));
       up.on('end', () => {
         res.writeHead(up.statusCode ?? 502, up.headers);
-        deliver(res, Buffer.concat(chunks), fault);
+        const body = Buffer.concat(chunks);
+        for (const at of fault.flip ?? []) if (at >= 0 && at < body.length) body[at] = body[at]! ^ 0xff;
+        deliver(res, body, fault);
       });
     });
     upstream.on('error', () => res.destroy());
