@@ -13,6 +13,13 @@ cd "$ROOT"
 
 bash "$ROOT/scripts/setup.sh"
 
+# The caching-proxy tests put nginx in front of the S3 test server; they skip without it.
+if ! command -v nginx >/dev/null 2>&1 && [ "${REZFS_SKIP_APT:-0}" != "1" ] && [ "$(id -u)" -eq 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null 2>&1 \
+    || { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null 2>&1; } \
+    || echo "[test] nginx-light could not be installed: the caching-proxy tests will be skipped"
+fi
+
 # setup.sh just built dist/: the vitest global setup need not build again.
 export REZFS_SKIP_BUILD=1
 mkdir -p .tmp

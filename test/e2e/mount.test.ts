@@ -160,6 +160,9 @@ describe.each(targets)('publish and mount over $kind', (target) => {
       expect(target.packGets()).toBeGreaterThanOrEqual(1);
       expect(target.packGets()).toBeLessThanOrEqual(2);
       for (const r of s3.requests.filter({ method: 'GET', keyPrefix: 'e2e/packs/' })) expect(r.range).toMatch(/^bytes=\d+-\d+$/);
+      // Least privilege: a mount only reads objects (GET, HEAD); it never lists, writes or deletes.
+      const methods = new Set(s3.requests.all().map((r) => (r.query.includes('list-type') ? 'LIST' : r.method)));
+      expect([...methods].sort()).toEqual(['GET', 'HEAD'].filter((m) => methods.has(m)));
     } finally {
       await fresh.unmount();
     }
