@@ -13,6 +13,7 @@ import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'n
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isRunning } from '../../src/pid.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_PATH = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
@@ -54,14 +55,7 @@ function buildEnv(opts: RunCliOptions): NodeJS.ProcessEnv {
   return base;
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export const pidAlive = isRunning;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
