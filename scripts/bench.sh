@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# rezfs benchmark (issue 4): one invocation starts an S3 server (s3rver) on 127.0.0.1, generates the data in a temp
+# dir under /var/tmp, measures rezfs and its baselines, and prints one table.
+#
+#   scripts/bench.sh [--quick] [--peers] [--install-peers] [--reps N] [--peer-reps N]
+#
+#   --quick          small sizes, 1 repetition: a few minutes (64 MiB file, 2,000-file tree, 10,000-version catalog)
+#   --peers          run the s3fs / rclone comparison (it also runs whenever either is installed)
+#   --install-peers  apt-get install -y s3fs rclone first (implies --peers)
+#   --reps N         repetitions per figure (default 3, 1 with --quick); figures are medians
+#   --peer-reps N    repetitions for the s3fs / rclone rows (default 1: they are slow)
+#
+# Needs root (drop_caches, FUSE), /dev/fuse, Node >= 20 and `npm ci` done; builds dist/ when src/ is newer.
+# rez rows use $REZ_BIN/rez, rez on PATH, or /opt/rez/bin/rez/rez, and are skipped without rez.
+# Environment: BENCH_MEMORY_LIMIT (default 256M) is the --memory-limit of the data mounts; BENCH_TMPDIR (default
+# /var/tmp) where the temp dir goes (needs ~3x the publish payload free: 3 GiB full, 1 GiB quick).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+args=()
+install_peers=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick|--peers) args+=("$1") ;;
+    --install-peers) install_peers=1; args+=(--peers) ;;
+    --reps|--peer-reps) args+=("$1" "${2:?$1 needs a value}"); shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bench.sh: must run as root (drop_caches between cold runs)" >&2
+  exit 2
+fi
+[ -e /dev/fuse ] || { echo "bench.sh: /dev/fuse is missing" >&2; exit 2; }
+[ -d node_modules/s3rver ] || { echo "bench.sh: run npm ci (or scripts/setup.sh) first" >&2; exit 2; }
+
+if [ "$install_peers" = 1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  if ! command -v s3fs >/dev/null || ! command -v rclone >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq s3fs rclone >/dev/null
+  fi
+fi
+
+# Build when dist/ is missing or older than src/.
+if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then
+  echo "bench.sh: building dist/" >&2
+  npm run build --silent >&2
+fi
+
+TMP=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/rezfs-bench.XXXXXX")
+node_pid=
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  # The driver unmounts and stops everything it started; this is the fallback if it died.
+  if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
+    kill -TERM "$node_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  # Any FUSE mount left under the temp dir: lazy unmount.
+  awk -v t="$TMP/" '$3 ~ /^fuse/ && index($2, t) == 1 { print $2 }' /proc/mounts | while read -r m; do
+    fusermount -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+  # Processes the driver recorded as started by this run (s3rver, mount daemons, peers): only those pids.
+  if [ -f "$TMP/pids" ]; then
+    while read -r pid; do
+      [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qaE "s3rver|dist/cli/main.js|s3fs|rclone" "/proc/$pid/cmdline" 2>/dev/null \
+        && kill -TERM "$pid" 2>/dev/null || true
+    done < "$TMP/pids"
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+start=$(date +%s)
+node scripts/bench/bench.mjs --tmp "$TMP" "${args[@]}" &
+node_pid=$!
+rc=0
+wait "$node_pid" || rc=$?
+node_pid=
+echo "bench.sh: done in $(( $(date +%s) - start )) s" >&2
+exit "$rc"

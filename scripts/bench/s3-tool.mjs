@@ -1,0 +1,157 @@
+// S3 helper for scripts/bench: raw baselines and bulk copies, straight through @aws-sdk/client-s3.
+// Endpoint and credentials come from the AWS_* environment (as for rezfs itself). Prints one JSON line.
+//   get <bucket> <key>                         one GetObject, body streamed and discarded   -> {bytes, seconds}
+//   multipart <bucket> <key> <file>            CreateMultipartUpload + UploadPart (8 MiB parts, 4 in flight) + Complete
+//   put-dir <bucket> <prefix> <dir> [inflight [markers]]  every file below <dir> as <prefix>/<relative path>;
+//                                              with `markers`, every directory also as an empty <prefix>/<dir>/ object
+//   rm <bucket> <prefix>                       delete every object under <prefix>
+//   ls <bucket> <prefix>                       [{key, size}] of every object under <prefix>
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { createReadStream } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+const PART_SIZE = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 4;
+
+const client = new S3Client({
+  forcePathStyle: true,
+  region: process.env.AWS_REGION ?? 'us-east-1',
+  requestChecksumCalculation: 'WHEN_REQUIRED',
+  responseChecksumValidation: 'WHEN_REQUIRED',
+});
+
+async function get(bucket, key) {
+  const t0 = performance.now();
+  const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  let bytes = 0;
+  for await (const chunk of res.Body) bytes += chunk.length;
+  return { bytes, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** The file in PART_SIZE buffers, in order. */
+async function* parts(file) {
+  let pending = [];
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    pending.push(chunk);
+    size += chunk.length;
+    while (size >= PART_SIZE) {
+      const all = Buffer.concat(pending);
+      yield all.subarray(0, PART_SIZE);
+      pending = [all.subarray(PART_SIZE)];
+      size = pending[0].length;
+    }
+  }
+  if (size > 0) yield Buffer.concat(pending);
+}
+
+async function multipart(bucket, key, file) {
+  const t0 = performance.now();
+  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  const done = [];
+  const inFlight = new Set();
+  let number = 0;
+  let bytes = 0;
+  for await (const body of parts(file)) {
+    if (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
+    const PartNumber = ++number;
+    bytes += body.length;
+    const task = client
+      .send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber, Body: body }))
+      .then((r) => done.push({ PartNumber, ETag: r.ETag }))
+      .finally(() => inFlight.delete(task));
+    inFlight.add(task);
+  }
+  await Promise.all(inFlight);
+  done.sort((a, b) => a.PartNumber - b.PartNumber);
+  await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: done } }));
+  return { bytes, parts: number, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Files below `dir`, and each directory as `<path>/` (for its marker object). */
+async function* walk(dir, markers) {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (markers) yield `${path}/`;
+      yield* walk(path, markers);
+    } else if (entry.isFile()) yield path;
+  }
+}
+
+async function pool(items, limit, work) {
+  const it = items[Symbol.asyncIterator] ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      for (let next = await it.next(); !next.done; next = await it.next()) await work(next.value);
+    }),
+  );
+}
+
+async function putDir(bucket, prefix, dir, inflight = 32, markers = '') {
+  const t0 = performance.now();
+  let objects = 0;
+  let bytes = 0;
+  // With `markers`, directories get an empty `dir/` marker object, as s3fs and the S3 console create them: s3rver's delimiter
+  // listing (which s3fs and rclone use) does not find keys nested below a level that has no object of its own.
+  await pool(walk(dir, markers === 'markers'), inflight, async (path) => {
+    const marker = path.endsWith('/');
+    const body = marker ? Buffer.alloc(0) : await readFile(path);
+    const key = `${prefix.replace(/\/+$/, '')}/${relative(dir, path)}${marker ? '/' : ''}`;
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    objects++;
+    bytes += body.length;
+  });
+  return { objects, bytes, seconds: (performance.now() - t0) / 1000 };
+}
+
+async function rm(bucket, prefix) {
+  let objects = 0;
+  let token;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    await pool((page.Contents ?? []).map((o) => o.Key), 16, async (Key) => {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
+      objects++;
+    });
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return { objects };
+}
+
+async function ls(bucket, prefix) {
+  const objects = [];
+  let token;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) objects.push({ key: o.Key, size: o.Size });
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return objects;
+}
+
+const [command, ...args] = process.argv.slice(2);
+const commands = { get, multipart, 'put-dir': putDir, rm, ls };
+if (!commands[command]) {
+  process.stderr.write(`usage: s3-tool.mjs get|multipart|put-dir|rm|ls ...\n`);
+  process.exit(2);
+}
+try {
+  const result = await commands[command](...args.map((a, i) => (command === 'put-dir' && i === 3 ? Number(a) : a)));
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  client.destroy();
+} catch (err) {
+  process.stderr.write(`s3-tool ${command}: ${err?.stack ?? err}\n`);
+  process.exit(1);
+}
