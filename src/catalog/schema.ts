@@ -38,6 +38,12 @@ export interface VersionRecord {
   mtimeMs: number;
   /** Subdirectories of the version directory, for its link count without loading the manifest. */
   subdirs: number;
+  /**
+   * Names in the version directory, so that probes for what is not there (rez looks for
+   * `release.yaml` and `.metadata` in every version it loads) answer without the manifest.
+   * Absent in shards written before format 1.1.
+   */
+  names?: string[];
   publishedMs: number;
   /** `package.py` and/or `package.yaml`, served without touching the manifest or the pack. */
   definitions: Record<string, InlineFile>;
@@ -97,7 +103,7 @@ export interface LinkNode {
 
 export type TreeNode = DirNode | FileNode | LinkNode;
 
-export const FORMAT_VERSION = '1.0.0';
+export const FORMAT_VERSION = '1.1.0';
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 
 export const keys = {

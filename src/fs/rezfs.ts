@@ -218,6 +218,7 @@ export class RezFs {
       throw new FsError(extra ? 'ENOTDIR' : 'ENOENT');
     }
     if (rest.length === 0) return { kind: 'version', record };
+    if (record.names && !record.names.includes(rest[0]!)) throw new FsError('ENOENT'); // no manifest needed to say so
     // package.py and package.yaml come from the shard: a resolve never waits on a manifest.
     const definition = rest.length === 1 && Object.hasOwn(record.definitions, rest[0]!) ? record.definitions[rest[0]!] : undefined;
     if (definition) return { kind: 'inline', entry: definition };

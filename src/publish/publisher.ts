@@ -187,6 +187,7 @@ function versionRecord(built: BuiltPackage, now: number): VersionRecord {
     mode: root.mode,
     mtimeMs: root.mtimeMs,
     subdirs: countSubdirs(root),
+    names: Object.keys(root.entries).sort(),
     publishedMs: now,
     definitions,
     manifest: encodeDocument(built.manifest).hash,

@@ -141,13 +141,17 @@ describe('RezFs metadata', () => {
     expect(await errno(fs.getattr('/foo/1.0.0/package.py/x'))).toBe(Errno.ENOTDIR);
   });
 
-  it('serves package.py and lists the root and a family without any payload request', async () => {
+  it('serves package.py, lists the root and a family, and answers rez\'s probes without any manifest or payload request', async () => {
     const { fs } = await freshFs();
     await fs.readdir('/');
     await fs.readdir('/foo');
     const py = await readAll(fs, '/foo/1.0.0/package.py');
     expect(py.toString()).toBe(packageDefinition('foo', '1.0.0'));
     expect((await readAll(fs, '/foo/2.0.0/package.yaml')).toString()).toContain('version: 2.0.0');
+    // rez probes every version it loads for these: answered from the shard, no manifest fetched.
+    for (const probe of ['/foo/1.0.0/release.yaml', '/foo/1.0.0/.metadata', '/foo/2.0.0/package.py']) {
+      expect(await errno(fs.getattr(probe)), probe).toBe(Errno.ENOENT);
+    }
     expect(store.calls.filter((c) => !c.key.startsWith('families/') && !c.key.startsWith('index/') && c.key !== 'rezfs.json')).toEqual([]);
   });
 });
