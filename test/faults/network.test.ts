@@ -115,6 +115,16 @@ function setPlan(next: typeof plan): void {
   plan = next;
 }
 
+/** Runs one phase under a fault plan, clearing the plan afterwards whatever happens. */
+async function underPlan<T>(next: typeof plan, phase: () => Promise<T>): Promise<T> {
+  setPlan(next);
+  try {
+    return await phase();
+  } finally {
+    setPlan(null);
+  }
+}
+
 const log = () => readFile(join(cacheDir, 'mount.log'), 'utf8').catch(() => '');
 
 beforeAll(async () => {
@@ -394,21 +404,17 @@ describe('a real mount under network faults (s3:// through a fault-injecting pro
   });
 
   it('connection resets mid-body (first attempt of every request): every read right after a retry', async () => {
-    setPlan((_req, attempt) => (attempt === 1 ? { afterBytes: 40_000, then: 'reset' } : undefined));
-    try {
-      await checkPhase('resets', await readUnderFaults([VERSIONS.resets]), { allowEio: false });
-    } finally {
-      setPlan(null);
-    }
+    await underPlan(
+      (_req, attempt) => (attempt === 1 ? { afterBytes: 40_000, then: 'reset' } : undefined),
+      async () => checkPhase('resets', await readUnderFaults([VERSIONS.resets]), { allowEio: false }),
+    );
   });
 
   it('truncated bodies (first attempt of every request): every read right after a retry', async () => {
-    setPlan((_req, attempt) => (attempt === 1 ? { afterBytes: 40_000, then: 'cut' } : undefined));
-    try {
-      await checkPhase('truncated', await readUnderFaults([VERSIONS.truncated]), { allowEio: false });
-    } finally {
-      setPlan(null);
-    }
+    await underPlan(
+      (_req, attempt) => (attempt === 1 ? { afterBytes: 40_000, then: 'cut' } : undefined),
+      async () => checkPhase('truncated', await readUnderFaults([VERSIONS.truncated]), { allowEio: false }),
+    );
   });
 
   it('flipped bytes: damaged once, the block is fetched again; damaged always, EIO, logged with the object name, never cached', async () => {
@@ -431,12 +437,10 @@ describe('a real mount under network faults (s3:// through a fault-injecting pro
 
   it('a stalled connection (first attempt of every payload request): retried, right bytes or EIO in time', async () => {
     // 4,000 bytes, then nothing: below the stall detector's minimum for its first window, so caught in one window.
-    setPlan((req, attempt) => (req.method === 'GET' && req.url.includes('/packs/') && attempt === 1 ? { afterBytes: 4_000, then: 'stall' } : undefined));
-    try {
-      await checkPhase('stalled once', await readUnderFaults([VERSIONS.stallOnce]), { allowEio: true });
-    } finally {
-      setPlan(null);
-    }
+    await underPlan(
+      (req, attempt) => (req.method === 'GET' && req.url.includes('/packs/') && attempt === 1 ? { afterBytes: 4_000, then: 'stall' } : undefined),
+      async () => checkPhase('stalled once', await readUnderFaults([VERSIONS.stallOnce]), { allowEio: true }),
+    );
   });
 
   it('a store that never answers, or stalls mid-body for good: EIO within the deadline, nobody stuck in D state', async () => {
