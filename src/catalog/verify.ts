@@ -1,3 +1,4 @@
+import { blockCount } from '../cache/block-math.js';
 import { createHash } from 'node:crypto';
 import { sha256Hex } from '../hash.js';
 import type { ObjectStore } from '../store/index.js';
@@ -55,7 +56,7 @@ export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undef
 /** Every file lies inside the pack and the block list covers the pack exactly. */
 export function layoutProblems(where: string, manifest: Manifest): string[] {
   const problems: string[] = [];
-  const expectedBlocks = Math.ceil(manifest.packSize / manifest.blockSize);
+  const expectedBlocks = blockCount(manifest.packSize, manifest.blockSize);
   if (manifest.blocks.length !== expectedBlocks) {
     problems.push(`${where}: manifest lists ${manifest.blocks.length} blocks for a ${manifest.packSize}-byte pack of ${manifest.blockSize}-byte blocks (expected ${expectedBlocks})`);
   }
