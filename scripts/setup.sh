@@ -4,6 +4,7 @@
 # does not change the caller's shell options).
 #
 #   - FUSE: apt packages fuse3 (fusermount3, /dev/fuse helpers) and libfuse2 (fuse-native links libfuse.so.2)
+#   - the native binding's build tools: libfuse3-dev, pkg-config, g++, make (node-gyp builds native/ from source)
 #   - Node.js >= 20
 #   - npm dependencies (npm ci, or npm install without a lockfile)
 #   - checks that the fuse-native binding loads
@@ -32,7 +33,7 @@ rezfs_setup() (
       libfuse2_pkg="libfuse2t64"
     fi
     local missing=()
-    for p in fuse3 "$libfuse2_pkg"; do
+    for p in fuse3 "$libfuse2_pkg" libfuse3-dev pkg-config g++ make; do
       if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$p")
       fi
@@ -98,9 +99,10 @@ rezfs_setup() (
   say "fuse-native loads"
 
   # ---- build -------------------------------------------------------------------------------------------------
-  say "npm run build"
+  say "npm run build (TypeScript, then the native libfuse3 binding from source)"
   npm run build --silent
   [ -x dist/cli/main.js ] || die "build did not produce dist/cli/main.js"
+  [ -f native/build/Release/rezfs_fuse.node ] || die "build did not produce native/build/Release/rezfs_fuse.node"
   say "ready: node dist/cli/main.js --help"
 )
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite: set up the machine (apt FUSE packages, Node >= 20, npm deps, fuse-native check, build), then
-# vitest. Arguments are passed to `vitest run`, e.g. scripts/test.sh test/support  or  scripts/test.sh -t publish
+# vitest: every test on the default (native) binding, then every suite that mounts again on fuse-native.
+# Arguments are passed to one `vitest run` instead, e.g. scripts/test.sh test/support  or  scripts/test.sh -t publish
+# (REZFS_FUSE=fuse-native scripts/test.sh test/e2e picks the binding).
 #
 # No external services are needed: the S3 tests start their own s3rver (in a child process, behind a counting
 # proxy) from test/support/s3-server.ts, and tear it down again. The FUSE tests mount under temp dirs and unmount
@@ -23,16 +25,28 @@ fi
 # setup.sh just built dist/: the vitest global setup need not build again.
 export REZFS_SKIP_BUILD=1
 mkdir -p .tmp
-rm -f .tmp/vitest.json
+rm -f .tmp/vitest*.json
 status=0
-npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@" || status=$?
+# run_pass <binding> <json> [vitest args...]: one vitest run with REZFS_FUSE=<binding> for every mount it makes.
+run_pass() {
+  local binding="$1" json="$2"
+  shift 2
+  echo "[test] vitest run $* (FUSE binding: $binding)"
+  REZFS_FUSE="$binding" npx vitest run --reporter=default --reporter=json --outputFile.json="$json" "$@" || status=$?
+}
+if [ $# -gt 0 ]; then
+  run_pass "${REZFS_FUSE:-auto}" .tmp/vitest.json "$@"
+else
+  # Everything on the default binding (native, rezfs's own), then every suite that mounts again on fuse-native.
+  run_pass auto .tmp/vitest.json
+  run_pass fuse-native .tmp/vitest-fuse-native.json test/e2e test/faults test/rez
+fi
 
 # One plain closing line that any CI reader understands: "N passed, N failed, N skipped".
-if [ -f .tmp/vitest.json ]; then
-  node -e '
-    const r = JSON.parse(require("fs").readFileSync(".tmp/vitest.json", "utf8"));
-    const skipped = r.numPendingTests + r.numTodoTests;
-    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
-  '
-fi
+node -e '
+  const fs = require("fs");
+  const runs = fs.readdirSync(".tmp").filter((f) => /^vitest.*\.json$/.test(f)).map((f) => JSON.parse(fs.readFileSync(`.tmp/${f}`, "utf8")));
+  const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
+  console.log(`${sum("numPassedTests")} passed, ${sum("numFailedTests")} failed, ${sum("numPendingTests") + sum("numTodoTests")} skipped`);
+'
 exit "$status"

@@ -10,7 +10,7 @@ import { publish, PublishInputError, type PublishProgress } from '../publish/ind
 import { openStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, prefetchCommand, verifyCommand } from './maintenance.js';
-import { mountCommand } from './mount.js';
+import { mountCommand, type FuseChoice } from './mount.js';
 import { statusCommand } from './status.js';
 import { notifyMounts } from './registry.js';
 import { progressBar } from './progress.js';
@@ -100,6 +100,12 @@ function program(): Command {
     .addOption(new Option('--refresh <duration>', 'look for newly published versions this often (0: only when a local publish says so)').env('REZFS_REFRESH').default('30s'))
     .addOption(new Option('--trust-key <file...>', 'serve only catalogs signed by one of these ed25519 public keys').env('REZFS_TRUST_KEYS'))
     .addOption(new Option('--log-file <file>', 'where a mount logs (default: <cache-dir>/mount.log in the background, stderr in the foreground)'))
+    .addOption(
+      new Option('--fuse <binding>', 'FUSE binding: native (libfuse3, rezfs\'s own), fuse-native (libfuse2), auto (native when built)')
+        .choices(['auto', 'native', 'fuse-native'])
+        .env('REZFS_FUSE')
+        .default('auto'),
+    )
     .action(async (mountpoint: string, opts: Record<string, string | string[] | boolean | undefined>) => {
       await mountCommand(
         {
@@ -115,6 +121,7 @@ function program(): Command {
           logFile: opts.logFile === undefined ? undefined : String(opts.logFile),
           trustKeys: trustKeyFiles(opts.trustKey),
           refreshMs: parseDuration('--refresh', String(opts.refresh)),
+          fuse: opts.fuse as FuseChoice,
         },
         process.argv.slice(1),
       );

@@ -11,7 +11,7 @@ import { startControlServer } from './control.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
-import { FuseNativeBinding, RezFs, type Mounted } from '../fs/index.js';
+import { FuseNativeBinding, NativeBinding, RezFs, generationChanges, nativeBindingAvailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
 import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
@@ -34,7 +34,10 @@ export interface MountCommand {
   trustKeys: string[];
   /** How often to look for a new generation; 0 never (a publish on this host still notifies). */
   refreshMs: number;
+  fuse: FuseChoice;
 }
+
+export type FuseChoice = 'auto' | 'native' | 'fuse-native';
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
 const READY_FD = 3;
@@ -52,6 +55,9 @@ export async function mountCommand(cmd: MountCommand, argv: readonly string[]): 
   // Bad store URLs and key files are reported here, as bad usage, before the mount goes to the background.
   await openStores(cmd.store, cmd.mirrors).close();
   trustedKeys(cmd);
+  if (cmd.fuse === 'native' && !nativeBindingAvailable()) {
+    throw new UsageError('--fuse native: the native binding is not built; run npm run build:native (needs libfuse3-dev) or use --fuse fuse-native');
+  }
   if (cmd.foreground) await serve({ ...cmd, mountpoint });
   else await daemonize({ ...cmd, mountpoint }, argv);
 }
@@ -119,29 +125,35 @@ async function serve(cmd: MountCommand): Promise<void> {
       readaheadBlocks: Math.max(1, Math.floor(READAHEAD_BYTES / catalog.config.blockSize)),
       log,
     });
-    // fuse-native has one timeout for every entry: with refresh on, new versions must show within the interval.
-    const cacheSec = (limit: number) => (cmd.refreshMs > 0 ? Math.min(limit, Math.max(1, Math.floor(cmd.refreshMs / 1000))) : limit);
-    mounted = await new FuseNativeBinding().mount(cmd.mountpoint, fs, {
+    const binding = chooseBinding(cmd.fuse);
+    // Without invalidation the kernel's timeouts alone decide when new versions show: keep them within the interval.
+    const cacheSec = (limit: number) =>
+      cmd.refreshMs > 0 && !binding.invalidatesChanges ? Math.min(limit, Math.max(1, Math.floor(cmd.refreshMs / 1000))) : limit;
+    mounted = await binding.mount(cmd.mountpoint, fs, {
       source: redactUrl(cmd.store), // as given, so mount -a can match it to its fstab line
       allowOther: cmd.allowOther,
       attrTimeoutSec: cacheSec(300),
       negativeTimeoutSec: cacheSec(60),
       operationTimeoutMs: cmd.readTimeoutMs + 5_000,
     });
+    const activeMount = mounted;
+    log.info(`FUSE binding: ${mounted.binding}`);
     const activeRefresher = new CatalogRefresher(catalog, {
       intervalMs: cmd.refreshMs,
       trust: trust?.policy,
       log,
       onNewGeneration: async (next) => {
         await trust?.accepted(next);
+        const changes = activeMount.invalidate ? await generationChanges(fs.current, next) : undefined;
         fs.swapCatalog(next);
+        if (changes) await activeMount.invalidate?.(changes);
       },
     });
     refresher = activeRefresher;
     refresher.start();
     const started = Date.now();
     const status = () =>
-      mountStatus({ cmd, started, store, remote, fs, blocks, memoryCache, memoryLimit: memory, budget, errors: log.errors });
+      mountStatus({ cmd, started, store, remote, fs, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
     unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url, socket });
@@ -166,6 +178,12 @@ async function serve(cmd: MountCommand): Promise<void> {
   refresher?.stop();
   control?.close();
   await unregister?.();
+}
+
+function chooseBinding(choice: FuseChoice): FuseBinding {
+  if (choice === 'fuse-native') return new FuseNativeBinding();
+  if (choice === 'native' || nativeBindingAvailable()) return new NativeBinding();
+  return new FuseNativeBinding();
 }
 
 /** A log that also counts its errors, for `rezfs status`. */

@@ -1,5 +1,5 @@
 import type { BlockSource, ByteBudget, LocalCopyStore, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
-import type { RezFs } from '../fs/index.js';
+import type { Mounted, RezFs } from '../fs/index.js';
 import { MirroredStore, type ObjectStore } from '../store/index.js';
 import type { MountCommand } from './mount.js';
 import { requestControl } from './control.js';
@@ -12,6 +12,7 @@ export interface StatusParts {
   store: LocalCopyStore;
   remote: ObjectStore;
   fs: RezFs;
+  mounted: Mounted;
   blocks: BlockSource;
   memoryCache: MemoryBlockCache;
   memoryLimit: MemoryPlan;
@@ -46,7 +47,10 @@ export async function mountStatus(p: StatusParts) {
     families: catalog.familyNames().length,
     refreshSec: p.cmd.refreshMs / 1000,
     stores,
-    requests: { ...p.fs.stats, note: 'reads the kernel answered from its page cache never reach rezfs' },
+    fuse: p.mounted.binding,
+    requests: { ...p.fs.stats, note: 'what the kernel answered from its caches never reaches rezfs' },
+    /** Inodes the kernel holds a reference to (native binding only; forget lowers it). */
+    kernelInodes: p.mounted.inodesHeld?.() ?? null,
     cache: {
       memory: { bytes: p.memoryCache.bytes, limit: p.memoryLimit.cacheBytes, hits: memoryHits, hitRatio: ratio(memoryHits, blockLoads) },
       disk: { dir: p.cmd.cacheDir, cap: p.cmd.cacheSize, hits: diskHits, hitRatio: ratio(diskHits, blockLoads) },
@@ -76,6 +80,7 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
     s.offline ? `OFFLINE since ${s.offlineSince}: serving the local copy of the catalog and cached data only` : 'online',
     ...s.stores.map((st) => `  store ${st.url}: ${st.healthy ? 'healthy' : `down (${st.lastError})`}`),
     `  memory cache ${formatBytes(cache.memory.bytes)} of ${formatBytes(cache.memory.limit)}, hits ${pct(cache.memory.hitRatio)}; disk hits ${pct(cache.disk.hitRatio)}; store ${cache.store.gets} GETs (${formatBytes(cache.store.bytes)})`,
+    `  FUSE binding ${s.fuse}; requests that reached rezfs: ${s.requests.metadata} metadata, ${s.requests.reads} reads`,
     `  errors logged: ${s.errors}; rss ${formatBytes(s.rssBytes)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

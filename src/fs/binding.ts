@@ -1,3 +1,4 @@
+import type { TreeChanges } from './changes.js';
 import type { RezFs } from './rezfs.js';
 
 export interface MountOptions {
@@ -14,10 +15,18 @@ export interface MountOptions {
 
 export interface Mounted {
   readonly mountpoint: string;
+  /** Which binding serves it, for logs and `rezfs status`. */
+  readonly binding: string;
   unmount(): Promise<void>;
+  /** Tells the kernel what a new generation changed; absent where the kernel's timeouts must do. */
+  invalidate?(changes: TreeChanges): Promise<void>;
+  /** Inodes the kernel currently holds (where the binding tracks them). */
+  inodesHeld?(): number;
 }
 
 /** A FUSE binding: translates kernel requests into RezFs calls and nothing more. */
 export interface FuseBinding {
+  /** Whether mounts tell the kernel about new generations (else cache timeouts must stay short). */
+  readonly invalidatesChanges: boolean;
   mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted>;
 }

@@ -17,6 +17,8 @@ const WRITE_OPS = [
 
 /** fuse-native (libfuse 2, high-level path API). Every handler runs on the JS main thread. */
 export class FuseNativeBinding implements FuseBinding {
+  readonly invalidatesChanges = false;
+
   async mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted> {
     const fuse = new Fuse(mountpoint, operations(fs), {
       force: true, // clears a stale "Transport endpoint is not connected" mountpoint first
@@ -34,6 +36,7 @@ export class FuseNativeBinding implements FuseBinding {
     let unmounted: Promise<void> | undefined;
     return {
       mountpoint,
+      binding: 'fuse-native (libfuse2)',
       unmount: () => (unmounted ??= unmount(fuse, mountpoint)),
     };
   }

@@ -2,3 +2,5 @@ export type { FuseBinding, Mounted, MountOptions } from './binding.js';
 export { Errno, FsError, errnoOf } from './errors.js';
 export { FuseNativeBinding } from './fuse-native-binding.js';
 export { RezFs, type Attr, type DirEntry, type RezFsOptions, type StatFs } from './rezfs.js';
+export { NativeBinding, nativeBindingAvailable } from './native-binding.js';
+export { generationChanges, type TreeChanges } from './changes.js';

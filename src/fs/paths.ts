@@ -11,3 +11,8 @@ export function splitPath(path: string): string[] {
   }
   return parts;
 }
+
+/** `parent` joined with one name, as the kernel's paths look. */
+export function childPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}

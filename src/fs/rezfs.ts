@@ -1,10 +1,11 @@
+import { LRUCache } from 'lru-cache';
 import { ReadaheadWindow, readableLength, type BlockSource, type PackRef } from '../cache/index.js';
 import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, Manifest, TreeNode, VersionRecord } from '../catalog/index.js';
 import { countSubdirs, keys } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import { FsError } from './errors.js';
 import { InodeTable } from './inodes.js';
-import { splitPath } from './paths.js';
+import { childPath, splitPath } from './paths.js';
 import { withDeadline } from '../deadline.js';
 
 const S_IFDIR = 0o040000;
@@ -15,6 +16,8 @@ const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
 const W_OK = 2;
 const X_OK = 1;
+/** Files read without open whose readahead state is kept; a reader beyond that starts its window anew. */
+const UNOPENED_FILES = 1024;
 
 export interface Attr {
   ino: number;
@@ -75,10 +78,14 @@ type OpenFile =
 export class RezFs {
   private readonly inodes = new InodeTable();
   private readonly handles = new Map<number, OpenFile>();
+  /** Files read without an open (the kernel opens them itself): their state, per path. */
+  private readonly unopened = new LRUCache<string, { catalog: Catalog; file: OpenFile }>({ max: UNOPENED_FILES });
   private readonly inlineData = new WeakMap<InlineFile, Buffer>();
   private nextHandle = 1;
+  /** `/family` and `/family/version` whose shard or manifest last failed to load. */
+  private readonly failedLoads = new Set<string>();
   /** Requests that reached this process (the kernel answers the rest from its caches). */
-  readonly stats = { opens: 0, reads: 0, readBytes: 0, readErrors: 0 };
+  readonly stats = { metadata: 0, opens: 0, reads: 0, readBytes: 0, readErrors: 0 };
 
   constructor(
     private catalog: Catalog,
@@ -94,17 +101,34 @@ export class RezFs {
     this.catalog = next;
   }
 
+  /**
+   * Whether what `path` looks like now rests on a shard or manifest that failed to load (an empty
+   * family, a missing file): true for now only, so a kernel must not keep it.
+   */
+  isProvisional(path: string): boolean {
+    if (this.failedLoads.size === 0) return false;
+    const [family, version] = splitPath(path);
+    return family !== undefined && (this.failedLoads.has(`/${family}`) || (version !== undefined && this.failedLoads.has(`/${family}/${version}`)));
+  }
+
+  /** The inode number `path` has, whether or not it exists. */
+  inoOf(path: string): number {
+    return this.inodes.ino(path);
+  }
+
   get current(): Catalog {
     return this.catalog;
   }
 
   async getattr(path: string): Promise<Attr> {
+    this.stats.metadata++;
     const catalog = this.catalog;
     return this.attrOf(catalog, path, await this.resolve(catalog, path));
   }
 
   /** A directory's entries, `.` and `..` first as on a local filesystem. */
   async readdir(path: string): Promise<DirEntry[]> {
+    this.stats.metadata++;
     const catalog = this.catalog;
     const parent = path === '/' ? '/' : path.slice(0, path.lastIndexOf('/')) || '/';
     const attrAt = async (p: string) => this.attrOf(catalog, p, await this.resolve(catalog, p));
@@ -114,8 +138,7 @@ export class RezFs {
 
   private async children(catalog: Catalog, path: string): Promise<DirEntry[]> {
     const resolved = await this.resolve(catalog, path);
-    const prefix = path === '/' ? '/' : `${path}/`;
-    const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(catalog, prefix + name, target) });
+    const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(catalog, childPath(path, name), target) });
     switch (resolved.kind) {
       case 'root':
         return catalog.familyNames().map((family) => entry(family, { kind: 'family', family }));
@@ -142,6 +165,7 @@ export class RezFs {
   }
 
   async readlink(path: string): Promise<string> {
+    this.stats.metadata++;
     const resolved = await this.resolve(this.catalog, path);
     const node = resolved.kind === 'tree' ? resolved.node : resolved.kind === 'inline' ? resolved.entry : undefined;
     if (node?.type !== 'symlink') throw new FsError('EINVAL', `${path} is not a symlink`);
@@ -161,6 +185,21 @@ export class RezFs {
   async read(handle: number, offset: number, length: number): Promise<Buffer> {
     const file = this.handles.get(handle);
     if (!file) throw new FsError('EBADF');
+    return this.readFile(file, offset, length);
+  }
+
+  /** A read by path, for kernels that open files themselves; each path keeps its readahead state. */
+  async readAt(path: string, offset: number, length: number): Promise<Buffer> {
+    const catalog = this.catalog;
+    let known = this.unopened.get(path);
+    if (known?.catalog !== catalog) {
+      known = { catalog, file: this.openFile(await this.resolve(catalog, path)) };
+      this.unopened.set(path, known);
+    }
+    return this.readFile(known.file, offset, length);
+  }
+
+  private async readFile(file: OpenFile, offset: number, length: number): Promise<Buffer> {
     this.stats.reads++;
     if (file.kind === 'inline') return file.data.subarray(offset, offset + readableLength(file.data.length, offset, length));
     const n = readableLength(file.node.size, offset, length);
@@ -289,8 +328,9 @@ export class RezFs {
 
   private async shardOrEmpty(catalog: Catalog, family: string): Promise<FamilyShard | undefined> {
     try {
-      return await withDeadline(catalog.shard(family), this.options.readDeadlineMs, `loading the shard of ${family}`);
+      return this.loaded(`/${family}`, await withDeadline(catalog.shard(family), this.options.readDeadlineMs, `loading the shard of ${family}`));
     } catch (err) {
+      this.failedLoads.add(`/${family}`);
       const shard = catalog.family(family)?.shard ?? '?';
       this.options.log.error(`family ${family} hidden: its shard ${keys.shard(shard)} could not be loaded: ${(err as Error).message}`);
       return undefined;
@@ -298,12 +338,19 @@ export class RezFs {
   }
 
   private async manifestOf(catalog: Catalog, record: VersionRecord, path: string): Promise<Manifest> {
+    const version = `/${splitPath(path).slice(0, 2).join('/')}`;
     try {
-      return await withDeadline(catalog.manifest(record.manifest), this.options.readDeadlineMs, `loading manifest ${record.manifest}`);
+      return this.loaded(version, await withDeadline(catalog.manifest(record.manifest), this.options.readDeadlineMs, `loading manifest ${record.manifest}`));
     } catch (err) {
+      this.failedLoads.add(version);
       this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);
       throw new FsError('ENOENT');
     }
+  }
+
+  private loaded<T>(key: string, document: T): T {
+    if (this.failedLoads.size > 0) this.failedLoads.delete(key);
+    return document;
   }
 }
 

@@ -171,6 +171,17 @@ describe('RezFs data', () => {
     expect((await readAll(fs, '/foo/1.0.0/share/zero')).length).toBe(0);
   });
 
+  it('reads by path without an open (the native binding\'s no-open reads) exactly as through a handle', async () => {
+    const { fs } = await freshFs();
+    const path = '/foo/1.0.0/lib/libfoo.so.1.2.3';
+    for (const [offset, length] of [[0, 1], [BLOCK - 1, 2], [BLOCK - 10, 2 * BLOCK + 20], [big.length - 5, 100], [big.length, 10]] as const) {
+      expect((await fs.readAt(path, offset, length)).equals(big.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+    }
+    expect((await fs.readAt('/foo/1.0.0/package.py', 0, 1 << 20)).toString()).toBe(packageDefinition('foo', '1.0.0'));
+    expect(await errno(fs.readAt('/foo/1.0.0/lib', 0, 10))).toBe(Errno.EISDIR);
+    expect(await errno(fs.readAt('/foo/1.0.0/nope', 0, 10))).toBe(Errno.ENOENT);
+  });
+
   it('fetches each block once, then serves it from memory and from disk', async () => {
     const { fs, blocks, cacheDir } = await freshFs();
     await readAll(fs, '/foo/1.0.0/lib/libfoo.so.1.2.3', 4096);
@@ -307,19 +318,23 @@ describe('RezFs refusals', () => {
     expect(await errno(fs.read(9999, 0, 1))).toBe(Errno.EBADF);
   });
 
-  it('hides a family whose shard cannot be loaded, logging why, without EIO', async () => {
+  it('hides a family whose shard cannot be loaded, logging why, without EIO, and only for as long as it fails', async () => {
     const catalog = await Catalog.open(store);
     const shard = catalog.family('bar')!.shard;
     const path = join(storeDir, keys.shard(shard));
     const saved = await readFile(path);
     await rm(path);
+    const { fs } = await freshFs();
     try {
-      const { fs } = await freshFs();
       expect((await fs.readdir('/bar')).map((e) => e.name)).toEqual(['.', '..']);
       expect(await errno(fs.getattr('/bar/1.0/package.py'))).toBe(Errno.ENOENT);
       expect(errors.some((e) => e.includes('family bar hidden'))).toBe(true);
+      // A kernel must not keep these answers: they stand in for a failed load.
+      expect([fs.isProvisional('/bar'), fs.isProvisional('/bar/1.0/package.py'), fs.isProvisional('/foo/1.0.0')]).toEqual([true, true, false]);
     } finally {
       await writeFile(path, saved);
     }
+    expect((await fs.readdir('/bar')).map((e) => e.name)).toContain('1.0');
+    expect(fs.isProvisional('/bar')).toBe(false);
   });
 });

@@ -1,0 +1,337 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { LRUCache } from 'lru-cache';
+import type { Catalog } from '../catalog/index.js';
+import type { FuseBinding, Mounted, MountOptions } from './binding.js';
+import { cacheSeconds, type CacheTimeouts } from './cache-policy.js';
+import type { TreeChanges } from './changes.js';
+import { Errno, errnoOf } from './errors.js';
+import { ROOT_INO } from './inodes.js';
+import { childPath } from './paths.js';
+import type { Attr, RezFs } from './rezfs.js';
+
+const exec = promisify(execFile);
+
+/** Request codes, as native/rezfs_fuse.c numbers them. */
+const enum Op {
+  Lookup = 1,
+  Forget = 2,
+  Getattr = 3,
+  Readlink = 4,
+  Read = 5,
+  Readdir = 6,
+  Readdirplus = 7,
+  Statfs = 8,
+  Getxattr = 9,
+  Listxattr = 10,
+  Init = 11,
+  Exited = 12,
+}
+
+declare const sessionBrand: unique symbol;
+type Session = { readonly [sessionBrand]: true };
+/** `extra` is the name for lookup/getxattr and [ino, nlookup, ...] pairs for forget. */
+type Handler = (op: Op, req: number, ino: number, a: number, b: number, extra: string | number[] | undefined) => void;
+
+/** The addon's surface (native/rezfs_fuse.c); attributes travel as ATTR_FIELDS doubles each. */
+interface Addon {
+  mount(mountpoint: string, options: string, handler: Handler): Session;
+  unmount(session: Session): number;
+  replyErr(session: Session, req: number, errno: number): void;
+  replyEntry(session: Session, req: number, attr: Float64Array | null, attrTimeout: number, entryTimeout: number): void;
+  replyAttr(session: Session, req: number, attr: Float64Array, timeout: number): void;
+  replyBuf(session: Session, req: number, data: Buffer): void;
+  replyReadlink(session: Session, req: number, target: string): void;
+  replyXattrSize(session: Session, req: number, size: number): void;
+  replyStatfs(session: Session, req: number, fields: number[]): void;
+  replyDir(
+    session: Session, req: number, plus: boolean, size: number, offset: number,
+    names: string[], attrs: Float64Array, attrTimeout: number, entryTimeout: number,
+  ): number;
+  notifyInval(session: Session, ino: number, name: string | undefined): Promise<number>;
+}
+
+const ATTR_FIELDS = 8;
+const ERANGE = 34;
+const EPERM = 1;
+/** How long an unmount waits for the kernel to let go before the caller moves on. */
+const EXIT_WAIT_MS = 5_000;
+const INIT_WAIT_MS = 10_000;
+
+const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/rezfs_fuse.node', import.meta.url));
+
+let addon: Addon | undefined;
+
+/** The addon, or why it cannot be used (not built, or libfuse3 missing). */
+export function loadNativeAddon(): Addon {
+  if (addon) return addon;
+  if (!existsSync(ADDON_PATH)) throw new Error(`the native FUSE binding is not built (${ADDON_PATH}); run npm run build:native`);
+  addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+  return addon;
+}
+
+export function nativeBindingAvailable(): boolean {
+  try {
+    loadNativeAddon();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The project's own binding on libfuse3's low-level API. The kernel keeps what it learns (entries,
+ * attributes, listings, data) for as long as `cacheSeconds` allows, opens files without asking, and
+ * is told explicitly when a new generation changes the root or a family.
+ */
+export class NativeBinding implements FuseBinding {
+  readonly invalidatesChanges = true;
+
+  async mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted> {
+    const server = new NativeServer(loadNativeAddon(), fs, options);
+    await server.start(mountpoint);
+    return {
+      mountpoint,
+      binding: 'native (libfuse3)',
+      unmount: () => server.stop(mountpoint),
+      invalidate: (changes) => server.invalidate(changes),
+      inodesHeld: () => server.inodesHeld,
+    };
+  }
+}
+
+interface Listing {
+  catalog: Catalog;
+  provisional: boolean;
+  names: string[];
+  attrs: Float64Array;
+}
+
+/** One mount's request handling: translates inode-based requests into RezFs's path-based calls. */
+class NativeServer {
+  private session: Session | undefined;
+  /** What the kernel holds: inode to path, with its lookup count (forget lowers it). */
+  private readonly known = new Map<number, { path: string; lookups: number }>([[ROOT_INO, { path: '/', lookups: 1 }]]);
+  /** Whole listings, kept between the chunks the kernel reads a big directory in. */
+  private readonly listings = new LRUCache<number, Listing>({ max: 64 });
+  private readonly timeouts: CacheTimeouts;
+  private readonly initialised = deferred();
+  private readonly exited = deferred();
+
+  constructor(
+    private readonly addon: Addon,
+    private readonly fs: RezFs,
+    private readonly options: MountOptions,
+  ) {
+    this.timeouts = { attrTimeoutSec: options.attrTimeoutSec, negativeTimeoutSec: options.negativeTimeoutSec };
+  }
+
+  async start(mountpoint: string): Promise<void> {
+    const mountOptions = [
+      'ro',
+      'default_permissions',
+      'subtype=rezfs',
+      // libfuse splits options at commas; keep a URL's commas from ending the option.
+      `fsname=${this.options.source.replace(/,/g, '%2C')}`,
+      ...(this.options.allowOther ? ['allow_other'] : []),
+    ];
+    this.session = this.addon.mount(mountpoint, mountOptions.join(','), this.handle);
+    const timer = setTimeout(() => this.initialised.reject(new Error(`the kernel did not start ${mountpoint} within ${INIT_WAIT_MS} ms`)), INIT_WAIT_MS);
+    try {
+      await this.initialised.promise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  stop(mountpoint: string): Promise<void> {
+    this.stopping ??= (async () => {
+      const errno = this.addon.unmount(this.session!);
+      if (errno === EPERM) await exec('fusermount3', ['-u', '-z', mountpoint]);
+      // A lazy unmount ends the session once the last open file closes; don't wait for that forever.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.exited.promise, new Promise<void>((done) => (timer = setTimeout(done, EXIT_WAIT_MS)))]);
+      clearTimeout(timer);
+    })();
+    return this.stopping;
+  }
+
+  /** Drops what the kernel cached about `changes`, so a new generation shows at once. */
+  async invalidate(changes: TreeChanges): Promise<void> {
+    const session = this.session;
+    if (!session) return;
+    this.listings.clear();
+    const work: Promise<number>[] = [];
+    for (const { parent, name } of changes.entries) {
+      const ino = this.fs.inoOf(parent);
+      if (this.known.has(ino)) work.push(this.addon.notifyInval(session, ino, name));
+    }
+    for (const dir of changes.dirs) {
+      const ino = this.fs.inoOf(dir);
+      if (this.known.has(ino)) work.push(this.addon.notifyInval(session, ino, undefined));
+    }
+    await Promise.all(work);
+  }
+
+  private readonly handle: Handler = (op, req, ino, a, b, extra) => {
+    switch (op) {
+      case Op.Init:
+        this.initialised.resolve();
+        return;
+      case Op.Exited:
+        this.exited.resolve();
+        return;
+      case Op.Forget:
+        this.forget(extra as number[]);
+        return;
+      case Op.Statfs: {
+        const s = this.fs.statfs();
+        this.addon.replyStatfs(this.session!, req, [s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.namemax]);
+        return;
+      }
+    }
+    const path = this.known.get(ino)?.path;
+    if (path === undefined) {
+      this.addon.replyErr(this.session!, req, Errno.ENOENT); // an inode the kernel forgot: nothing to answer for
+      return;
+    }
+    switch (op) {
+      case Op.Lookup:
+        return this.lookup(req, childPath(path, extra as string));
+      case Op.Getattr:
+        return this.answer(req, this.fs.getattr(path), (attr) => this.addon.replyAttr(this.session!, req, encode([attr]), this.seconds(path, true)));
+      case Op.Readlink:
+        return this.answer(req, this.fs.readlink(path), (target) => this.addon.replyReadlink(this.session!, req, target));
+      case Op.Read:
+        return this.answer(req, this.fs.readAt(path, a, b), (data) => this.addon.replyBuf(this.session!, req, data));
+      case Op.Readdir:
+      case Op.Readdirplus:
+        return this.answer(req, this.listing(ino, path), (listing) => this.replyDir(req, path, listing, op === Op.Readdirplus, b, a));
+      case Op.Getxattr:
+        return this.answer(req, this.fs.getxattr(path), () => this.addon.replyErr(this.session!, req, Errno.ENODATA));
+      case Op.Listxattr:
+        return this.answer(req, this.fs.listxattr(path), (names) => this.replyXattrList(req, names, a));
+      default:
+        this.addon.replyErr(this.session!, req, 38 /* ENOSYS */);
+    }
+  };
+
+  private lookup(req: number, path: string): void {
+    this.answer(
+      req,
+      this.fs.getattr(path).then(
+        (attr) => attr,
+        (err: unknown) => {
+          if (errnoOf(err) === Errno.ENOENT) return undefined;
+          throw err;
+        },
+      ),
+      (attr) => {
+        const seconds = this.seconds(path, attr !== undefined);
+        if (attr) this.remember(attr.ino, path);
+        this.addon.replyEntry(this.session!, req, attr ? encode([attr]) : null, seconds, seconds);
+      },
+    );
+  }
+
+  private replyDir(req: number, path: string, listing: Listing, plus: boolean, size: number, offset: number): void {
+    const seconds = this.seconds(childPath(path, listing.names[2] ?? '_'), true);
+    const added = this.addon.replyDir(this.session!, req, plus, size, offset, listing.names, listing.attrs, seconds, seconds);
+    // The kernel keeps listings until told otherwise: one that stands in for a failed load must not stay.
+    if (listing.provisional) void this.addon.notifyInval(this.session!, this.fs.inoOf(path), undefined);
+    if (!plus) return;
+    // Each entry but "." and ".." sent with its attributes counts as a lookup the kernel will forget.
+    for (let i = Math.max(offset, 2); i < offset + added; i++) this.remember(listing.attrs[i * ATTR_FIELDS]!, childPath(path, listing.names[i]!));
+  }
+
+  private replyXattrList(req: number, names: string[], size: number): void {
+    const list = Buffer.from(names.map((name) => `${name}\0`).join(''));
+    if (size === 0) this.addon.replyXattrSize(this.session!, req, list.length);
+    else if (size < list.length) this.addon.replyErr(this.session!, req, ERANGE);
+    else this.addon.replyBuf(this.session!, req, list);
+  }
+
+  private async listing(ino: number, path: string): Promise<Listing> {
+    const catalog = this.fs.current;
+    const cached = this.listings.get(ino);
+    if (cached?.catalog === catalog) return cached;
+    const entries = await this.fs.readdir(path);
+    const provisional = this.fs.isProvisional(path);
+    const listing = { catalog, provisional, names: entries.map((e) => e.name), attrs: encode(entries.map((e) => e.attr)) };
+    if (!provisional) this.listings.set(ino, listing);
+    return listing;
+  }
+
+  /** How long the kernel may keep what it was told about `path`: not at all if it stands in for a failed load. */
+  private seconds(path: string, exists: boolean): number {
+    return this.fs.isProvisional(path) ? 0 : cacheSeconds(path, exists, this.timeouts);
+  }
+
+  get inodesHeld(): number {
+    return this.known.size;
+  }
+
+  private remember(ino: number, path: string): void {
+    const entry = this.known.get(ino);
+    if (entry) entry.lookups++;
+    else this.known.set(ino, { path, lookups: 1 });
+  }
+
+  private forget(pairs: number[]): void {
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const ino = pairs[i]!;
+      const entry = this.known.get(ino);
+      if (!entry || ino === ROOT_INO) continue;
+      entry.lookups -= pairs[i + 1]!;
+      if (entry.lookups <= 0) this.known.delete(ino);
+    }
+  }
+
+  /** Replies once: with `reply` on success, with the errno on failure, with EIO past the deadline. */
+  private answer<T>(req: number, work: Promise<T>, reply: (value: T) => void): void {
+    let settled = false;
+    const fail = (errno: number) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.addon.replyErr(this.session!, req, errno);
+    };
+    const timer = setTimeout(() => fail(Errno.EIO), this.options.operationTimeoutMs);
+    work.then(
+      (value) => {
+        if (settled) return;
+        try {
+          reply(value);
+          settled = true;
+          clearTimeout(timer);
+        } catch {
+          fail(Errno.EIO);
+        }
+      },
+      (err: unknown) => fail(errnoOf(err)),
+    );
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  return { promise, resolve, reject };
+}
+
+function encode(attrs: readonly Attr[]): Float64Array {
+  const out = new Float64Array(attrs.length * ATTR_FIELDS);
+  attrs.forEach((attr, i) => {
+    out.set([attr.ino, attr.mode, attr.nlink, attr.uid, attr.gid, attr.size, attr.blocks, attr.mtimeMs], i * ATTR_FIELDS);
+  });
+  return out;
+}

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { IMMUTABLE_SEC, cacheSeconds } from '../../src/fs/cache-policy.js';
+import { changedNames } from '../../src/fs/changes.js';
+import { childPath } from '../../src/fs/paths.js';
+
+const timeouts = { attrTimeoutSec: 300, negativeTimeoutSec: 60 };
+
+describe('cacheSeconds: how long the kernel keeps an entry', () => {
+  it('keeps the root, families and versions\' own entries for the mount\'s timeouts, present or absent', () => {
+    expect(cacheSeconds('/', true, timeouts)).toBe(300);
+    expect(cacheSeconds('/maya', true, timeouts)).toBe(300);
+    expect(cacheSeconds('/maya', false, timeouts)).toBe(60);
+    expect(cacheSeconds('/maya/2024.1', true, timeouts)).toBe(300);
+    expect(cacheSeconds('/maya/.ignore2024.1', false, timeouts)).toBe(60);
+  });
+
+  it('keeps everything inside a published version for good, missing names included', () => {
+    expect(cacheSeconds('/maya/2024.1/package.py', true, timeouts)).toBe(IMMUTABLE_SEC);
+    expect(cacheSeconds('/maya/2024.1/lib/libfoo.so', false, timeouts)).toBe(IMMUTABLE_SEC);
+    expect(cacheSeconds('/maya/2024.1/a/b/c/d', true, timeouts)).toBe(IMMUTABLE_SEC);
+  });
+});
+
+describe('childPath', () => {
+  it('joins like the kernel names paths', () => {
+    expect(childPath('/', 'maya')).toBe('/maya');
+    expect(childPath('/maya', '1.0')).toBe('/maya/1.0');
+    expect(childPath('/maya/1.0', 'été x')).toBe('/maya/1.0/été x');
+  });
+});
+
+describe('changedNames: which names of a family a new generation touches', () => {
+  const names = (entries: Record<string, string>) => new Map(Object.entries(entries));
+
+  it('names added, removed and replaced entries, and nothing else', () => {
+    const before = names({ '1.0': 'v:a', '2.0': 'v:b', '.ignore1.0': 'x:1' });
+    const after = names({ '1.0': 'v:a', '2.0': 'v:B', '3.0': 'v:c' });
+    expect(changedNames(before, after).sort()).toEqual(['.ignore1.0', '2.0', '3.0']);
+    expect(changedNames(after, after)).toEqual([]);
+  });
+
+  it('counts every name either side knows as changed when one side could not be loaded', () => {
+    expect(changedNames(undefined, names({ '1.0': 'v:a' }))).toEqual(['1.0']);
+    expect(changedNames(names({ '1.0': 'v:a', '2.0': 'v:b' }), undefined).sort()).toEqual(['1.0', '2.0']);
+  });
+});
