@@ -49,8 +49,8 @@ export async function mountStatus(p: StatusParts) {
     stores,
     fuse: p.mounted.binding,
     requests: { ...p.fs.stats, note: 'what the kernel answered from its caches never reaches rezfs' },
-    /** Inodes the kernel holds a reference to (native binding only; forget lowers it). */
-    kernelInodes: p.mounted.inodesHeld?.() ?? null,
+    /** Inodes the kernel holds and lookups it was granted (native binding only; forget lowers `held`). */
+    kernelInodes: p.mounted.kernelInodes?.() ?? null,
     cache: {
       memory: { bytes: p.memoryCache.bytes, limit: p.memoryLimit.cacheBytes, hits: memoryHits, hitRatio: ratio(memoryHits, blockLoads) },
       disk: { dir: p.cmd.cacheDir, cap: p.cmd.cacheSize, hits: diskHits, hitRatio: ratio(diskHits, blockLoads) },

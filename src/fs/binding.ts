@@ -20,8 +20,8 @@ export interface Mounted {
   unmount(): Promise<void>;
   /** Tells the kernel what a new generation changed; absent where the kernel's timeouts must do. */
   invalidate?(changes: TreeChanges): Promise<void>;
-  /** Inodes the kernel currently holds (where the binding tracks them). */
-  inodesHeld?(): number;
+  /** Inodes the kernel holds now, and lookups it was granted in all (where the binding tracks them). */
+  kernelInodes?(): { held: number; lookups: number };
 }
 
 /** A FUSE binding: translates kernel requests into RezFs calls and nothing more. */

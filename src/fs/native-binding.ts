@@ -98,7 +98,7 @@ export class NativeBinding implements FuseBinding {
       binding: 'native (libfuse3)',
       unmount: () => server.stop(mountpoint),
       invalidate: (changes) => server.invalidate(changes),
-      inodesHeld: () => server.inodesHeld,
+      kernelInodes: () => server.kernelInodes,
     };
   }
 }
@@ -118,6 +118,7 @@ class NativeServer {
   /** Whole listings, kept between the chunks the kernel reads a big directory in. */
   private readonly listings = new LRUCache<number, Listing>({ max: 64 });
   private readonly timeouts: CacheTimeouts;
+  private lookups = 0;
   private readonly initialised = deferred();
   private readonly exited = deferred();
 
@@ -272,11 +273,12 @@ class NativeServer {
     return this.fs.isProvisional(path) ? 0 : cacheSeconds(path, exists, this.timeouts);
   }
 
-  get inodesHeld(): number {
-    return this.known.size;
+  get kernelInodes(): { held: number; lookups: number } {
+    return { held: this.known.size, lookups: this.lookups };
   }
 
   private remember(ino: number, path: string): void {
+    this.lookups++;
     const entry = this.known.get(ino);
     if (entry) entry.lookups++;
     else this.known.set(ino, { path, lookups: 1 });
