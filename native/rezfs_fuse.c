@@ -54,6 +54,8 @@ typedef struct session {
   napi_threadsafe_function tsfn;
   /* Requests JavaScript holds and has not answered; touched on the JS thread only. */
   int64_t outstanding;
+  /* Invalidations still running on the pool; they use the session too. JS thread only. */
+  int64_t notifying;
   int loop_ended;
   int destroyed;
   /* Whether the kernel takes ENOSYS from open/opendir as "never ask again" (set before the first open). */
@@ -315,7 +317,7 @@ static void destroy_session(session_t *s) {
 }
 
 static void maybe_destroy(session_t *s) {
-  if (s->loop_ended && s->outstanding == 0) destroy_session(s);
+  if (s->loop_ended && s->outstanding == 0 && s->notifying == 0) destroy_session(s);
 }
 
 /* After each reply: the last answer to a session whose loop has ended destroys it. */
@@ -653,7 +655,8 @@ typedef struct notify_work {
 
 /*
  * The kernel may hold a directory lock while it waits for a lookup that only the JS thread can
- * answer; invalidating from the JS thread could then deadlock, so it runs on a pool thread.
+ * answer; invalidating from the JS thread could then deadlock, so it runs on a pool thread (and the
+ * JS side sends one at a time, so it never takes more than one of them).
  */
 static void notify_execute(napi_env env, void *data) {
   (void)env;
@@ -673,8 +676,11 @@ static void notify_complete(napi_env env, napi_status status, void *data) {
   /* ENOENT: the kernel had nothing cached under that name, which is what we wanted. */
   napi_resolve_deferred(env, w->deferred, number(env, w->rc == -ENOENT ? 0 : -w->rc));
   napi_delete_async_work(env, w->work);
+  session_t *s = w->s;
   free(w->name);
   free(w);
+  s->notifying--;
+  maybe_destroy(s);
 }
 
 /* notifyInval(session, ino, name | undefined) -> Promise<errno> */
@@ -697,6 +703,7 @@ static napi_value js_notify_inval(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "rezfs-notify", NAPI_AUTO_LENGTH, &resource);
   napi_create_async_work(env, NULL, resource, notify_execute, notify_complete, w, &w->work);
   napi_queue_async_work(env, w->work);
+  s->notifying++;
   return promise;
 }
 

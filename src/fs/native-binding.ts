@@ -162,21 +162,21 @@ class NativeServer {
     return this.stopping;
   }
 
-  /** Drops what the kernel cached about `changes`, so a new generation shows at once. */
+  /**
+   * Drops what the kernel cached about `changes`, so a new generation shows at once. One at a time:
+   * each may wait for a lookup in flight, and must not hold several of libuv's pool threads meanwhile.
+   */
   async invalidate(changes: TreeChanges): Promise<void> {
     const session = this.session;
     if (!session) return;
     this.listings.clear();
-    const work: Promise<number>[] = [];
-    for (const { parent, name } of changes.entries) {
-      const ino = this.fs.inoOf(parent);
-      if (this.known.has(ino)) work.push(this.addon.notifyInval(session, ino, name));
+    const targets = [
+      ...changes.entries.map(({ parent, name }) => ({ ino: this.fs.inoOf(parent), name })),
+      ...changes.dirs.map((dir) => ({ ino: this.fs.inoOf(dir), name: undefined })),
+    ];
+    for (const { ino, name } of targets) {
+      if (this.known.has(ino)) await this.addon.notifyInval(session, ino, name); // else the kernel holds nothing of it
     }
-    for (const dir of changes.dirs) {
-      const ino = this.fs.inoOf(dir);
-      if (this.known.has(ino)) work.push(this.addon.notifyInval(session, ino, undefined));
-    }
-    await Promise.all(work);
   }
 
   private readonly handle: Handler = (op, req, ino, a, b, extra) => {
