@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# rezfs benchmark (issue 4): one invocation starts an S3 server (s3rver) on 127.0.0.1, generates the data in a temp
-# dir under /var/tmp, measures rezfs and its baselines, and prints one table.
+# rezfs benchmark (issues 4 and 7): one invocation starts an S3 server (s3rver) on 127.0.0.1, generates the data in a
+# temp dir under /var/tmp, measures rezfs through each FUSE adapter and the baselines, and prints one table with the
+# adapters side by side, then the issue 7 and issue 4 targets per adapter.
 #
-#   scripts/bench.sh [--quick] [--peers] [--install-peers] [--reps N] [--peer-reps N]
+#   scripts/bench.sh [--quick] [--peers] [--install-peers] [--reps N] [--peer-reps N] [--fuse LIST]
 #
 #   --quick          small sizes, 1 repetition: a few minutes (64 MiB file, 2,000-file tree, 10,000-version catalog)
 #   --peers          run the s3fs / rclone comparison (it also runs whenever either is installed)
 #   --install-peers  apt-get install -y s3fs rclone first (implies --peers)
 #   --reps N         repetitions per figure (default 3, 1 with --quick); figures are medians
 #   --peer-reps N    repetitions for the s3fs / rclone rows (default 1: they are slow)
+#   --fuse LIST      FUSE adapters to measure, comma-separated (default native,fuse-native; `rezfs mount --fuse`);
+#                    native is skipped, with a note, when its addon is not built
 #
-# Needs root (drop_caches, FUSE), /dev/fuse, Node >= 20 and `npm ci` done; builds dist/ when src/ is newer.
+# Needs root (drop_caches, FUSE), /dev/fuse, Node >= 20 and `npm ci` done; builds dist/ when src/ is newer, and the
+# native addon when native/ is newer (a failed native build only drops the native columns).
 # rez rows use $REZ_BIN/rez, rez on PATH, or /opt/rez/bin/rez/rez, and are skipped without rez.
 # Environment: BENCH_MEMORY_LIMIT (default 256M) is the --memory-limit of the data mounts; BENCH_TMPDIR (default
 # /var/tmp) where the temp dir goes (needs ~3x the publish payload free: 3 GiB full, 1 GiB quick).
@@ -25,8 +29,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick|--peers) args+=("$1") ;;
     --install-peers) install_peers=1; args+=(--peers) ;;
-    --reps|--peer-reps) args+=("$1" "${2:?$1 needs a value}"); shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --reps|--peer-reps|--fuse) args+=("$1" "${2:?$1 needs a value}"); shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -46,10 +50,15 @@ if [ "$install_peers" = 1 ]; then
   fi
 fi
 
-# Build when dist/ is missing or older than src/.
+# Build when dist/ is missing or older than src/; the native addon when it is missing or older than its source.
 if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then
   echo "bench.sh: building dist/" >&2
-  npm run build --silent >&2
+  npm run build:ts --silent >&2
+fi
+addon=native/build/Release/rezfs_fuse.node
+if [ ! -f "$addon" ] || [ -n "$(find native -maxdepth 1 -type f -newer "$addon" -print -quit)" ]; then
+  echo "bench.sh: building the native FUSE addon" >&2
+  npm run build:native --silent >/dev/null 2>&1 || echo "bench.sh: npm run build:native failed; the native adapter will be skipped if it is not built" >&2
 fi
 
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/rezfs-bench.XXXXXX")

@@ -1,8 +1,10 @@
-// The rezfs benchmark (issue 4). Run through scripts/bench.sh, which owns the temp dir and the last-resort cleanup:
-//   node scripts/bench/bench.mjs --tmp <dir> [--quick] [--peers] [--reps N] [--peer-reps N]
+// The rezfs benchmark (issues 4 and 7). Run through scripts/bench.sh, which owns the temp dir and the last-resort cleanup:
+//   node scripts/bench/bench.mjs --tmp <dir> [--quick] [--peers] [--reps N] [--peer-reps N] [--fuse native,fuse-native]
 // Starts s3rver on 127.0.0.1 (request counting preloaded into its own process, no proxy), generates the data, runs
 // workloads 1-9 through rezfs mounts (the CLI, each mount served by its own daemon), baselines in the same run,
-// and prints one table. Progress goes to stderr, the table to stdout.
+// and prints one table. Every workload that goes through a mount (1-7) runs once per FUSE adapter (`rezfs mount
+// --fuse <adapter>`; by default both, in alternating order), and the table shows the adapters side by side, each
+// against the same baselines. Progress goes to stderr, the table to stdout.
 //
 // Rules kept here: nothing in this process ever serves a mount; every command that touches a mount runs as a child
 // with a timeout (never a synchronous exec); only pids this run started (or that `rezfs mount` reported as its
@@ -23,12 +25,15 @@ const PREAD = join(HERE, 'pread.mjs');
 const NODE = process.execPath;
 const MiB = 1024 * 1024;
 const BUCKET = 'bench';
+/** The FUSE adapters `rezfs mount --fuse` takes; native is the default (what `auto` picks when it is built). */
+const ADAPTERS = ['native', 'fuse-native'];
+const NATIVE_ADDON = join(ROOT, 'native', 'build', 'Release', 'rezfs_fuse.node');
 
 // ------------------------------------------------------------------------------------------------------------------
 // options
 
 function parseArgs(argv) {
-  const opts = { quick: false, peers: false, tmp: undefined, reps: undefined, peerReps: undefined };
+  const opts = { quick: false, peers: false, tmp: undefined, reps: undefined, peerReps: undefined, fuse: [...ADAPTERS] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
@@ -36,9 +41,12 @@ function parseArgs(argv) {
     else if (a === '--tmp') opts.tmp = argv[++i];
     else if (a === '--reps') opts.reps = Number(argv[++i]);
     else if (a === '--peer-reps') opts.peerReps = Number(argv[++i]);
+    else if (a === '--fuse') opts.fuse = [...new Set((argv[++i] ?? '').split(',').map((x) => x.trim()).filter(Boolean))];
     else throw new Error(`unknown argument ${a}`);
   }
   if (!opts.tmp) throw new Error('--tmp <dir> is required (scripts/bench.sh passes it)');
+  const bad = opts.fuse.filter((a) => !ADAPTERS.includes(a));
+  if (bad.length || opts.fuse.length === 0) throw new Error(`--fuse takes a comma-separated list of ${ADAPTERS.join(', ')}; got ${bad.join(',') || 'nothing'}`);
   return opts;
 }
 
@@ -204,22 +212,24 @@ function newMountpoint(kind) {
 let cacheSeq = 0;
 const freshCacheDir = () => join(TMP, 'cache', `c${++cacheSeq}`);
 
-/** `rezfs mount` (daemonizes, returns once usable). Returns {kind, mnt, pid, cacheDir, seconds}. */
-async function mountRezfs(store, cacheDir, memoryLimit = cfg.memoryLimit) {
-  const mnt = newMountpoint('rezfs');
+/** `rezfs mount --fuse <adapter>` (daemonizes, returns once usable). Returns {kind, adapter, mnt, pid, cacheDir, seconds}. */
+async function mountRezfs(store, cacheDir, adapter, memoryLimit = cfg.memoryLimit) {
+  const mnt = newMountpoint(adapter);
   mkdirSync(cacheDir, { recursive: true });
   const logFile = join(cacheDir, 'mount.log');
   const logOffset = existsSync(logFile) ? statSync(logFile).size : 0;
-  const r = await run(NODE, [CLI, 'mount', mnt, '--store', store, '--cache-dir', cacheDir, '--memory-limit', memoryLimit], { timeoutMs: 120_000 });
+  const args = [CLI, 'mount', mnt, '--store', store, '--cache-dir', cacheDir, '--memory-limit', memoryLimit, '--fuse', adapter];
+  const r = await run(NODE, args, { timeoutMs: 120_000 });
   const pid = Number(/pid (\d+)/.exec(r.stdout)?.[1]);
   if (pid) track(pid);
-  if (r.code !== 0 || !pid) throw new Error(`rezfs mount failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
-  const m = { kind: 'rezfs', mnt, pid, cacheDir, logFile, logOffset, seconds: r.seconds, expect: CLI };
+  if (r.code !== 0 || !pid) throw new Error(`rezfs mount --fuse ${adapter} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+  const m = { kind: 'rezfs', adapter, mnt, pid, cacheDir, logFile, logOffset, seconds: r.seconds, expect: CLI };
   mounted.set(mnt, m);
   return m;
 }
 
-const peakRss = { data: 0, dataMount: '' };
+/** Per adapter: the highest VmHWM among its mounts of workloads 1-5, and which mount it was. */
+const peakRss = {};
 
 /** Unmounts, waits for the serving process to go; returns the mount process's VmHWM in MiB. */
 async function unmount(m) {
@@ -238,22 +248,25 @@ async function unmount(m) {
   return hwm;
 }
 
-/** Error and warning lines a rezfs mount logged while this benchmark used it. */
+/** Error and warning lines a rezfs mount logged while this benchmark used it; checks it served with the adapter asked for. */
 function collectLog(m) {
   if (!existsSync(m.logFile)) return;
   const text = readFileSync(m.logFile).subarray(m.logOffset).toString('utf8');
+  const binding = /FUSE binding: (\S+)/.exec(text)?.[1];
+  if (binding !== m.adapter) gate.sanity.push(`mount ${m.label ?? m.mnt} was asked for --fuse ${m.adapter} but logged ${binding ? `FUSE binding: ${binding}` : 'no FUSE binding line'}`);
   const bad = text.split('\n').filter((l) => /error|warn|fail|exception/i.test(l));
   for (const line of bad.slice(0, 5)) problems.push(`mount.log (${m.label ?? m.mnt}): ${line.trim().slice(0, 300)}`);
   if (bad.length > 5) problems.push(`mount.log (${m.label ?? m.mnt}): ... ${bad.length - 5} more error/warning lines`);
 }
 
-/** The mounts of workloads 1-5 count towards the first peak RSS row. */
+/** The mounts of workloads 1-5 count towards the first peak RSS row of their adapter. */
 async function unmountData(m, label) {
-  m.label = label;
+  m.label = `${label}, ${m.adapter}`;
   const hwm = await unmount(m);
-  if (hwm > peakRss.data) {
-    peakRss.data = hwm;
-    peakRss.dataMount = label;
+  const peak = (peakRss[m.adapter] ??= { data: 0, dataMount: '' });
+  if (hwm > peak.data) {
+    peak.data = hwm;
+    peak.dataMount = label;
   }
   return hwm;
 }
@@ -405,6 +418,18 @@ async function step(name, fn) {
 const t0 = performance.now();
 const paths = {};
 const gate = { sanity: [] };
+/** The adapters measured in this run (--fuse, less any that is not built), in the order of the table's columns. */
+let adapters = [];
+/** The adapters in the order repetition r runs them: rotated each repetition, so neither always goes first. */
+const adapterOrder = (r) => adapters.map((_, i) => adapters[(i + r) % adapters.length]);
+
+/** Why the native addon cannot be used (not built, or it does not load), or undefined when it can. */
+async function nativeUnavailable() {
+  if (!existsSync(NATIVE_ADDON)) return `${NATIVE_ADDON} is not built (npm run build:native; needs libfuse3-dev)`;
+  const r = await run(NODE, ['-e', `require(${JSON.stringify(NATIVE_ADDON)})`], { timeoutMs: 30_000 });
+  const why = r.stderr.split('\n').find((l) => /error/i.test(l)) ?? r.stderr.trim();
+  return r.code === 0 ? undefined : `${NATIVE_ADDON} does not load: ${why.trim()}`;
+}
 
 async function setup() {
   mkdirSync(join(TMP, 'mnt'), { recursive: true });
@@ -438,32 +463,34 @@ async function bigFile() {
       const g = await s3tool('get', BUCKET, paths.bigPackKey);
       add('1 raw', g.bytes / MiB / g.seconds);
     });
-    const cacheDir = freshCacheDir();
-    await step('1 rezfs', async () => {
-      const m = await mountRezfs(`s3://${BUCKET}/main`, cacheDir);
-      try {
-        await dropCaches();
-        await resetCounters();
-        add('1 rezfs', await ddRead(rezBig(m), cfg.bigBytes));
-        const g = await gets();
-        add('1 gets', g.n);
-        add('1 getbytes', g.bytes);
-        await step('2 rezfs', async () => add('2 rezfs', await ddRead(rezBig(m), cfg.bigBytes)));
-      } finally {
-        await unmountData(m, 'big file cold+warm');
-      }
-    });
-    await step('3 rezfs', async () => {
-      const m = await mountRezfs(`s3://${BUCKET}/main`, cacheDir);
-      try {
-        await dropCaches();
-        await resetCounters();
-        add('3 rezfs', await ddRead(rezBig(m), cfg.bigBytes));
-        add('3 gets', (await gets(/packs/)).n);
-      } finally {
-        await unmountData(m, 'big file disk-cache-warm');
-      }
-    });
+    for (const a of adapterOrder(r)) {
+      const cacheDir = freshCacheDir();
+      await step(`1 ${a}`, async () => {
+        const m = await mountRezfs(`s3://${BUCKET}/main`, cacheDir, a);
+        try {
+          await dropCaches();
+          await resetCounters();
+          add(`1 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
+          const g = await gets();
+          add(`1 gets ${a}`, g.n);
+          add(`1 getbytes ${a}`, g.bytes);
+          await step(`2 ${a}`, async () => add(`2 ${a}`, await ddRead(rezBig(m), cfg.bigBytes)));
+        } finally {
+          await unmountData(m, 'big file cold+warm');
+        }
+      });
+      await step(`3 ${a}`, async () => {
+        const m = await mountRezfs(`s3://${BUCKET}/main`, cacheDir, a);
+        try {
+          await dropCaches();
+          await resetCounters();
+          add(`3 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
+          add(`3 gets ${a}`, (await gets(/packs/)).n);
+        } finally {
+          await unmountData(m, 'big file disk-cache-warm');
+        }
+      });
+    }
     await step('local big', async () => {
       await dropCaches();
       add('3 local', await ddRead(paths.big, cfg.bigBytes));
@@ -473,7 +500,7 @@ async function bigFile() {
 }
 
 async function tree() {
-  const rezParent = (m) => join(m.mnt, 'tree');
+  const rezTree = (m) => join(m.mnt, 'tree', '1.0.0');
   for (let r = 0; r < cfg.reps; r++) {
     log(`tree of ${paths.treeFiles} files, repetition ${r + 1}/${cfg.reps}`);
     await step('4 local', async () => {
@@ -488,35 +515,37 @@ async function tree() {
       add('4 tar warm local', (await tarTree(paths.treeParent, '1.0.0')).seconds);
       gate.tarBytes = tar.bytes;
     });
-    await step('4 find rezfs', async () => {
-      const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir());
-      try {
-        await dropCaches();
-        const cold = await findTree(join(rezParent(m), '1.0.0'));
-        add('4 find cold rezfs', cold.seconds);
-        add('4 find warm rezfs', (await findTree(join(rezParent(m), '1.0.0'))).seconds);
-        if (gate.findEntries !== undefined && cold.entries !== gate.findEntries) gate.sanity.push(`find lists ${cold.entries} entries on rezfs, ${gate.findEntries} locally`);
-      } finally {
-        await unmountData(m, 'tree find');
-      }
-    });
-    await step('4 tar rezfs', async () => {
-      const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir());
-      try {
-        await dropCaches();
-        await resetCounters();
-        const tar = await tarTree(rezParent(m), '1.0.0');
-        add('4 tar cold rezfs', tar.seconds);
-        const g = await gets();
-        add('4 gets', g.n);
-        gate.treeGets = g.by;
-        add('4 gets packs', (await gets(/packs/)).n);
-        if (gate.tarBytes !== undefined && tar.bytes !== gate.tarBytes) gate.sanity.push(`tar of the tree is ${tar.bytes} bytes on rezfs, ${gate.tarBytes} locally`);
-        add('4 tar warm rezfs', (await tarTree(rezParent(m), '1.0.0')).seconds);
-      } finally {
-        await unmountData(m, 'tree tar');
-      }
-    });
+    for (const a of adapterOrder(r)) {
+      await step(`4 find ${a}`, async () => {
+        const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
+        try {
+          await dropCaches();
+          const cold = await findTree(rezTree(m));
+          add(`4 find cold ${a}`, cold.seconds);
+          add(`4 find warm ${a}`, (await findTree(rezTree(m))).seconds);
+          if (gate.findEntries !== undefined && cold.entries !== gate.findEntries) gate.sanity.push(`find lists ${cold.entries} entries on rezfs ${a}, ${gate.findEntries} locally`);
+        } finally {
+          await unmountData(m, 'tree find');
+        }
+      });
+      await step(`4 tar ${a}`, async () => {
+        const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
+        try {
+          await dropCaches();
+          await resetCounters();
+          const tar = await tarTree(join(m.mnt, 'tree'), '1.0.0');
+          add(`4 tar cold ${a}`, tar.seconds);
+          const g = await gets();
+          add(`4 gets ${a}`, g.n);
+          gate[`treeGets ${a}`] = g.by;
+          add(`4 gets packs ${a}`, (await gets(/packs/)).n);
+          if (gate.tarBytes !== undefined && tar.bytes !== gate.tarBytes) gate.sanity.push(`tar of the tree is ${tar.bytes} bytes on rezfs ${a}, ${gate.tarBytes} locally`);
+          add(`4 tar warm ${a}`, (await tarTree(join(m.mnt, 'tree'), '1.0.0')).seconds);
+        } finally {
+          await unmountData(m, 'tree tar');
+        }
+      });
+    }
   }
 }
 
@@ -532,46 +561,50 @@ async function randomReads() {
       add('5 warm local', (await preads(paths.big)).opsPerSec);
       gate.preadSum = cold.checksum;
     });
-    await step('5 rezfs', async () => {
-      const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir());
-      try {
-        await dropCaches();
-        await resetCounters();
-        const cold = await preads(join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin'));
-        const g = await gets(/packs/);
-        add('5 cold rezfs', cold.opsPerSec);
-        add('5 amp rezfs', g.bytes / readBytes);
-        add('5 gets', g.n);
-        if (gate.preadSum !== undefined && cold.checksum !== gate.preadSum) gate.sanity.push('random preads returned different bytes on rezfs and locally');
-        add('5 warm rezfs', (await preads(join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin'))).opsPerSec);
-      } finally {
-        await unmountData(m, 'random preads');
-      }
-    });
+    for (const a of adapterOrder(r)) {
+      await step(`5 ${a}`, async () => {
+        const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
+        try {
+          await dropCaches();
+          await resetCounters();
+          const cold = await preads(join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin'));
+          const g = await gets(/packs/);
+          add(`5 cold ${a}`, cold.opsPerSec);
+          add(`5 amp ${a}`, g.bytes / readBytes);
+          add(`5 gets ${a}`, g.n);
+          if (gate.preadSum !== undefined && cold.checksum !== gate.preadSum) gate.sanity.push(`random preads returned different bytes on rezfs ${a} and locally`);
+          add(`5 warm ${a}`, (await preads(join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin'))).opsPerSec);
+        } finally {
+          await unmountData(m, 'random preads');
+        }
+      });
+    }
   }
 }
 
-/** Item 6: everything at once through one mount (big file, whole tree, random reads), on top of workloads 1-5. */
+/** Item 6: everything at once through one mount per adapter (big file, whole tree, random reads), on top of workloads 1-5. */
 async function memoryStress() {
-  log('memory: reading everything at once through one mount');
-  await step('6 stress', async () => {
-    const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir());
-    try {
-      await dropCaches();
-      const big = join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
-      const t = performance.now();
-      const took = (what) => () => log(`  ${what} done after ${((performance.now() - t) / 1000).toFixed(1)} s`);
-      await Promise.all([
-        run('dd', [`if=${big}`, 'of=/dev/null', 'bs=1M'], { timeoutMs: 900_000 }).then(took('dd')),
-        run('bash', ['-c', `tar -cf - -C '${join(m.mnt, 'tree')}' 1.0.0 | wc -c`], { timeoutMs: 900_000 }).then(took('tar')),
-        run(NODE, [PREAD, big, cfg.preads, cfg.preadSize, 11], { timeoutMs: 900_000 }).then(took('preads')),
-        run('bash', ['-c', `for i in 1 2 3 4; do dd if='${big}' of=/dev/null bs=128k skip=$((i * 100)) 2>/dev/null & done; wait`], { timeoutMs: 900_000 }).then(took('4 x dd')),
-      ]);
-    } finally {
-      m.label = 'read everything at once';
-      add('6 stress', await unmount(m));
-    }
-  });
+  for (const a of adapters) {
+    log(`memory: reading everything at once through one mount (${a})`);
+    await step(`6 stress ${a}`, async () => {
+      const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
+      try {
+        await dropCaches();
+        const big = join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
+        const t = performance.now();
+        const took = (what) => () => log(`  ${what} done after ${((performance.now() - t) / 1000).toFixed(1)} s`);
+        await Promise.all([
+          run('dd', [`if=${big}`, 'of=/dev/null', 'bs=1M'], { timeoutMs: 900_000 }).then(took('dd')),
+          run('bash', ['-c', `tar -cf - -C '${join(m.mnt, 'tree')}' 1.0.0 | wc -c`], { timeoutMs: 900_000 }).then(took('tar')),
+          run(NODE, [PREAD, big, cfg.preads, cfg.preadSize, 11], { timeoutMs: 900_000 }).then(took('preads')),
+          run('bash', ['-c', `for i in 1 2 3 4; do dd if='${big}' of=/dev/null bs=128k skip=$((i * 100)) 2>/dev/null & done; wait`], { timeoutMs: 900_000 }).then(took('4 x dd')),
+        ]);
+      } finally {
+        m.label = `read everything at once, ${a}`;
+        add(`6 stress ${a}`, await unmount(m));
+      }
+    });
+  }
 }
 
 function rezExecutable() {
@@ -627,30 +660,32 @@ async function catalogScale() {
   mkdirSync(join(TMP, 'rez', 'local'), { recursive: true });
   for (let r = 0; r < cfg.reps; r++) {
     log(`catalog scale, repetition ${r + 1}/${cfg.reps}`);
-    for (const name of ['big', 'small']) {
-      await step(`7 ${name}`, async () => {
-        await dropCaches();
-        const m = await mountRezfs(stores[name], freshCacheDir(), '512M');
-        try {
-          add(`7 mount ${name}`, m.seconds);
-          const ls = await timed(`ls '${m.mnt}' | wc -l`);
-          add(`7 ls ${name}`, ls.seconds);
-          const families = name === 'big' ? cfg.catFamilies : cfg.smallFamilies;
-          if (Number(ls.output.trim()) !== families) gate.sanity.push(`ls of the ${name} catalog root shows ${ls.output.trim()} entries, expected ${families}`);
-          if (rez) {
-            const cmd = `'${rez}' env ${cfg.rezRequest.join(' ')} -- true`;
-            await resetCounters();
-            add(`7 rez cold ${name}`, (await timed(cmd, { env: rezEnv(m.mnt), timeoutMs: 300_000 })).seconds);
-            const g = await gets();
-            add(`7 rez gets ${name}`, g.n);
-            gate[`rez gets ${name}`] = g.by;
-            add(`7 rez warm ${name}`, (await timed(cmd, { env: rezEnv(m.mnt), timeoutMs: 300_000 })).seconds);
+    for (const a of adapterOrder(r)) {
+      for (const name of ['big', 'small']) {
+        await step(`7 ${name} ${a}`, async () => {
+          await dropCaches();
+          const m = await mountRezfs(stores[name], freshCacheDir(), a, '512M');
+          try {
+            add(`7 mount ${name} ${a}`, m.seconds);
+            const ls = await timed(`ls '${m.mnt}' | wc -l`);
+            add(`7 ls ${name} ${a}`, ls.seconds);
+            const families = name === 'big' ? cfg.catFamilies : cfg.smallFamilies;
+            if (Number(ls.output.trim()) !== families) gate.sanity.push(`ls of the ${name} catalog root shows ${ls.output.trim()} entries on ${a}, expected ${families}`);
+            if (rez) {
+              const cmd = `'${rez}' env ${cfg.rezRequest.join(' ')} -- true`;
+              await resetCounters();
+              add(`7 rez cold ${name} ${a}`, (await timed(cmd, { env: rezEnv(m.mnt), timeoutMs: 300_000 })).seconds);
+              const g = await gets();
+              add(`7 rez gets ${name} ${a}`, g.n);
+              gate[`rez gets ${name} ${a}`] = g.by;
+              add(`7 rez warm ${name} ${a}`, (await timed(cmd, { env: rezEnv(m.mnt), timeoutMs: 300_000 })).seconds);
+            }
+          } finally {
+            m.label = `catalog ${name}, ${a}`;
+            add(`7 rss ${name} ${a}`, await unmount(m));
           }
-        } finally {
-          m.label = `catalog ${name}`;
-          add(`7 rss ${name}`, await unmount(m));
-        }
-      });
+        });
+      }
     }
   }
 }
@@ -803,87 +838,185 @@ function fmt(x, unit) {
   return unit ? `${n} ${unit}` : n;
 }
 
-/**
- * One row. `target` is {min} or {max} on the ratio (rezfs / baseline), or {abs: fn(value)} on the rezfs figure alone,
- * with `text` shown in the target column.
- */
-function row(workload, unit, rezKey, baseKey, target, errKeys = []) {
-  const rez = typeof rezKey === 'number' ? rezKey : med(rezKey);
-  const base = typeof baseKey === 'number' ? baseKey : baseKey ? med(baseKey) : undefined;
-  const ratio = base !== undefined && Number.isFinite(rez) && Number.isFinite(base) && base !== 0 ? rez / base : undefined;
-  let ok = '-';
-  if (target) {
-    const v = target.abs ? target.abs(rez) : target.min !== undefined ? ratio >= target.min : target.max !== undefined ? ratio <= target.max : undefined;
-    ok = !Number.isFinite(rez) || (ratio === undefined && !target.abs) ? 'n/a' : v ? 'yes' : 'NO';
-  }
-  const err = errKeys.map((k) => errors[k]).find(Boolean);
-  return [workload, err && !Number.isFinite(rez) ? 'ERROR' : fmt(rez, unit), base === undefined ? '-' : fmt(base, unit), ratio === undefined ? '-' : `${fmt(ratio, 'x')}x`, target?.text ?? '-', err && !Number.isFinite(rez) ? 'ERR' : ok];
+/** A figure: a results key (its median), a number, or a function of the adapter giving either. */
+function figure(f, a) {
+  const v = typeof f === 'function' ? f(a) : f;
+  return typeof v === 'number' ? v : v ? med(v) : undefined;
 }
 
-function table(peerList) {
+/**
+ * One row of the table. `rez` is a function of the adapter (a figure measured per adapter), or a plain key for a
+ * figure no mount is involved in (publish: shown in the first adapter's column only). `base` is the baseline, a
+ * figure too (usually the same for every adapter). `target` is {min} or {max} on the ratio (rezfs / baseline), or
+ * {abs: fn(value)} on the rezfs figure alone, with `text` shown in the target column. `err(adapter)` names the steps
+ * whose errors explain a missing figure.
+ */
+function row(workload, unit, rez, base, target = null, err = () => []) {
+  return { workload, unit, rez, base, target, err, perAdapter: typeof rez === 'function' };
+}
+
+/** A row's figures for one adapter: {rez, base, ratio, ok}; ok is yes, NO, n/a, ERR or - (no target). */
+function evaluate(r, a) {
+  const rez = figure(r.rez, a);
+  const base = figure(r.base, a);
+  const ratio = base !== undefined && Number.isFinite(rez) && Number.isFinite(base) && base !== 0 ? rez / base : undefined;
+  const failed = !Number.isFinite(rez) && r.err(a).some((k) => errors[k]);
+  let ok = '-';
+  if (r.target) {
+    const t = r.target;
+    const v = t.abs ? t.abs(rez) : t.min !== undefined ? ratio >= t.min : t.max !== undefined ? ratio <= t.max : undefined;
+    ok = !Number.isFinite(rez) || (ratio === undefined && !t.abs) ? 'n/a' : v ? 'yes' : 'NO';
+  }
+  return { rez, base, ratio, ok: failed ? 'ERR' : ok, failed };
+}
+
+function rows(peerList) {
   const files = paths.treeFiles;
   const bigMiB = cfg.bigBytes / MiB;
-  const rows = [
-    ['workload', 'rezfs', 'baseline', 'ratio', 'target', 'ok?'],
-    row(`1 ${bigMiB} MiB file cold, fresh mount (vs raw SDK GET)`, 'MiB/s', '1 rezfs', '1 raw', { min: 0.8, text: '>= 0.8x' }, ['1 rezfs', '1 raw']),
-    row(`2 ${bigMiB} MiB file warm (vs local page cache)`, 'MiB/s', '2 rezfs', '2 local', { min: 0.8, text: '>= 0.8x' }, ['2 rezfs', '1 rezfs']),
-    row('3 remount + drop_caches: disk cache (vs local cold)', 'MiB/s', '3 rezfs', '3 local', { min: 0.5, text: '>= 0.5x' }, ['3 rezfs']),
-    row(`4 find ${files} files cold (vs local cold)`, 's', '4 find cold rezfs', '4 find cold local', { max: 5, text: '<= 5x' }, ['4 find rezfs']),
-    row(`4 find ${files} files warm (vs local warm)`, 's', '4 find warm rezfs', '4 find warm local', { max: 2, text: '<= 2x' }, ['4 find rezfs']),
-    row(`4 read all ${files} files cold (tar|wc)`, 's', '4 tar cold rezfs', '4 tar cold local', { max: 2, text: '<= 2x' }, ['4 tar rezfs']),
-    row(`4 read all ${files} files warm (tar|wc)`, 's', '4 tar warm rezfs', '4 tar warm local', { max: 2, text: '<= 2x' }, ['4 tar rezfs']),
-    row('4 GETs per file read (cold tar, all GETs)', '', med('4 gets') / files, undefined, { abs: (v) => v <= 1 / 50, text: '<= 0.02' }, ['4 tar rezfs']),
-    row(`5 ${cfg.preads} random 4K preads cold`, 'ops/s', '5 cold rezfs', '5 cold local', null, ['5 rezfs']),
-    row(`5 ${cfg.preads} random 4K preads warm`, 'ops/s', '5 warm rezfs', '5 warm local', null, ['5 rezfs']),
-    row('5 bytes fetched per byte read, cold', '', '5 amp rezfs', '5 amp local', null, ['5 rezfs']),
-    row(`6 peak RSS, mounts of 1-5 (limit ${cfg.memoryLimit})`, 'MiB', peakRss.data || NaN, memoryLimitMiB, { abs: (v) => v <= memoryLimitMiB + 64, text: `<= ${memoryLimitMiB + 64} MiB` }),
-    row(`6 peak RSS, all read at once (limit ${cfg.memoryLimit})`, 'MiB', '6 stress', memoryLimitMiB, { abs: (v) => v <= memoryLimitMiB + 64, text: `<= ${memoryLimitMiB + 64} MiB` }, ['6 stress']),
-  ];
   const versions = cfg.catFamilies * cfg.catVersions;
   const vs = `${cfg.smallFamilies} families`;
-  rows.push(
-    row(`7 ${versions} versions: mount usable (vs ${vs})`, 's', '7 mount big', '7 mount small', { abs: (v) => v < 2, text: '< 2 s' }, ['7 big', '7 build big']),
-    row(`7 ${versions} versions: ls of the root (vs ${vs})`, 's', '7 ls big', '7 ls small', null, ['7 big', '7 build big']),
-    row(`7 ${versions} versions: rez env 3 pkgs, fresh mount`, 's', '7 rez cold big', '7 rez cold small', { max: 1.2, text: '<= 1.2x' }, ['7 big', '7 build big']),
-    row(`7 ${versions} versions: rez env 3 pkgs, again`, 's', '7 rez warm big', '7 rez warm small', { max: 1.2, text: '<= 1.2x' }, ['7 big', '7 build big']),
-    row(`7 ${versions} versions: mount RSS (vs ${vs})`, 'MiB', '7 rss big', '7 rss small', { abs: (v) => v < 200, text: '< 200 MiB' }, ['7 big', '7 build big']),
-    row(`8 publish ${cfg.publishBytes / MiB} MiB (vs raw multipart 8 MiB x4)`, 'MiB/s', '8 rezfs', '8 raw', { min: 0.7, text: '>= 0.7x' }, ['8 rezfs', '8 raw']),
-  );
+  const rss = { abs: (v) => v <= memoryLimitMiB + 64, text: `<= ${memoryLimitMiB + 64} MiB` };
+  const cat = (a) => [`7 big ${a}`, `7 small ${a}`, '7 build big', '7 build small'];
+  const out = [
+    row(`1 ${bigMiB} MiB file cold, fresh mount (vs raw SDK GET)`, 'MiB/s', (a) => `1 ${a}`, '1 raw', { min: 0.8, text: '>= 0.8x' }, (a) => [`1 ${a}`, '1 raw']),
+    row(`2 ${bigMiB} MiB file warm (vs local page cache)`, 'MiB/s', (a) => `2 ${a}`, '2 local', { min: 0.8, text: '>= 0.8x' }, (a) => [`2 ${a}`, `1 ${a}`]),
+    row('3 remount + drop_caches: disk cache (vs local cold)', 'MiB/s', (a) => `3 ${a}`, '3 local', { min: 0.5, text: '>= 0.5x' }, (a) => [`3 ${a}`]),
+    row(`4 find ${files} files cold (vs local cold)`, 's', (a) => `4 find cold ${a}`, '4 find cold local', { max: 5, text: '<= 5x' }, (a) => [`4 find ${a}`]),
+    row(`4 find ${files} files warm (vs local warm)`, 's', (a) => `4 find warm ${a}`, '4 find warm local', { max: 2, text: '<= 2x' }, (a) => [`4 find ${a}`]),
+    row(`4 read all ${files} files cold (tar|wc)`, 's', (a) => `4 tar cold ${a}`, '4 tar cold local', { max: 2, text: '<= 2x' }, (a) => [`4 tar ${a}`]),
+    row(`4 read all ${files} files warm (tar|wc)`, 's', (a) => `4 tar warm ${a}`, '4 tar warm local', { max: 2, text: '<= 2x' }, (a) => [`4 tar ${a}`]),
+    row('4 GETs per file read (cold tar, all GETs)', '', (a) => med(`4 gets ${a}`) / files, undefined, { abs: (v) => v <= 1 / 50, text: '<= 0.02' }, (a) => [`4 tar ${a}`]),
+    row(`5 ${cfg.preads} random 4K preads cold`, 'ops/s', (a) => `5 cold ${a}`, '5 cold local', null, (a) => [`5 ${a}`]),
+    row(`5 ${cfg.preads} random 4K preads warm`, 'ops/s', (a) => `5 warm ${a}`, '5 warm local', null, (a) => [`5 ${a}`]),
+    row('5 bytes fetched per byte read, cold', '', (a) => `5 amp ${a}`, '5 amp local', null, (a) => [`5 ${a}`]),
+    row(`6 peak RSS, mounts of 1-5 (limit ${cfg.memoryLimit})`, 'MiB', (a) => peakRss[a]?.data || NaN, memoryLimitMiB, rss),
+    row(`6 peak RSS, all read at once (limit ${cfg.memoryLimit})`, 'MiB', (a) => `6 stress ${a}`, memoryLimitMiB, rss, (a) => [`6 stress ${a}`]),
+    row(`7 ${versions} versions: mount usable (vs ${vs})`, 's', (a) => `7 mount big ${a}`, (a) => `7 mount small ${a}`, { abs: (v) => v < 2, text: '< 2 s' }, cat),
+    row(`7 ${versions} versions: ls of the root (vs ${vs})`, 's', (a) => `7 ls big ${a}`, (a) => `7 ls small ${a}`, null, cat),
+    row(`7 ${versions} versions: rez env 3 pkgs, fresh mount`, 's', (a) => `7 rez cold big ${a}`, (a) => `7 rez cold small ${a}`, { max: 1.2, text: '<= 1.2x' }, cat),
+    row(`7 ${versions} versions: rez env 3 pkgs, again`, 's', (a) => `7 rez warm big ${a}`, (a) => `7 rez warm small ${a}`, { max: 1.2, text: '<= 1.2x' }, cat),
+    row(`7 ${versions} versions: mount RSS (vs ${vs})`, 'MiB', (a) => `7 rss big ${a}`, (a) => `7 rss small ${a}`, { abs: (v) => v < 200, text: '< 200 MiB' }, cat),
+    row(`8 publish ${cfg.publishBytes / MiB} MiB, no FUSE (vs raw multipart 8 MiB x4)`, 'MiB/s', '8 rezfs', '8 raw', { min: 0.7, text: '>= 0.7x' }, () => ['8 rezfs', '8 raw']),
+  ];
   for (const p of peerList) {
     const t = p === 's3fs';
-    rows.push(
-      row(`9 vs ${p}: file cold`, 'MiB/s', '1 rezfs', `9 ${p} 1`, t ? { min: 1.5, text: '>= 1.5x' } : null, [`9 ${p} big`]),
-      row(`9 vs ${p}: file warm`, 'MiB/s', '2 rezfs', `9 ${p} 2`, null, [`9 ${p} big`]),
-      row(`9 vs ${p}: file after remount + drop_caches`, 'MiB/s', '3 rezfs', `9 ${p} 3`, null, [`9 ${p} big`]),
-      row(`9 vs ${p}: find cold`, 's', '4 find cold rezfs', `9 ${p} find cold`, null, [`9 ${p} find`]),
-      row(`9 vs ${p}: find warm`, 's', '4 find warm rezfs', `9 ${p} find warm`, null, [`9 ${p} find`]),
-      row(`9 vs ${p}: read all files cold`, 's', '4 tar cold rezfs', `9 ${p} tar cold`, null, [`9 ${p} tar`]),
-      row(`9 vs ${p}: read all files warm`, 's', '4 tar warm rezfs', `9 ${p} tar warm`, null, [`9 ${p} tar`]),
-      row(`9 vs ${p}: random preads cold`, 'ops/s', '5 cold rezfs', `9 ${p} pread cold`, null, [`9 ${p} pread`]),
-      row(`9 vs ${p}: random preads warm`, 'ops/s', '5 warm rezfs', `9 ${p} pread warm`, null, [`9 ${p} pread`]),
+    out.push(
+      row(`9 vs ${p}: file cold`, 'MiB/s', (a) => `1 ${a}`, `9 ${p} 1`, t ? { min: 1.5, text: '>= 1.5x' } : null, () => [`9 ${p} big`]),
+      row(`9 vs ${p}: file warm`, 'MiB/s', (a) => `2 ${a}`, `9 ${p} 2`, null, () => [`9 ${p} big`]),
+      row(`9 vs ${p}: file after remount + drop_caches`, 'MiB/s', (a) => `3 ${a}`, `9 ${p} 3`, null, () => [`9 ${p} big`]),
+      row(`9 vs ${p}: find cold`, 's', (a) => `4 find cold ${a}`, `9 ${p} find cold`, null, () => [`9 ${p} find`]),
+      row(`9 vs ${p}: find warm`, 's', (a) => `4 find warm ${a}`, `9 ${p} find warm`, null, () => [`9 ${p} find`]),
+      row(`9 vs ${p}: read all files cold`, 's', (a) => `4 tar cold ${a}`, `9 ${p} tar cold`, null, () => [`9 ${p} tar`]),
+      row(`9 vs ${p}: read all files warm`, 's', (a) => `4 tar warm ${a}`, `9 ${p} tar warm`, null, () => [`9 ${p} tar`]),
+      row(`9 vs ${p}: random preads cold`, 'ops/s', (a) => `5 cold ${a}`, `9 ${p} pread cold`, null, () => [`9 ${p} pread`]),
+      row(`9 vs ${p}: random preads warm`, 'ops/s', (a) => `5 warm ${a}`, `9 ${p} pread warm`, null, () => [`9 ${p} pread`]),
     );
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const line = (r) => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`;
+  return out;
+}
+
+/** The table: workload, target, baseline, then figure / ratio to the baseline / target met? for each adapter. */
+function table(specs) {
+  const cells = [['workload', 'target', 'baseline', ...adapters.flatMap((a) => [`rezfs ${a}`, 'ratio', 'ok?'])]];
+  for (const r of specs) {
+    const per = adapters.map((a) => evaluate(r, a));
+    // The baseline of the 7 rows is the small catalog measured through the same adapter: one figure per adapter.
+    const bases = [...new Set(per.map((e) => (e.base === undefined ? '-' : fmt(e.base, r.unit))))];
+    cells.push([
+      r.workload,
+      r.target?.text ?? '-',
+      bases.join(' / '),
+      ...per.flatMap((e, i) =>
+        !r.perAdapter && i > 0
+          ? ['-', '-', '-']
+          : [e.failed ? 'ERROR' : fmt(e.rez, r.unit), e.ratio === undefined ? '-' : `${fmt(e.ratio, 'x')}x`, e.ok],
+      ),
+    ]);
+  }
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((c) => c[i].length)));
+  const line = (c) => `| ${c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join(' | ')} |`;
   const sep = `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`;
-  return [line(rows[0]), sep, ...rows.slice(1).map(line)].join('\n');
+  return [line(cells[0]), sep, ...cells.slice(1).map(line)].join('\n');
+}
+
+/** Issue 4's targets (the table's target column) per adapter: how many are met, and a line for each one that is not. */
+function issue4Lines(specs) {
+  return adapters.flatMap((a) => {
+    const judged = specs.filter((r) => r.target && (r.perAdapter || a === adapters[0])).map((r) => ({ r, e: evaluate(r, a) }));
+    const other = judged.filter(({ e }) => e.ok !== 'yes');
+    return [
+      `issue #4 targets, ${a}${a === 'native' ? ' (the default)' : ''}: ${judged.length - other.length} of ${judged.length} met${other.length ? ':' : ''}`,
+      ...other.map(({ r, e }) => {
+        const got = r.target.abs ? fmt(e.rez, r.unit) : e.ratio === undefined ? 'n/a' : `${fmt(e.ratio, 'x')}x`;
+        return `  ${e.ok === 'NO' ? 'MISSED' : e.ok} ${r.workload}: ${got}, target ${r.target.text}`;
+      }),
+    ];
+  });
+}
+
+/** How much worse native may be than fuse-native on a cold figure and still count as "no worse": run-to-run noise. */
+const COLD_NOISE = 0.1;
+
+/** Issue 7's targets for native: warm find and tar within 1.5x local warm; cold figures no worse than fuse-native. */
+function issue7Lines() {
+  if (!adapters.includes('native')) return ['issue #7 targets: native not measured in this run'];
+  const files = paths.treeFiles;
+  const verdict = (ok) => (ok === undefined ? 'n/a' : ok ? 'met' : 'MISSED');
+  const out = ['issue #7 targets, native:'];
+  for (const [what, key, local] of [
+    [`warm find over the ${files}-file tree`, '4 find warm native', '4 find warm local'],
+    [`warm read of all ${files} files (tar|wc)`, '4 tar warm native', '4 tar warm local'],
+  ]) {
+    const ratio = med(key) / med(local);
+    out.push(`  ${what} <= 1.5x local warm: ${fmt(ratio, 'x')}x ${verdict(Number.isFinite(ratio) ? ratio <= 1.5 : undefined)}`);
+  }
+  if (!adapters.includes('fuse-native')) {
+    out.push('  cold figures no worse than fuse-native: n/a (fuse-native not measured in this run)');
+    return out;
+  }
+  // cost = how much more native costs than fuse-native: time ratio, or the inverse rate ratio. > 1 is worse.
+  const cold = [
+    ['file cold', '1', 'rate'],
+    ['disk cache after drop_caches', '3', 'rate'],
+    ['find cold', '4 find cold', 'time'],
+    ['tar cold', '4 tar cold', 'time'],
+    ['preads cold', '5 cold', 'rate'],
+    ['catalog mount', '7 mount big', 'time'],
+    ['catalog ls', '7 ls big', 'time'],
+    ['rez env on a fresh mount', '7 rez cold big', 'time'],
+  ].map(([what, key, kind]) => {
+    const [n, f] = [med(`${key} native`), med(`${key} fuse-native`)];
+    const cost = kind === 'time' ? n / f : f / n;
+    return { what, cost, ok: Number.isFinite(cost) ? cost <= 1 + COLD_NOISE : undefined };
+  });
+  const measured = cold.filter((c) => c.ok !== undefined);
+  const all = measured.length === 0 ? undefined : measured.every((c) => c.ok);
+  out.push(`  cold figures no worse than fuse-native (native cost / fuse-native cost; up to ${fmt(1 + COLD_NOISE, 'x')}x counted as noise): ${verdict(all)}`);
+  out.push(`    ${cold.map((c) => `${c.what} ${Number.isFinite(c.cost) ? `${fmt(c.cost, 'x')}x` : 'n/a'}${c.ok === false ? ' MISSED' : c.cost > 1 ? ' (noise)' : ''}`).join(', ')}`);
+  return out;
 }
 
 function details(peerList) {
   const out = [];
   const files = paths.treeFiles;
   const f = (k) => fmt(med(k), '');
-  out.push(`GETs: cold ${cfg.bigBytes / MiB} MiB file ${f('1 gets')} (${(med('1 getbytes') / MiB).toFixed(0)} MiB); disk-cache-warm re-read ${f('3 gets')} pack GETs; ` +
-    `cold tar of ${files} files ${f('4 gets')} GETs (${f('4 gets packs')} pack); cold preads ${f('5 gets')} pack GETs; ` +
-    `rez env on a fresh mount ${f('7 rez gets big')} (${cfg.catFamilies * cfg.catVersions} versions: ${gate['rez gets big'] ?? '-'}) / ${f('7 rez gets small')} (${cfg.smallFamilies} families)`);
-  if (gate.treeGets) out.push(`GETs of the cold tar: ${gate.treeGets}`);
+  for (const a of adapters) {
+    out.push(`GETs ${a}: cold ${cfg.bigBytes / MiB} MiB file ${f(`1 gets ${a}`)} (${(med(`1 getbytes ${a}`) / MiB).toFixed(0)} MiB); disk-cache-warm re-read ${f(`3 gets ${a}`)} pack GETs; ` +
+      `cold tar of ${files} files ${f(`4 gets ${a}`)} GETs (${f(`4 gets packs ${a}`)} pack); cold preads ${f(`5 gets ${a}`)} pack GETs; ` +
+      `rez env on a fresh mount ${f(`7 rez gets big ${a}`)} (${cfg.catFamilies * cfg.catVersions} versions: ${gate[`rez gets big ${a}`] ?? '-'}) / ${f(`7 rez gets small ${a}`)} (${cfg.smallFamilies} families)`);
+    if (gate[`treeGets ${a}`]) out.push(`GETs of the cold tar, ${a}: ${gate[`treeGets ${a}`]}`);
+  }
   for (const p of peerList) {
     out.push(`GETs ${p}: cold file ${f(`9 ${p} 1 gets`)}, cold find ${f(`9 ${p} find gets`)}, cold tar ${f(`9 ${p} tar gets`)} (${fmt(med(`9 ${p} tar gets`) / files, '')} per file); preads fetched ${f(`9 ${p} pread amp`)} bytes per byte read`);
   }
-  const perDir = ((med('4 find warm rezfs') - med('4 find warm local')) / (cfg.treeDirs + 1)) * 1e6;
-  const perFile = ((med('4 tar warm rezfs') - med('4 tar warm local')) / files) * 1e6;
-  out.push(`FUSE cost over local, warm: find ${fmt(perDir, 'us')} per directory, tar ${fmt(perFile, 'us')} per file`);
-  out.push(`peak RSS of the mounts of 1-5: ${fmt(peakRss.data, 'MiB')} (${peakRss.dataMount}); ratio = rezfs / baseline: for times lower is better, for rates higher is better`);
+  for (const a of adapters) {
+    const perDir = ((med(`4 find warm ${a}`) - med('4 find warm local')) / (cfg.treeDirs + 1)) * 1e6;
+    const perFile = ((med(`4 tar warm ${a}`) - med('4 tar warm local')) / files) * 1e6;
+    out.push(`FUSE cost over local, warm, ${a}: find ${fmt(perDir, 'us')} per directory, tar ${fmt(perFile, 'us')} per file; ` +
+      `peak RSS of the mounts of 1-5 ${fmt(peakRss[a]?.data, 'MiB')} (${peakRss[a]?.dataMount ?? '-'})`);
+  }
+  out.push('ratio = rezfs / baseline: for times lower is better, for rates higher is better; where the baseline shows ' +
+    `one figure per adapter (7: the ${cfg.smallFamilies}-family catalog through the same adapter), they are in column order (${adapters.join(' / ')})`);
   return out;
 }
 
@@ -893,6 +1026,10 @@ const loadAtStart = loadavg();
 async function main() {
   log(`rezfs benchmark${Q ? ' (--quick)' : ''}: ${cfg.reps} repetition(s), temp ${TMP}`);
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
+  const nativeWhyNot = opts.fuse.includes('native') ? await nativeUnavailable() : undefined;
+  adapters = opts.fuse.filter((a) => a !== 'native' || !nativeWhyNot);
+  if (adapters.length === 0) throw new Error(`no FUSE adapter to measure: ${nativeWhyNot}`);
+  log(`FUSE adapters: ${adapters.join(', ')}${nativeWhyNot ? ` (native skipped: ${nativeWhyNot})` : ''}`);
   await setup();
   await bigFile();
   await tree();
@@ -906,9 +1043,15 @@ async function main() {
 
   const out = [];
   out.push(`rezfs benchmark${Q ? ' --quick' : ''}: medians of ${cfg.reps} repetition(s); ${cfg.bigBytes / MiB} MiB file, ${paths.treeFiles} files in ${cfg.treeDirs} dirs (${(paths.treeBytes / MiB).toFixed(0)} MiB), ` +
-    `${cfg.preads} x ${cfg.preadSize} B preads, --memory-limit ${cfg.memoryLimit}; s3rver on 127.0.0.1; ${(await import('node:os')).cpus().length} CPUs`);
+    `${cfg.preads} x ${cfg.preadSize} B preads, --memory-limit ${cfg.memoryLimit}; s3rver on 127.0.0.1; ${(await import('node:os')).cpus().length} CPUs; ` +
+    `FUSE adapters (rezfs mount --fuse): ${adapters.join(', ')}`);
+  if (nativeWhyNot) out.push(`NOTE: native not measured: ${nativeWhyNot}`);
+  const specs = rows(peerList);
   out.push('');
-  out.push(table(peerList));
+  out.push(table(specs));
+  out.push('');
+  out.push(...issue7Lines());
+  out.push(...issue4Lines(specs));
   out.push('');
   out.push(...details(peerList));
   out.push(...notes);
