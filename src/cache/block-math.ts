@@ -36,3 +36,21 @@ export function sliceOfBlock(index: number, blockSize: number, span: Span): Span
     end: Math.min(span.end, blockStart + blockSize) - blockStart,
   };
 }
+
+/**
+ * Which blocks a readahead window should fetch now, as runs of consecutive blocks (one ranged GET
+ * each, at most `maxRunBlocks` long). It waits until half the window is missing, so a reader that
+ * slides forward block by block causes a few large GETs instead of one per block; the block right
+ * after the read (`first`) is needed soon and is never kept waiting.
+ */
+export function readaheadRuns(missing: readonly number[], first: number, windowBlocks: number, maxRunBlocks: number): number[][] {
+  if (missing.length === 0) return [];
+  if (missing[0] !== first && missing.length < Math.ceil(windowBlocks / 2)) return [];
+  const runs: number[][] = [];
+  for (const index of missing) {
+    const run = runs.at(-1);
+    if (run && run.at(-1) === index - 1 && run.length < maxRunBlocks) run.push(index);
+    else runs.push([index]);
+  }
+  return runs;
+}

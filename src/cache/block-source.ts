@@ -4,7 +4,7 @@ import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
 import { ByteBudget } from './byte-budget.js';
-import { blockSpan, blocksCovering, sliceOfBlock, type Span } from './block-math.js';
+import { blockSpan, blocksCovering, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
 
 /** What a reader needs to know about one pack: from its manifest. */
 export interface PackRef {
@@ -17,6 +17,8 @@ export interface PackRef {
 /** Blocks being fetched at once, in bytes, unless the mount sets its own budget. */
 export const DEFAULT_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_LOAD_DEADLINE_MS = 30_000;
+/** The most bytes readahead asks for in one ranged GET: large enough that per-request cost fades. */
+const MAX_RUN_BYTES = 8 * 1024 * 1024;
 
 export class IntegrityError extends Error {
   constructor(readonly objectKey: string, readonly blockIndex: number, expected: string, actual: string) {
@@ -33,8 +35,8 @@ export interface BlockSourceStats {
 }
 
 /**
- * Serves pack bytes block by block: memory, then disk, then one ranged GET per block, shared by every
- * concurrent reader of that block. Every block is checked against its sha256 before it is used or
+ * Serves pack bytes block by block: memory, then disk, then a ranged GET (one per block on demand,
+ * one per run of blocks for readahead), shared by every concurrent reader of that block. Every block is checked against its sha256 before it is used or
  * cached, whichever way it came in. Blocks being fetched count against a byte budget: demand reads
  * wait for room, readahead is skipped when there is none.
  */
@@ -67,16 +69,23 @@ export class BlockSource {
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
 
-  /** Starts loading blocks in the background (readahead) while the budget has room; failures surface when they are read. */
+  /**
+   * Starts loading blocks in the background (readahead) while the budget has room; failures surface
+   * when they are read. Consecutive missing blocks come in one ranged GET.
+   */
   prefetch(pack: PackRef, first: number, count: number): void {
     const last = Math.min(first + count, pack.blocks.length) - 1;
     void (async () => {
+      const missing: number[] = [];
       for (let index = first; index <= last; index++) {
         const sha = pack.blocks[index]!;
-        if (this.inFlight.has(sha) || this.overdue.has(sha) || (await this.memory.get(sha)) || this.inFlight.has(sha)) continue;
-        const size = blockLength(pack, index);
-        if (!this.budget.tryAcquire(size)) return;
-        this.track(sha, size, this.fetch(pack, index, sha)).catch(() => undefined);
+        if (!this.inFlight.has(sha) && !this.overdue.has(sha) && !(await this.memory.get(sha)) && !this.inFlight.has(sha)) missing.push(index);
+      }
+      const maxRun = Math.max(1, Math.floor(MAX_RUN_BYTES / pack.blockSize));
+      for (const run of readaheadRuns(missing, first, count, maxRun)) {
+        const sizes = run.map((index) => blockLength(pack, index));
+        if (!this.budget.tryAcquire(sizes.reduce((a, b) => a + b, 0))) return;
+        this.fetchRun(pack, run).forEach((load, i) => this.track(pack.blocks[run[i]!]!, sizes[i]!, load).catch(() => undefined));
       }
     })();
   }
@@ -126,17 +135,55 @@ export class BlockSource {
 
   private async fetch(pack: PackRef, index: number, sha: string): Promise<Buffer> {
     const onDisk = await this.fromDisk(sha);
-    if (onDisk) {
-      this.stats.diskHits++;
-      await this.memory.put(sha, onDisk);
-      return onDisk;
-    }
-    const fetched = await this.fetchVerified(pack, index, sha);
-    await this.memory.put(sha, fetched);
-    if (this.disk) {
-      await this.disk.put(sha, fetched).catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`));
-    }
-    return fetched;
+    if (onDisk) return this.keepFromDisk(sha, onDisk);
+    return this.keepFetched(sha, await this.fetchVerified(pack, index, sha));
+  }
+
+  /**
+   * Consecutive blocks in one ranged GET (those not on disk yet), one promise per block. A block
+   * whose slice fails verification is fetched again on its own, the way a single block would be.
+   */
+  private fetchRun(pack: PackRef, run: number[]): Promise<Buffer>[] {
+    const shas = run.map((index) => pack.blocks[index]!);
+    const loaded = (async () => {
+      const onDisk = await Promise.all(shas.map((sha) => this.fromDisk(sha)));
+      const missing = run.filter((_, i) => !onDisk[i]);
+      const fetched = new Map<number, Buffer>();
+      if (missing.length > 0) {
+        const start = blockSpan(missing[0]!, pack.blockSize, pack.size).start;
+        const end = blockSpan(missing.at(-1)!, pack.blockSize, pack.size).end;
+        const bytes = await this.store.getRange(pack.key, start, end);
+        this.stats.storeGets++;
+        this.stats.storeBytes += bytes.length;
+        for (const index of missing) {
+          const span = blockSpan(index, pack.blockSize, pack.size);
+          fetched.set(index, Buffer.from(bytes.subarray(span.start - start, span.end - start))); // own copy: the cache counts each block alone
+        }
+      }
+      return { onDisk, fetched };
+    })();
+    return run.map(async (index, i) => {
+      const { onDisk, fetched } = await loaded;
+      const sha = shas[i]!;
+      if (onDisk[i]) return this.keepFromDisk(sha, onDisk[i]!);
+      const data = fetched.get(index)!;
+      const actual = sha256(data);
+      if (actual === sha) return this.keepFetched(sha, data);
+      this.log.error(`${new IntegrityError(pack.key, index, sha, actual).message} (from ${this.store.url}); fetching it alone`);
+      return this.keepFetched(sha, await this.fetchVerified(pack, index, sha));
+    });
+  }
+
+  private async keepFromDisk(sha: string, data: Buffer): Promise<Buffer> {
+    this.stats.diskHits++;
+    await this.memory.put(sha, data);
+    return data;
+  }
+
+  private async keepFetched(sha: string, data: Buffer): Promise<Buffer> {
+    await this.memory.put(sha, data);
+    if (this.disk) await this.disk.put(sha, data).catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`));
+    return data;
   }
 
   /**

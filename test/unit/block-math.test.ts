@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { blockCount, blockSpan, blocksCovering, readableLength, sliceOfBlock } from '../../src/cache/block-math.js';
+import { blockCount, blockSpan, blocksCovering, readableLength, readaheadRuns, sliceOfBlock } from '../../src/cache/block-math.js';
 
 describe('block math', () => {
   it('clamps reads to the end of the file', () => {
@@ -50,5 +50,20 @@ describe('block math', () => {
         expect(Buffer.concat(pieces)).toEqual(pack.subarray(start, end));
       }
     }
+  });
+});
+
+describe('readaheadRuns', () => {
+  it('waits until half the window is missing, unless the next block itself is', () => {
+    expect(readaheadRuns([13], 6, 8, 8)).toEqual([]);
+    expect(readaheadRuns([11, 12, 13], 6, 8, 8)).toEqual([]);
+    expect(readaheadRuns([10, 11, 12, 13], 6, 8, 8)).toEqual([[10, 11, 12, 13]]);
+    expect(readaheadRuns([6], 6, 8, 8)).toEqual([[6]]);
+    expect(readaheadRuns([], 6, 8, 8)).toEqual([]);
+  });
+
+  it('groups consecutive blocks into runs no longer than the limit, and breaks at gaps', () => {
+    expect(readaheadRuns([0, 1, 2, 3, 4], 0, 16, 2)).toEqual([[0, 1], [2, 3], [4]]);
+    expect(readaheadRuns([3, 4, 6, 7, 9], 3, 8, 8)).toEqual([[3, 4], [6, 7], [9]]);
   });
 });
