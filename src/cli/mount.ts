@@ -44,7 +44,7 @@ const READY_FD = 3;
 const READY_ENV = 'REZFS_READY_FD';
 const UNMOUNT_POLL_MS = 1_000;
 /** How far ahead of a sequential reader blocks are fetched, at most. */
-const READAHEAD_BYTES = 8 * 1024 * 1024;
+const READAHEAD_BYTES = 16 * 1024 * 1024;
 
 export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
   const mountpoint = resolve(cmd.mountpoint);

@@ -80,6 +80,11 @@ export class RezFs {
   private readonly handles = new Map<number, OpenFile>();
   /** Files read without an open (the kernel opens them itself): their state, per path. */
   private readonly unopened = new LRUCache<string, { catalog: Catalog; file: OpenFile }>({ max: UNOPENED_FILES });
+  /**
+   * Readahead per pack, in pack offsets: whoever reads a version's files in order (tar, cp -r, rez's
+   * payload cache) reads its pack front to back, one small file after the other.
+   */
+  private readonly packReaders = new LRUCache<string, ReadaheadWindow>({ max: UNOPENED_FILES });
   private readonly inlineData = new WeakMap<InlineFile, Buffer>();
   private nextHandle = 1;
   /** `/family` and `/family/version` whose shard or manifest last failed to load. */
@@ -206,7 +211,9 @@ export class RezFs {
     if (n === 0) return Buffer.alloc(0);
     const span = { start: file.node.offset + offset, end: file.node.offset + offset + n };
     const ahead = file.readahead.onRead(offset, n);
-    if (ahead > 0) this.readAhead(file, span.end, ahead);
+    const packAhead = this.packReader(file.pack).onRead(span.start, n);
+    // Within the file for its own reader; on through the pack when files are being read in pack order.
+    if (ahead > 0 || packAhead > 0) this.readAhead(file.pack, span.end, Math.max(ahead, packAhead), packAhead > ahead ? file.pack.size : file.node.offset + file.node.size);
     try {
       const data = await withDeadline(this.blocks.read(file.pack, span), this.options.readDeadlineMs, `reading ${file.pack.key}`);
       this.stats.readBytes += data.length;
@@ -308,13 +315,22 @@ export class RezFs {
     throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
   }
 
-  /** Sequential readers get the blocks after their read fetched before they ask, up to the file's end. */
-  private readAhead(file: Extract<OpenFile, { kind: 'pack' }>, packOffset: number, blocks: number): void {
-    const fileEnd = file.node.offset + file.node.size;
-    if (packOffset >= fileEnd) return;
-    const next = Math.ceil(packOffset / file.pack.blockSize);
-    const lastOfFile = Math.floor((fileEnd - 1) / file.pack.blockSize);
-    if (next <= lastOfFile) this.blocks.prefetch(file.pack, next, Math.min(blocks, lastOfFile - next + 1));
+  /** Sequential readers get the blocks after their read fetched before they ask, up to `limit` (a pack offset). */
+  private readAhead(pack: PackRef, packOffset: number, blocks: number, limit: number): void {
+    if (packOffset >= limit) return;
+    const next = Math.ceil(packOffset / pack.blockSize);
+    const last = Math.floor((limit - 1) / pack.blockSize);
+    if (next <= last) this.blocks.prefetch(pack, next, Math.min(blocks, last - next + 1));
+  }
+
+  private packReader(pack: PackRef): ReadaheadWindow {
+    let window = this.packReaders.get(pack.key);
+    if (!window) {
+      // A small gap (a file served inline, like package.py) does not end a front-to-back reading.
+      window = new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), pack.blockSize);
+      this.packReaders.set(pack.key, window);
+    }
+    return window;
   }
 
   private inline(file: InlineFile): Buffer {

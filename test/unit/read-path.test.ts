@@ -17,6 +17,16 @@ describe('ReadaheadWindow', () => {
     expect(w.onRead(50_100, 100)).toBe(1);
   });
 
+  it('with slack, takes a small forward gap as sequential (a pack read file after file), never a step back', () => {
+    const w = new ReadaheadWindow(1, 8, 4096);
+    expect(w.onRead(0, 100)).toBe(1);
+    expect(w.onRead(1100, 100)).toBe(2); // 1000 bytes skipped (a file served inline)
+    expect(w.onRead(1200 + 4096, 10)).toBe(4);
+    expect(w.onRead(1200 + 4096 + 10 + 4097, 10)).toBe(0);
+    expect(w.onRead(0, 10)).toBe(0);
+    expect(new ReadaheadWindow(1, 8, 4096).onRead(100, 10)).toBe(0); // slack only once reading is sequential
+  });
+
   it('treats a first read that does not start at 0 as random', () => {
     expect(new ReadaheadWindow(1, 8).onRead(4096, 10)).toBe(0);
   });
