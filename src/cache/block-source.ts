@@ -84,8 +84,11 @@ export class BlockSource {
       const maxRun = Math.max(1, Math.floor(MAX_RUN_BYTES / pack.blockSize));
       for (const run of readaheadRuns(missing, first, count, maxRun)) {
         const sizes = run.map((index) => blockLength(pack, index));
-        if (!this.budget.tryAcquire(sizes.reduce((a, b) => a + b, 0))) return;
-        this.fetchRun(pack, run).forEach((load, i) => this.track(pack.blocks[run[i]!]!, sizes[i]!, load).catch(() => undefined));
+        const total = sizes.reduce((a, b) => a + b, 0);
+        // The blocks, plus the run's response until it is cut into them: both are in memory at once.
+        if (!this.budget.tryAcquire(2 * total)) return;
+        const loads = this.fetchRun(pack, run, () => this.budget.release(total));
+        loads.forEach((load, i) => this.track(pack.blocks[run[i]!]!, sizes[i]!, load).catch(() => undefined));
       }
     })();
   }
@@ -143,7 +146,7 @@ export class BlockSource {
    * Consecutive blocks in one ranged GET (those not on disk yet), one promise per block. A block
    * whose slice fails verification is fetched again on its own, the way a single block would be.
    */
-  private fetchRun(pack: PackRef, run: number[]): Promise<Buffer>[] {
+  private fetchRun(pack: PackRef, run: number[], responseDone: () => void): Promise<Buffer>[] {
     const shas = run.map((index) => pack.blocks[index]!);
     const loaded = (async () => {
       const onDisk = await Promise.all(shas.map((sha) => this.fromDisk(sha)));
@@ -162,6 +165,7 @@ export class BlockSource {
       }
       return { onDisk, fetched };
     })();
+    loaded.finally(responseDone).catch(() => undefined);
     return run.map(async (index, i) => {
       const { onDisk, fetched } = await loaded;
       const sha = shas[i]!;
