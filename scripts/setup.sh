@@ -53,7 +53,7 @@ rezfs_setup() (
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
       fi
     else
-      say "fuse3 and $libfuse2_pkg already installed"
+      say "fuse3, $libfuse2_pkg, libfuse3-dev and the build tools already installed"
     fi
   elif [ "${REZFS_SKIP_APT:-0}" != "1" ]; then
     say "not a Debian-like system: make sure libfuse 2 (libfuse.so.2) and fusermount are installed"
