@@ -55,8 +55,6 @@ interface Addon {
 }
 
 const ATTR_FIELDS = 8;
-const ERANGE = 34;
-const EPERM = 1;
 /** How long an unmount waits for the kernel to let go before the caller moves on. */
 const EXIT_WAIT_MS = 5_000;
 const INIT_WAIT_MS = 10_000;
@@ -153,7 +151,7 @@ class NativeServer {
   stop(mountpoint: string): Promise<void> {
     this.stopping ??= (async () => {
       const errno = this.addon.unmount(this.session!);
-      if (errno === EPERM) await exec('fusermount3', ['-u', '-z', mountpoint]);
+      if (errno === Errno.EPERM) await exec('fusermount3', ['-u', '-z', mountpoint]);
       // A lazy unmount ends the session once the last open file closes; don't wait for that forever.
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.exited.promise, new Promise<void>((done) => (timer = setTimeout(done, EXIT_WAIT_MS)))]);
@@ -218,7 +216,7 @@ class NativeServer {
       case Op.Listxattr:
         return this.answer(req, this.fs.listxattr(path), (names) => this.replyXattrList(req, names, a));
       default:
-        this.addon.replyErr(this.session!, req, 38 /* ENOSYS */);
+        this.addon.replyErr(this.session!, req, Errno.ENOSYS);
     }
   };
 
@@ -253,7 +251,7 @@ class NativeServer {
   private replyXattrList(req: number, names: string[], size: number): void {
     const list = Buffer.from(names.map((name) => `${name}\0`).join(''));
     if (size === 0) this.addon.replyXattrSize(this.session!, req, list.length);
-    else if (size < list.length) this.addon.replyErr(this.session!, req, ERANGE);
+    else if (size < list.length) this.addon.replyErr(this.session!, req, Errno.ERANGE);
     else this.addon.replyBuf(this.session!, req, list);
   }
 
