@@ -73,10 +73,14 @@ export class DiskBlockCache implements BlockCache {
     if (Number.isFinite(this.maxBytes) && !(await this.reserve(data.length))) return;
     const target = this.pathOf(sha256);
     const dir = join(this.blocksDir, sha256.slice(0, 2));
-    await mkdir(dir, { recursive: true });
     const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await writeFile(tmp, data);
+      // The shard directory nearly always exists: make it only when the write says it is missing.
+      await writeFile(tmp, data).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        await mkdir(dir, { recursive: true });
+        await writeFile(tmp, data);
+      });
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });

@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache';
 import type { Catalog } from '../catalog/index.js';
 import type { FuseBinding, Mounted, MountOptions } from './binding.js';
 import { cacheSeconds, type CacheTimeouts } from './cache-policy.js';
+import { raiseKernelReadahead } from './kernel-readahead.js';
 import type { TreeChanges } from './changes.js';
 import { Errno, errnoOf } from './errors.js';
 import { ROOT_INO } from './inodes.js';
@@ -58,6 +59,8 @@ const ATTR_FIELDS = 8;
 /** How long an unmount waits for the kernel to let go before the caller moves on. */
 const EXIT_WAIT_MS = 5_000;
 const INIT_WAIT_MS = 10_000;
+/** The addon's max_read, in KiB: how far the kernel should read ahead in one request. */
+const MAX_READ_KIB = 1024;
 
 const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/rezfs_fuse.node', import.meta.url));
 
@@ -144,6 +147,7 @@ class NativeServer {
     } finally {
       clearTimeout(timer);
     }
+    await raiseKernelReadahead(mountpoint, MAX_READ_KIB);
   }
 
   private stopping: Promise<void> | undefined;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { IMMUTABLE_SEC, cacheSeconds } from '../../src/fs/cache-policy.js';
 import { changedNames } from '../../src/fs/changes.js';
 import { childPath } from '../../src/fs/paths.js';
+import { deviceOf } from '../../src/fs/kernel-readahead.js';
 
 const timeouts = { attrTimeoutSec: 300, negativeTimeoutSec: 60 };
 
@@ -42,5 +43,19 @@ describe('changedNames: which names of a family a new generation touches', () =>
   it('counts every name either side knows as changed when one side could not be loaded', () => {
     expect(changedNames(undefined, names({ '1.0': 'v:a' }))).toEqual(['1.0']);
     expect(changedNames(names({ '1.0': 'v:a', '2.0': 'v:b' }), undefined).sort()).toEqual(['1.0', '2.0']);
+  });
+});
+
+describe('deviceOf: the mount\'s device from /proc/self/mountinfo', () => {
+  const mountinfo = [
+    '22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+    '42 27 0:39 / /var/tmp/a\\040b/mnt ro,nosuid,nodev,relatime - fuse.rezfs s3://x ro,user_id=0,group_id=0',
+    '43 27 0:40 / /var/tmp/mnt ro,nosuid - fuse.rezfs file:///s ro',
+  ].join('\n');
+
+  it('finds the mountpoint, escaped characters included, and nothing else', () => {
+    expect(deviceOf(mountinfo, '/var/tmp/a b/mnt')).toBe('0:39');
+    expect(deviceOf(mountinfo, '/var/tmp/mnt')).toBe('0:40');
+    expect(deviceOf(mountinfo, '/var/tmp')).toBeUndefined();
   });
 });
