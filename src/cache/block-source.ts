@@ -36,9 +36,10 @@ export interface BlockSourceStats {
 
 /**
  * Serves pack bytes block by block: memory, then disk, then a ranged GET (one per block on demand,
- * one per run of blocks for readahead), shared by every concurrent reader of that block. Every block is checked against its sha256 before it is used or
- * cached, whichever way it came in. Blocks being fetched count against a byte budget: demand reads
- * wait for room, readahead is skipped when there is none.
+ * one per run of blocks for readahead), shared by every concurrent reader of that block. Every
+ * block is checked against its sha256 before it is used or cached, whichever way it came in. Blocks
+ * being fetched count against a byte budget: demand reads wait for room, readahead is skipped when
+ * there is none.
  */
 export class BlockSource {
   readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0 };
@@ -143,8 +144,9 @@ export class BlockSource {
   }
 
   /**
-   * Consecutive blocks in one ranged GET (those not on disk yet), one promise per block. A block
-   * whose slice fails verification is fetched again on its own, the way a single block would be.
+   * Consecutive blocks in one ranged GET (from the first to the last block not on disk), one promise
+   * per block. A block whose slice fails verification is fetched again on its own, the way a single
+   * block would be.
    */
   private fetchRun(pack: PackRef, run: number[], responseDone: () => void): Promise<Buffer>[] {
     const shas = run.map((index) => pack.blocks[index]!);
