@@ -1,7 +1,7 @@
 import { chmod, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Catalog, keys, readHead } from '../../src/catalog/index.js';
+import { Catalog, canonicalJson, keys, readHead, verifyStore, type FileNode, type Manifest } from '../../src/catalog/index.js';
 import { silentLog } from '../../src/log.js';
 import { publish, PublishInputError } from '../../src/publish/index.js';
 import { openStore, type ObjectStore } from '../../src/store/index.js';
@@ -134,5 +134,41 @@ describe('publish', () => {
     const catalog = await Catalog.open(store);
     expect(catalog.familyNames()).toEqual(['bar', 'foo']);
     expect(Object.keys((await catalog.shard('foo')).versions).sort()).toEqual(['1.0.0', '2.0.0']);
+  });
+
+  it('starts big files on a block boundary, zero padding before them, so the same file has the same blocks anywhere', async () => {
+    const blockSize = 64;
+    await store.put(keys.config, canonicalJson({ format: '1.0.0', blockSize }));
+    const big = Buffer.from(Array.from({ length: 8 * blockSize + 37 }, (_, i) => (i * 13) % 251));
+    await writeTree(repo, {
+      'big/1.0/package.py': packageDefinition('big', '1.0'),
+      'big/1.0/lib/libbig.so': big,
+      'big/1.0/lib/small.txt': 'small',
+      'big/2.0/package.py': packageDefinition('big', '2.0', '# a longer definition moves everything after it'),
+      'big/2.0/lib/libbig.so': big,
+    });
+    await run(store, ['big']);
+    const catalog = await Catalog.open(store);
+    const shard = await catalog.shard('big');
+    const layouts: { manifest: Manifest; file: FileNode; pack: Buffer }[] = [];
+    for (const version of ['1.0', '2.0']) {
+      const manifest = await catalog.manifest(shard.versions[version]!.manifest);
+      const lib = manifest.root.entries.lib;
+      if (lib?.type !== 'dir' || lib.entries['libbig.so']?.type !== 'file') throw new Error('libbig.so missing from the manifest');
+      layouts.push({ manifest, file: lib.entries['libbig.so'], pack: await store.get(keys.pack(manifest.pack)) });
+    }
+    for (const { manifest, file, pack } of layouts) {
+      expect(file.offset % blockSize).toBe(0);
+      expect(file.offset).toBeGreaterThan(0); // package.py comes first, so there was padding to add
+      expect(pack.subarray(file.offset, file.offset + file.size).equals(big)).toBe(true);
+      expect(pack.length).toBe(manifest.packSize);
+      const others = Object.values(manifest.root.entries).filter((n): n is FileNode => n.type === 'file');
+      const endOfFirst = Math.max(...others.map((n) => n.offset + n.size));
+      expect(pack.subarray(endOfFirst, file.offset).every((b) => b === 0)).toBe(true);
+    }
+    const blocksOf = ({ manifest, file }: (typeof layouts)[number]) => manifest.blocks.slice(file.offset / blockSize, file.offset / blockSize + 8);
+    expect(blocksOf(layouts[0]!)).toEqual(blocksOf(layouts[1]!));
+    expect(layouts[0]!.manifest.pack).not.toBe(layouts[1]!.manifest.pack);
+    expect((await verifyStore(store, undefined)).problems).toEqual([]);
   });
 });

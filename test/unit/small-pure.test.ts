@@ -5,7 +5,7 @@ import { UsageError, formatBytes, parseDuration, parseSize } from '../../src/cli
 import { FsError } from '../../src/fs/errors.js';
 import { InodeTable, ROOT_INO } from '../../src/fs/inodes.js';
 import { splitPath } from '../../src/fs/paths.js';
-import { BlockHasher } from '../../src/publish/pack.js';
+import { ALIGN_MIN_BLOCKS, BlockHasher, packLayout } from '../../src/publish/pack.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -25,6 +25,26 @@ describe('BlockHasher', () => {
     const h = new BlockHasher(8);
     h.update(Buffer.from('abc'));
     expect(h.finish()).toEqual([sha(Buffer.from('abc'))]);
+  });
+});
+
+describe('packLayout', () => {
+  const big = ALIGN_MIN_BLOCKS * 16;
+
+  it('puts small files back to back', () => {
+    expect(packLayout([3, 20, 0, 5], 16)).toEqual({ offsets: [0, 3, 23, 23], packSize: 28 });
+  });
+
+  it('starts a file of ALIGN_MIN_BLOCKS blocks or more on the next block boundary', () => {
+    expect(packLayout([3, big, 5, big - 1, big + 1], 16)).toEqual({
+      offsets: [0, 16, 16 + big, 21 + big, 32 + 2 * big],
+      packSize: 33 + 3 * big,
+    });
+  });
+
+  it('adds no padding where a big file already starts on a boundary', () => {
+    expect(packLayout([big, big, 16, big], 16)).toEqual({ offsets: [0, big, 2 * big, 2 * big + 16], packSize: 3 * big + 16 });
+    expect(packLayout([], 16)).toEqual({ offsets: [], packSize: 0 });
   });
 });
 
