@@ -1,6 +1,9 @@
 // S3 helper for scripts/bench: raw baselines and bulk copies, straight through @aws-sdk/client-s3.
 // Endpoint and credentials come from the AWS_* environment (as for rezfs itself). Prints one JSON line.
 //   get <bucket> <key>                         one GetObject, body streamed and discarded   -> {bytes, seconds}
+//   get-keep <bucket> <key> <dir> <block>      one GetObject, body cut into <block>-byte blocks, each sha256-hashed
+//                                              and written to <dir>: what any verifying, caching reader must do,
+//                                              without FUSE                                  -> {bytes, seconds}
 //   multipart <bucket> <key> <file>            CreateMultipartUpload + UploadPart (8 MiB parts, 4 in flight) + Complete
 //   put-dir <bucket> <prefix> <dir> [inflight [markers]]  every file below <dir> as <prefix>/<relative path>;
 //                                              with `markers`, every directory also as an empty <prefix>/<dir>/ object
@@ -16,8 +19,9 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -36,6 +40,39 @@ async function get(bucket, key) {
   const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   let bytes = 0;
   for await (const chunk of res.Body) bytes += chunk.length;
+  return { bytes, seconds: (performance.now() - t0) / 1000 };
+}
+
+async function getKeep(bucket, key, dir, blockSize) {
+  const size = Number(blockSize);
+  await mkdir(dir, { recursive: true });
+  const t0 = performance.now();
+  const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const writes = new Set();
+  const keep = async (block) => {
+    const name = createHash('sha256').update(block).digest('hex');
+    const write = writeFile(join(dir, name), block).finally(() => writes.delete(write));
+    writes.add(write);
+    if (writes.size >= 8) await Promise.race(writes);
+  };
+  let bytes = 0;
+  let block = Buffer.allocUnsafe(size);
+  let filled = 0;
+  for await (const chunk of res.Body) {
+    bytes += chunk.length;
+    for (let at = 0; at < chunk.length; ) {
+      const n = chunk.copy(block, filled, at);
+      at += n;
+      filled += n;
+      if (filled === size) {
+        await keep(block);
+        block = Buffer.allocUnsafe(size);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) await keep(block.subarray(0, filled));
+  await Promise.all(writes);
   return { bytes, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -142,7 +179,7 @@ async function ls(bucket, prefix) {
 }
 
 const [command, ...args] = process.argv.slice(2);
-const commands = { get, multipart, 'put-dir': putDir, rm, ls };
+const commands = { get, 'get-keep': getKeep, multipart, 'put-dir': putDir, rm, ls };
 if (!commands[command]) {
   process.stderr.write(`usage: s3-tool.mjs get|multipart|put-dir|rm|ls ...\n`);
   process.exit(2);
