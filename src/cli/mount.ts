@@ -43,8 +43,11 @@ export type FuseChoice = 'auto' | 'native' | 'fuse-native';
 const READY_FD = 3;
 const READY_ENV = 'REZFS_READY_FD';
 const UNMOUNT_POLL_MS = 1_000;
-/** How far ahead of a sequential reader blocks are fetched, at most. */
-const READAHEAD_BYTES = 16 * 1024 * 1024;
+/**
+ * How far ahead of a sequential reader blocks are fetched, at most: room for several 8 MiB GETs in flight, so
+ * the store is not idle while the reader drains what came. The memory budget still decides what is fetched.
+ */
+const READAHEAD_BYTES = 32 * 1024 * 1024;
 
 export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
   const mountpoint = resolve(cmd.mountpoint);
