@@ -86,6 +86,8 @@ export class RezFs {
    */
   private readonly packReaders = new LRUCache<string, ReadaheadWindow>({ max: UNOPENED_FILES });
   private readonly inlineData = new WeakMap<InlineFile, Buffer>();
+  /** A version's top-level names as a set: a version may hold thousands, and every path below it is checked. */
+  private readonly versionNames = new WeakMap<readonly string[], ReadonlySet<string>>();
   private nextHandle = 1;
   /** `/family` and `/family/version` whose shard or manifest last failed to load. */
   private readonly failedLoads = new Set<string>();
@@ -264,7 +266,7 @@ export class RezFs {
       throw new FsError(extra ? 'ENOTDIR' : 'ENOENT');
     }
     if (rest.length === 0) return { kind: 'version', record };
-    if (record.names && !record.names.includes(rest[0]!)) throw new FsError('ENOENT'); // no manifest needed to say so
+    if (record.names && !this.namesOf(record.names).has(rest[0]!)) throw new FsError('ENOENT'); // no manifest needed to say so
     // package.py and package.yaml come from the shard: a resolve never waits on a manifest.
     const definition = rest.length === 1 && Object.hasOwn(record.definitions, rest[0]!) ? record.definitions[rest[0]!] : undefined;
     if (definition) return { kind: 'inline', entry: definition };
@@ -331,6 +333,15 @@ export class RezFs {
       this.packReaders.set(pack.key, window);
     }
     return window;
+  }
+
+  private namesOf(names: readonly string[]): ReadonlySet<string> {
+    let set = this.versionNames.get(names);
+    if (!set) {
+      set = new Set(names);
+      this.versionNames.set(names, set);
+    }
+    return set;
   }
 
   private inline(file: InlineFile): Buffer {
