@@ -1,10 +1,12 @@
 /*
  * rezfs's own FUSE binding: libfuse3's low-level, inode-based API exposed to Node through N-API.
  *
- * libfuse worker threads hand each request to JavaScript through one thread-safe function and go
- * straight back to the kernel; JavaScript answers later, on its own thread, with the reply calls
- * below (libfuse replies are thread-safe). open and opendir are answered here with ENOSYS, which
- * tells a kernel that supports it never to send them again: warm opens never leave the kernel.
+ * The session is served from Node's own event loop: the /dev/fuse descriptor is non-blocking and
+ * polled by libuv, and each request read from it is handed to JavaScript on the spot, with no
+ * thread in between. A request then costs the kernel one wake-up of this process instead of a
+ * worker thread's wake-up plus a hand-over to the JS thread. JavaScript answers at once or later
+ * with the reply calls below. open and opendir are answered here with ENOSYS, which tells a kernel
+ * that supports it never to send them again: warm opens never leave the kernel.
  *
  * Lifetime: a session lives until its loop has ended (the kernel connection is gone) and every
  * request JavaScript received has been answered; only then is the libfuse session destroyed, so a
@@ -18,12 +20,12 @@
 #include <stdio.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <uv.h>
 
 /* Operation codes, mirrored by the Op enum in src/fs/native-binding.ts. */
 enum op {
@@ -47,17 +49,28 @@ enum op {
 /* Attributes travel as 8 doubles: ino, mode, nlink, uid, gid, size, blocks, mtime (ms). */
 #define ATTR_FIELDS 8
 
+/* Requests read from the kernel per wake-up before other events get their turn. */
+#define BATCH 64
+
 typedef struct session {
   struct fuse_session *se;
-  pthread_t loop;
-  int loop_started;
-  napi_threadsafe_function tsfn;
+  napi_env env;
+  napi_ref handler;
+  napi_async_context context;
+  /* Polls the /dev/fuse descriptor; freed by its close callback, so it may outlive the session. */
+  uv_poll_t *poll;
+  /* libfuse's request buffer, reused: each request is handled before the next is read. */
+  struct fuse_buf buf;
   /* Requests JavaScript holds and has not answered; touched on the JS thread only. */
   int64_t outstanding;
   /* Invalidations still running on the pool; they use the session too. JS thread only. */
   int64_t notifying;
   int loop_ended;
   int destroyed;
+  /* Calls into JavaScript under way, and whether JavaScript has let go of the session: it is freed
+     only when both are over and it is destroyed (a call may outlive the JS object it serves). */
+  int calls;
+  int js_released;
   /* Whether the kernel takes ENOSYS from open/opendir as "never ask again" (set before the first open). */
   int no_open;
   int no_opendir;
@@ -119,15 +132,9 @@ static int valid_utf8(const unsigned char *s) {
 
 static session_t *session_of(fuse_req_t req) { return (session_t *)fuse_req_userdata(req); }
 
-static void dispatch(session_t *s, request_t *r) {
-  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) {
-    /* The JS side is gone (process exiting): answer so the kernel never waits. */
-    if (r->req) fuse_reply_err(r->req, EIO);
-    free(r->forgets);
-    free(r->name);
-    free(r);
-  }
-}
+static void call_js(session_t *s, request_t *r);
+
+static void dispatch(session_t *s, request_t *r) { call_js(s, r); }
 
 static request_t *new_request(int op, fuse_req_t req, fuse_ino_t ino) {
   request_t *r = calloc(1, sizeof *r);
@@ -150,7 +157,7 @@ static void send_simple(fuse_req_t req, int op, fuse_ino_t ino, double a, double
   dispatch(session_of(req), r);
 }
 
-/* ---------------------------------------------------------------- libfuse callbacks (worker threads) */
+/* ---------------------------------------------------------------- libfuse callbacks (JS thread, from the poll) */
 
 static void on_init(void *userdata, struct fuse_conn_info *conn) {
   session_t *s = userdata;
@@ -288,32 +295,24 @@ static const struct fuse_lowlevel_ops operations = {
        absent operations (access among them) answer ENOSYS, which the kernel remembers. */
 };
 
-static void *run_loop(void *arg) {
-  session_t *s = arg;
-  struct fuse_loop_config *config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(config, 0);
-  fuse_loop_cfg_set_idle_threads(config, 4);
-  fuse_loop_cfg_set_max_threads(config, 16);
-  int rc = fuse_session_loop_mt(s->se, config);
-  fuse_loop_cfg_destroy(config);
-  request_t *r = new_request(OP_EXITED, NULL, 0);
-  if (r) {
-    r->a = rc;
-    dispatch(s, r);
-  }
-  return NULL;
-}
-
 /* ---------------------------------------------------------------- JS thread */
 
 static void destroy_session(session_t *s) {
   if (s->destroyed) return;
   s->destroyed = 1;
-  if (s->loop_started) pthread_join(s->loop, NULL);
   fuse_session_unmount(s->se); /* a no-op once the connection is gone; releases the fd */
   fuse_session_destroy(s->se);
   s->se = NULL;
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  free(s->buf.mem);
+  s->buf.mem = NULL;
+  napi_delete_reference(s->env, s->handler);
+  napi_async_destroy(s->env, s->context);
+}
+
+static void release_if_done(session_t *s) {
+  if (!s->js_released || !s->destroyed || s->calls > 0) return;
+  free(s->mountpoint);
+  free(s);
 }
 
 static void maybe_destroy(session_t *s) {
@@ -326,16 +325,11 @@ static napi_value replied(napi_env env, session_t *s) {
   return undefined(env);
 }
 
-static void call_js(napi_env env, napi_value handler, void *context, void *data) {
-  session_t *s = context;
-  request_t *r = data;
-  if (env == NULL) { /* environment torn down: nobody will answer */
-    if (r->req) fuse_reply_err(r->req, EIO);
-    free(r->forgets);
-    free(r->name);
-    free(r);
-    return;
-  }
+/* Hands one request to JavaScript, which may answer before this returns (its promise jobs run here). */
+static void call_js(session_t *s, request_t *r) {
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
   napi_value args[6];
   args[0] = number(env, r->op);
   args[1] = number(env, (double)(uintptr_t)r->req);
@@ -359,10 +353,55 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
   free(r->name);
   free(r);
 
-  napi_value global, result;
+  napi_value global, handler, result;
   napi_get_global(env, &global);
-  napi_call_function(env, global, handler, 6, args, &result); /* a throw goes to Node's uncaught-exception path */
+  napi_get_reference_value(env, s->handler, &handler);
+  s->calls++;
+  napi_async_context context = s->context; /* a reply made during the call may destroy the session */
+  if (napi_make_callback(env, context, global, handler, 6, args, &result) == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error); /* Node's uncaught-exception path, as for any callback */
+  }
+  s->calls--;
+  napi_close_handle_scope(env, scope);
   maybe_destroy(s);
+  release_if_done(s);
+}
+
+static void on_poll_closed(uv_handle_t *handle) { free(handle); }
+
+/* The kernel connection is gone (unmounted or aborted): stop polling and tell JavaScript. */
+static void end_loop(session_t *s, int rc) {
+  uv_poll_stop(s->poll);
+  uv_close((uv_handle_t *)s->poll, on_poll_closed);
+  s->poll = NULL;
+  request_t *r = new_request(OP_EXITED, NULL, 0);
+  if (!r) {
+    s->loop_ended = 1;
+    maybe_destroy(s);
+    return;
+  }
+  r->a = rc;
+  dispatch(s, r);
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  session_t *s = handle->data;
+  /* An error (libuv has stopped polling) means the connection is going: a read says how. */
+  for (int i = 0; i < BATCH || status < 0; i++) {
+    int res = fuse_session_receive_buf(s->se, &s->buf);
+    if (res == -EAGAIN || res == -EINTR) {
+      if (status < 0) end_loop(s, status);
+      return;
+    }
+    if (res <= 0 || fuse_session_exited(s->se)) {
+      end_loop(s, res < 0 ? res : 0);
+      return;
+    }
+    fuse_session_process_buf(s->se, &s->buf);
+  }
 }
 
 /* The JS side holds its session until the loop has ended; a session still serving is never freed. */
@@ -370,9 +409,8 @@ static void finalize_session(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   session_t *s = data;
-  if (!s->destroyed) return;
-  free(s->mountpoint);
-  free(s);
+  s->js_released = 1;
+  release_if_done(s);
 }
 
 static int get_session(napi_env env, napi_value value, session_t **out) {
@@ -442,17 +480,16 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return throw_error(env, "rezfs native: mount(mountpoint, options, handler)");
   snprintf(options + len, sizeof options - len, "%smax_read=%d", len ? "," : "", MAX_READ);
 
+  struct uv_loop_s *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
   session_t *s = calloc(1, sizeof *s);
   if (!s) return throw_error(env, "rezfs native: out of memory");
   s->mountpoint = strdup(mountpoint);
-
+  s->env = env;
   napi_value name;
   napi_create_string_utf8(env, "rezfs-fuse", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
-    free(s->mountpoint);
-    free(s);
-    return throw_error(env, "rezfs native: cannot create the request queue");
-  }
+  CHECK(napi_create_reference(env, argv[2], 1, &s->handler));
+  CHECK(napi_async_init(env, NULL, name, &s->context));
 
   char *fuse_argv[] = {"rezfs", "-o", options, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(3, fuse_argv);
@@ -461,7 +498,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (!s->se || fuse_session_mount(s->se, mountpoint) != 0) {
     int saved = errno;
     if (s->se) fuse_session_destroy(s->se);
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, s->handler);
+    napi_async_destroy(env, s->context);
     free(s->mountpoint);
     free(s);
     char message[4400];
@@ -469,16 +507,21 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
              saved ? strerror(saved) : "libfuse refused the options");
     return throw_error(env, message);
   }
-  if (pthread_create(&s->loop, NULL, run_loop, s) != 0) {
+  int fd = fuse_session_fd(s->se);
+  s->poll = malloc(sizeof *s->poll);
+  if (!s->poll || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 || uv_poll_init(loop, s->poll, fd) != 0) {
+    free(s->poll);
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, s->handler);
+    napi_async_destroy(env, s->context);
     free(s->mountpoint);
     free(s);
-    return throw_error(env, "rezfs native: cannot start the session thread");
+    return throw_error(env, "rezfs native: cannot poll the FUSE device");
   }
-  s->loop_started = 1;
-  /* Node may exit while mounted only after the loop ends: the queue keeps the event loop alive. */
+  s->poll->data = s;
+  uv_poll_start(s->poll, UV_READABLE, on_readable);
+  /* Node may exit while mounted only after the loop ends: the active poll keeps the event loop alive. */
   napi_value external;
   CHECK(napi_create_external(env, s, finalize_session, NULL, &external));
   return external;
@@ -681,6 +724,7 @@ static void notify_complete(napi_env env, napi_status status, void *data) {
   free(w);
   s->notifying--;
   maybe_destroy(s);
+  release_if_done(s);
 }
 
 /* notifyInval(session, ino, name | undefined) -> Promise<errno> */
