@@ -163,17 +163,32 @@ function rez(packagesPath: string, args: string[]): Promise<CliResult> {
 }
 
 /** Bytes under `<cache-dir>/blocks`: finished blocks, and temp files being written. */
+/** The kernel stamps files from a clock that may lag the real time by a tick: a margin for that. */
+const FILE_CLOCK_SLACK_MS = 20;
+
+/**
+ * Cache bytes that were on disk at one moment. A walk of the shard directories is not a snapshot: it can count
+ * a block evicted early in the walk together with one written later in it, which never coexisted. Each file was
+ * there from its ctime (the rename that put it in place, or its last write) until the walk saw it, so only files
+ * whose spans overlap are added up; the largest such sum is the answer.
+ */
 async function cacheUse(cacheDir: string): Promise<{ blocks: number; temp: number }> {
-  const use = { blocks: 0, temp: 0 };
+  const seen: { size: number; from: number; until: number; temp: boolean }[] = [];
   const top = join(cacheDir, 'blocks');
   for (const sub of await readdir(top).catch(() => [] as string[])) {
     for (const name of await readdir(join(top, sub)).catch(() => [] as string[])) {
-      const size = (await stat(join(top, sub, name)).catch(() => undefined))?.size ?? 0;
-      if (name.startsWith('.tmp-')) use.temp += size;
-      else use.blocks += size;
+      const until = Date.now();
+      const info = await stat(join(top, sub, name)).catch(() => undefined);
+      if (info) seen.push({ size: info.size, from: info.ctimeMs + FILE_CLOCK_SLACK_MS, until, temp: name.startsWith('.tmp-') });
     }
   }
-  return use;
+  let most = { blocks: 0, temp: 0 };
+  for (const { until: moment } of seen) {
+    const use = { blocks: 0, temp: 0 };
+    for (const file of seen) if (file.from <= moment && moment <= file.until) use[file.temp ? 'temp' : 'blocks'] += file.size;
+    if (use.blocks + use.temp > most.blocks + most.temp) most = use;
+  }
+  return most;
 }
 
 let s3: S3TestServer;
@@ -228,6 +243,7 @@ describe('disk cache cap', () => {
   });
 
   it('reading 3x the cap through the mount never puts the cache over the cap (sampled every 50 ms)', async () => {
+    await new Promise((r) => setTimeout(r, 2 * FILE_CLOCK_SLACK_MS)); // the mount is gone: let every file's span begin
     const after = await cacheUse(cacheDir());
     console.log(`[studio.test] cache cap ${cap} B: max sampled ${max.total} B (${max.blocks} in blocks, ${max.temp} being written); after the run ${after.blocks} B`);
     expect(after.blocks).toBeLessThanOrEqual(cap);
