@@ -132,9 +132,7 @@ static int valid_utf8(const unsigned char *s) {
 
 static session_t *session_of(fuse_req_t req) { return (session_t *)fuse_req_userdata(req); }
 
-static void call_js(session_t *s, request_t *r);
-
-static void dispatch(session_t *s, request_t *r) { call_js(s, r); }
+static void dispatch(session_t *s, request_t *r);
 
 static request_t *new_request(int op, fuse_req_t req, fuse_ino_t ino) {
   request_t *r = calloc(1, sizeof *r);
@@ -326,7 +324,7 @@ static napi_value replied(napi_env env, session_t *s) {
 }
 
 /* Hands one request to JavaScript, which may answer before this returns (its promise jobs run here). */
-static void call_js(session_t *s, request_t *r) {
+static void dispatch(session_t *s, request_t *r) {
   napi_env env = s->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
