@@ -181,7 +181,7 @@ async function ls(bucket, prefix) {
 const [command, ...args] = process.argv.slice(2);
 const commands = { get, 'get-keep': getKeep, multipart, 'put-dir': putDir, rm, ls };
 if (!commands[command]) {
-  process.stderr.write(`usage: s3-tool.mjs get|multipart|put-dir|rm|ls ...\n`);
+  process.stderr.write(`usage: s3-tool.mjs get|get-keep|multipart|put-dir|rm|ls ...\n`);
   process.exit(2);
 }
 try {

@@ -162,15 +162,15 @@ function rez(packagesPath: string, args: string[]): Promise<CliResult> {
   });
 }
 
-/** Bytes under `<cache-dir>/blocks`: finished blocks, and temp files being written. */
 /** The kernel stamps files from a clock that may lag the real time by a tick: a margin for that. */
 const FILE_CLOCK_SLACK_MS = 20;
 
 /**
- * Cache bytes that were on disk at one moment. A walk of the shard directories is not a snapshot: it can count
- * a block evicted early in the walk together with one written later in it, which never coexisted. Each file was
- * there from its ctime (the rename that put it in place, or its last write) until the walk saw it, so only files
- * whose spans overlap are added up; the largest such sum is the answer.
+ * Bytes under `<cache-dir>/blocks` (finished blocks, and temp files being written) that were on disk at one
+ * moment. A walk of the shard directories is not a snapshot: it can count a block evicted early in the walk
+ * together with one written later in it, which never coexisted. Each file was there from its ctime (the rename
+ * that put it in place, or its last write) until the walk saw it, so only files whose spans overlap are added up;
+ * the largest such sum is the answer.
  */
 async function cacheUse(cacheDir: string): Promise<{ blocks: number; temp: number }> {
   const seen: { size: number; from: number; until: number; temp: boolean }[] = [];
