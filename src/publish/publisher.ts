@@ -11,18 +11,18 @@ import {
   readStoreConfig,
   canonicalJson,
   countSubdirs,
-  signIndex,
   type CatalogIndex,
   type FamilyShard,
   type VersionRecord,
 } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
+import { updateCatalog } from './catalog-update.js';
 import { PublishInputError } from './errors.js';
 import { buildPackage, type BuiltPackage } from './pack.js';
 import { DEFINITION_FILES, scanRepository, type FamilySource, type VersionSource } from './scan.js';
+import { Uploads } from './uploads.js';
 
-const HEAD_SWAP_ATTEMPTS = 20;
 const UPLOADS_IN_FLIGHT = 4;
 
 export interface PublishProgress {
@@ -60,8 +60,8 @@ interface Prepared {
 }
 
 /**
- * Publishes released packages: packs, manifests, family shards, the index, and last a
- * compare-and-swap of `index/HEAD`. Everything is checked before the first upload, objects already
+ * Publishes released packages: packs and manifests first, then one catalog transaction (shards, index,
+ * HEAD; see catalog-update.ts). Everything is checked before the first upload, objects already
  * in the store are not sent again, and a published version never changes.
  */
 export async function publish(store: ObjectStore, options: PublishOptions): Promise<PublishSummary> {
@@ -69,8 +69,8 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   const families = await scanRepository(options.repoDir, options.selectors, options.log.warn);
   const existingConfig = await readStoreConfig(store);
   const config = existingConfig ?? defaultStoreConfig();
-  let head = await readHead(store);
-  let index = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
+  const head = await readHead(store);
+  const index = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
 
   const sources = families.flatMap((family) => family.versions);
   let hashed = 0;
@@ -84,7 +84,8 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   }
 
   const uploads = new Uploads(store);
-  let fresh = await freshVersions(store, index, prepared);
+  const uploaded = new Set<Prepared>();
+  let fresh = await freshVersions((family) => currentShard(store, index, family), prepared);
   const summary = (generation: number | undefined): PublishSummary => ({
     packages: fresh.length,
     alreadyPublished: prepared.length - fresh.length,
@@ -100,49 +101,42 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   if (!existingConfig) await uploads.put(keys.config, canonicalJson(config));
   const payloadBytes = fresh.reduce((n, p) => n + p.built.manifest.packSize, 0);
   let sent = 0;
-  let packagesSent = 0;
-  await inParallel(fresh, UPLOADS_IN_FLIGHT, async ({ built }) => {
-    await uploads.stream(keys.pack(built.manifest.pack), built.packStream((n) => {
-      sent += n;
-      options.onProgress?.({ phase: 'uploading', doneBytes: sent, totalBytes: payloadBytes, donePackages: packagesSent, totalPackages: fresh.length });
-    }));
-    packagesSent++;
-    await uploads.ifMissing(keys.manifest(encodeDocument(built.manifest).hash), encodeDocument(built.manifest).bytes);
-  });
+  const uploadPayload = (items: Prepared[]) =>
+    inParallel(items.filter((p) => !uploaded.has(p)), UPLOADS_IN_FLIGHT, async (item) => {
+      const { built } = item;
+      await uploads.stream(keys.pack(built.manifest.pack), built.packStream((n) => {
+        sent += n;
+        options.onProgress?.({ phase: 'uploading', doneBytes: sent, totalBytes: payloadBytes, donePackages: uploaded.size, totalPackages: fresh.length });
+      }));
+      const manifest = encodeDocument(built.manifest);
+      await uploads.ifMissing(keys.manifest(manifest.hash), manifest.bytes);
+      uploaded.add(item);
+    });
+  await uploadPayload(fresh);
 
-  // Another publisher may swap HEAD between our read and our write: re-merge onto theirs and retry.
-  for (let attempt = 0; attempt < HEAD_SWAP_ATTEMPTS; attempt++) {
-    const now = Date.now();
-    const next: CatalogIndex = { format: FORMAT_VERSION, generation: index.generation + 1, createdMs: now, families: { ...index.families } };
-    for (const family of families) {
-      const shard = await mergeShard(store, index, family, fresh.filter((p) => p.source.family === family.name), now);
-      if (!shard) continue;
-      const doc = encodeDocument(shard);
-      await uploads.ifMissing(keys.shard(doc.hash), doc.bytes);
-      next.families[family.name] = { shard: doc.hash, mtimeMs: now, versions: Object.keys(shard.versions).length };
-    }
-    const indexDoc = encodeDocument(next);
-    await uploads.ifMissing(keys.index(indexDoc.hash), indexDoc.bytes);
-    if (options.signingKey) await uploads.put(keys.signature(indexDoc.hash), canonicalJson(signIndex(options.signingKey, indexDoc.bytes)));
-    if (await store.putIfMatch(keys.head, Buffer.from(indexDoc.hash), head?.etag ?? null)) {
-      uploads.count(indexDoc.hash.length);
-      return summary(next.generation);
-    }
-    options.log.warn('index/HEAD moved during publish (another publisher); merging and retrying');
-    head = await readHead(store);
-    index = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
-    fresh = await freshVersions(store, index, prepared);
-  }
-  throw new Error(`could not update ${keys.head} after ${HEAD_SWAP_ATTEMPTS} attempts: too many concurrent publishers`);
+  const update = await updateCatalog(
+    store,
+    async (draft) => {
+      // Against the index of this attempt: another publisher may have added (or retired) versions meanwhile.
+      fresh = await freshVersions((family) => draft.shard(family), prepared);
+      await uploadPayload(fresh);
+      for (const family of families) {
+        const shard = mergeShard(await draft.shard(family.name), family, fresh.filter((p) => p.source.family === family.name), draft.nowMs);
+        if (shard) draft.setShard(shard);
+      }
+    },
+    { log: options.log, signingKey: options.signingKey, uploads },
+  );
+  return summary(update.generation);
 }
 
 /** Versions not yet in the catalog; an already published version with other content is an error. */
-async function freshVersions(store: ObjectStore, index: CatalogIndex, prepared: Prepared[]): Promise<Prepared[]> {
+async function freshVersions(shardOf: (family: string) => Promise<FamilyShard | undefined>, prepared: Prepared[]): Promise<Prepared[]> {
   const fresh: Prepared[] = [];
   const shards = new Map<string, FamilyShard | undefined>();
   for (const item of prepared) {
     const { family, version, dir } = item.source;
-    if (!shards.has(family)) shards.set(family, await currentShard(store, index, family));
+    if (!shards.has(family)) shards.set(family, await shardOf(family));
     const existing = shards.get(family)?.versions[version];
     if (!existing) fresh.push(item);
     else if (existing.content !== item.built.content) {
@@ -167,8 +161,7 @@ async function extrasChanged(store: ObjectStore, index: CatalogIndex, families: 
 }
 
 /** The family's new shard, or undefined when nothing about the family changes. */
-async function mergeShard(store: ObjectStore, index: CatalogIndex, family: FamilySource, fresh: Prepared[], now: number): Promise<FamilyShard | undefined> {
-  const current = await currentShard(store, index, family.name);
+function mergeShard(current: FamilyShard | undefined, family: FamilySource, fresh: Prepared[], now: number): FamilyShard | undefined {
   const extrasSame = current !== undefined && canonicalJson(current.extras).equals(canonicalJson(family.extras));
   if (fresh.length === 0 && (extrasSame || (!current && Object.keys(family.extras).length === 0))) return undefined;
   const versions: Record<string, VersionRecord> = { ...(current?.versions ?? {}) };
@@ -193,42 +186,6 @@ function versionRecord(built: BuiltPackage, now: number): VersionRecord {
     manifest: encodeDocument(built.manifest).hash,
     content: built.content,
   };
-}
-
-/** Writes objects, skipping content-addressed ones the store already has, and counts what it sent. */
-class Uploads {
-  objects = 0;
-  bytes = 0;
-
-  constructor(private readonly store: ObjectStore) {}
-
-  count(bytes: number): void {
-    this.objects++;
-    this.bytes += bytes;
-  }
-
-  async put(key: string, body: Buffer): Promise<void> {
-    await this.store.put(key, body);
-    this.count(body.length);
-  }
-
-  async ifMissing(key: string, body: Buffer): Promise<void> {
-    if (!(await this.store.head(key))) await this.put(key, body);
-  }
-
-  async stream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
-    if (await this.store.head(key)) return;
-    let bytes = 0;
-    await this.store.putStream(key, countBytes(source, (n) => (bytes += n)));
-    this.count(bytes);
-  }
-}
-
-async function* countBytes(source: AsyncIterable<Buffer>, add: (n: number) => void): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    add(chunk.length);
-    yield chunk;
-  }
 }
 
 async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
