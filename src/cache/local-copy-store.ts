@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sha256Hex } from '../hash.js';
-import { ObjectNotFoundError, type ObjectInfo, type ObjectStore } from '../store/index.js';
+import { ObjectNotFoundError, type ListedObject, type ObjectInfo, type ObjectStore } from '../store/index.js';
 
 /** After a failed look at the store, serve copies for this long before asking it again. */
 const RECHECK_MS = 10_000;
@@ -91,7 +91,11 @@ export class LocalCopyStore implements ObjectStore {
     return this.inner.putIfMatch(key, body, expected);
   }
 
-  list(prefix: string): AsyncIterable<string> {
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+
+  list(prefix: string): AsyncIterable<ListedObject> {
     return this.inner.list(prefix);
   }
 

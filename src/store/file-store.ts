@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { sha256Hex } from '../hash.js';
 import { isRunning } from '../pid.js';
-import { checkKey, ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+import { checkKey, ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
 
 const LOCK_STALE_MS = 30_000;
 
@@ -57,7 +57,7 @@ export class FileStore implements ObjectStore {
       const info = await stat(this.pathOf(key));
       // Content-derived etag: objects here are small (index/HEAD) or content-addressed.
       const etag = info.size <= 64 * 1024 ? sha256Hex(await readFile(this.pathOf(key))) : `${info.size}-${info.mtimeMs}`;
-      return { size: info.size, etag };
+      return { size: info.size, etag, modifiedMs: info.mtimeMs };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw this.translate(err, key);
@@ -81,15 +81,26 @@ export class FileStore implements ObjectStore {
     });
   }
 
-  async *list(prefix: string): AsyncIterable<string> {
-    const base = prefix.replace(/\/+$/, '');
-    const start = base === '' ? this.root : this.pathOf(base);
-    yield* this.walk(start);
+  /** Temp files of writes that never finished are listed too (under their own `.tmp-` names); locks are not. */
+  async *list(prefix: string): AsyncIterable<ListedObject> {
+    // A prefix is a string prefix, not a directory: walk from the last whole directory it names.
+    const dir = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    for await (const object of this.walk(dir === '' ? this.root : this.pathOf(dir))) {
+      if (object.key.startsWith(prefix)) yield object;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await rm(this.pathOf(key), { force: true });
+    } catch (err) {
+      throw new StoreError(`deleting ${key} from ${this.url}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   async close(): Promise<void> {}
 
-  private async *walk(dir: string): AsyncIterable<string> {
+  private async *walk(dir: string): AsyncIterable<ListedObject> {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -100,8 +111,9 @@ export class FileStore implements ObjectStore {
     for (const entry of entries) {
       const full = join(dir, entry.name);
       if (entry.isDirectory()) yield* this.walk(full);
-      else if (entry.isFile() && !entry.name.startsWith('.tmp-') && !entry.name.endsWith('.lock')) {
-        yield relative(this.root, full).split(sep).join('/');
+      else if (entry.isFile() && !isLockFile(entry.name)) {
+        const info = await stat(full).catch(() => undefined); // gone meanwhile: not listed
+        if (info) yield { key: relative(this.root, full).split(sep).join('/'), size: info.size, modifiedMs: info.mtimeMs };
       }
     }
   }
@@ -161,6 +173,11 @@ async function isStaleLock(lock: string): Promise<boolean> {
   const [host, pid] = holder.split(' ');
   if (host === hostname() && pid !== undefined && !isRunning(Number(pid))) return true;
   return Date.now() - info.mtimeMs > LOCK_STALE_MS;
+}
+
+/** `<key>.lock` and the `.lock.stale-*` name a lock is moved to before removal: the lock's business, not objects. */
+function isLockFile(name: string): boolean {
+  return /\.lock(\.stale-[^/]*)?$/.test(name);
 }
 
 function isNotFound(err: unknown): boolean {

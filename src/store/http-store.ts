@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { errorForStatus, networkError, unlessNotFound } from './responses.js';
-import { checkKey, ReadOnlyStoreError, StoreError, StoreTimeoutError, type ObjectInfo, type ObjectStore } from './types.js';
+import { checkKey, ReadOnlyStoreError, StoreError, StoreTimeoutError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
 import { readObjectBody, resilient, type Attempt, type RequestPolicy } from './watchdog.js';
 
 /**
@@ -12,7 +12,7 @@ import { readObjectBody, resilient, type Attempt, type RequestPolicy } from './w
  * that close() can end, and the body as a byte stream the stall detector watches; with fetch (undici) the
  * connect timeout lives in an Agent that Node 20 does not export.
  *
- * Userinfo becomes Basic auth and is kept out of `url` and of every message. Writes throw ReadOnlyStoreError.
+ * Userinfo becomes Basic auth and is kept out of `url` and of every message. Writes and deletes throw ReadOnlyStoreError.
  * `list()` throws a StoreError: plain HTTP has no standard listing, and mounting never lists.
  * Redirects are not followed (a redirecting server is answered with a StoreError naming the status).
  */
@@ -72,8 +72,14 @@ export class HttpStore implements ObjectStore {
         response.resume();
         if (response.statusCode !== 200) throw this.failed(response, 'HEAD', key);
         const size = contentLength(response) ?? 0;
+        const lastModified = response.headers['last-modified'];
+        const modifiedMs = lastModified === undefined ? undefined : Date.parse(lastModified);
         // Any server sends one of the two; a proxy passes the origin's ETag on.
-        return { size, etag: response.headers.etag ?? `${size}-${response.headers['last-modified'] ?? ''}` };
+        return {
+          size,
+          etag: response.headers.etag ?? `${size}-${lastModified ?? ''}`,
+          modifiedMs: modifiedMs === undefined || Number.isNaN(modifiedMs) ? undefined : modifiedMs,
+        };
       }),
     );
   }
@@ -90,7 +96,11 @@ export class HttpStore implements ObjectStore {
     throw new ReadOnlyStoreError(this.url);
   }
 
-  async *list(prefix: string): AsyncIterable<string> {
+  async delete(): Promise<void> {
+    throw new ReadOnlyStoreError(this.url);
+  }
+
+  async *list(prefix: string): AsyncIterable<ListedObject> {
     throw new StoreError(`cannot list ${prefix} at ${this.url}: plain HTTP stores have no listing; list the s3:// or file:// store behind it`);
   }
 

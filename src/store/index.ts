@@ -17,6 +17,7 @@ export {
   StoreError,
   StoreTimeoutError,
   TransientStoreError,
+  type ListedObject,
   type ObjectInfo,
   type ObjectStore,
 } from './types.js';

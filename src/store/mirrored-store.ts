@@ -1,6 +1,6 @@
 import { unlessNotFound } from './responses.js';
 import { exponentialMs } from './retry.js';
-import { ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+import { ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
 
 export interface MirrorOptions {
   /** First pause before a failed store is probed; doubles with each failed probe up to maxCoolDownMs. */
@@ -47,7 +47,7 @@ interface Member {
  * newest objects yet. The object is "not found" when no store had it and at least one said so; when every
  * store failed, MirrorsUnavailableError lists why.
  *
- * Writes and listings go to the primary only: mirrors are filled by replication, not by rezfs.
+ * Writes, deletes and listings go to the primary only: mirrors are filled by replication (`rezfs sync`).
  */
 export class MirroredStore implements ObjectStore {
   readonly url: string;
@@ -113,7 +113,11 @@ export class MirroredStore implements ObjectStore {
     return this.primary.putIfMatch(key, body, expected);
   }
 
-  list(prefix: string): AsyncIterable<string> {
+  delete(key: string): Promise<void> {
+    return this.primary.delete(key);
+  }
+
+  list(prefix: string): AsyncIterable<ListedObject> {
     return this.primary.list(prefix);
   }
 

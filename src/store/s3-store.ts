@@ -2,6 +2,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -13,7 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import { errorForStatus, networkError, unlessNotFound } from './responses.js';
-import { StoreAccessError, StoreError, type ObjectInfo, type ObjectStore } from './types.js';
+import { StoreAccessError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
 import { readObjectBody, resilient, type Attempt, type RequestPolicy } from './watchdog.js';
 
 export { requestedPart } from './responses.js';
@@ -63,10 +64,10 @@ export class S3Store implements ObjectStore {
     return this.prefix + key;
   }
 
-  /** One operation: attempts under the watchdog, errors typed, transient ones retried. */
-  private call<T>(method: string, key: string, run: (attempt: Attempt) => Promise<T>, uploadBytes?: number): Promise<T> {
+  /** One operation: attempts under the watchdog, errors typed, transient ones retried (unless `policy` says otherwise). */
+  private call<T>(method: string, key: string, run: (attempt: Attempt) => Promise<T>, uploadBytes?: number, policy = this.policy): Promise<T> {
     const translate = (err: unknown) => this.translate(err, method, key);
-    return resilient(this.policy, `${method} ${key} at ${this.url}`, run, translate, uploadBytes);
+    return resilient(policy, `${method} ${key} at ${this.url}`, run, translate, uploadBytes);
   }
 
   async get(key: string): Promise<Buffer> {
@@ -97,7 +98,7 @@ export class S3Store implements ObjectStore {
     return unlessNotFound(
       this.call('HEAD', key, async (attempt) => {
         const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), { abortSignal: attempt.signal });
-        return { size: response.ContentLength ?? 0, etag: response.ETag ?? '' };
+        return { size: response.ContentLength ?? 0, etag: response.ETag ?? '', modifiedMs: response.LastModified?.getTime() };
       }),
     );
   }
@@ -184,7 +185,18 @@ export class S3Store implements ObjectStore {
     );
   }
 
-  async *list(prefix: string): AsyncIterable<string> {
+  async delete(key: string): Promise<void> {
+    const once = { ...this.policy, retry: { ...this.policy.retry, maxAttempts: 1 } };
+    await this.call(
+      'DELETE',
+      key,
+      (attempt) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), { abortSignal: attempt.signal }),
+      undefined,
+      once,
+    );
+  }
+
+  async *list(prefix: string): AsyncIterable<ListedObject> {
     let token: string | undefined;
     do {
       const page = await this.call('LIST', prefix, (attempt) =>
@@ -193,7 +205,7 @@ export class S3Store implements ObjectStore {
         }),
       );
       for (const object of page.Contents ?? []) {
-        if (object.Key) yield object.Key.slice(this.prefix.length);
+        if (object.Key) yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0, modifiedMs: object.LastModified?.getTime() ?? 0 };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

@@ -3,6 +3,16 @@ export interface ObjectInfo {
   size: number;
   /** Opaque version tag for compare-and-swap; changes whenever the object's bytes do. */
   etag: string;
+  /** When the object was last written, by the store's clock (epoch ms); undefined when the store does not say. */
+  modifiedMs?: number;
+}
+
+/** One object of a listing: what a collector needs to judge it without a request per object. */
+export interface ListedObject {
+  key: string;
+  size: number;
+  /** When it was last written, by the store's clock (epoch ms). */
+  modifiedMs: number;
 }
 
 /**
@@ -30,8 +40,16 @@ export interface ObjectStore {
    * if it does not exist). Returns false when another writer got there first.
    */
   putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean>;
-  /** Every key under a prefix, in no particular order. */
-  list(prefix: string): AsyncIterable<string>;
+  /**
+   * Every object under a prefix, in no particular order, including leftovers of writes that never finished
+   * (a file store's temp files): a collector must see them to remove them.
+   */
+  list(prefix: string): AsyncIterable<ListedObject>;
+  /**
+   * Removes an object; one that is already gone is no error. One attempt, never retried: a caller that must know
+   * how late a delete can land (the garbage collector, see catalog/gc-protocol.ts) gets one request's deadline.
+   */
+  delete(key: string): Promise<void>;
   /** Releases sockets and handles. */
   close(): Promise<void>;
   /**

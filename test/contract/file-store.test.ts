@@ -31,3 +31,19 @@ it('file store takes over the lock of a writer that died on this host at once', 
   expect(Date.now() - started).toBeLessThan(2_000);
   await rm(dir, { recursive: true, force: true });
 });
+
+it('file store lists the temp file of a write that never finished, so a collector can remove it', async () => {
+  const { writeFile, mkdir } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'rezfs-filestore-'));
+  const store = openStore(`file://${dir}`);
+  await store.put('packs/whole', Buffer.from('x'));
+  await mkdir(join(dir, 'index'), { recursive: true });
+  await writeFile(join(dir, 'packs', '.tmp-4242-abcdef'), Buffer.alloc(100)); // a publisher killed mid-upload
+  await writeFile(join(dir, 'index', 'HEAD.lock'), 'host 1');
+  const listed = new Map<string, number>();
+  for await (const { key, size } of store.list('')) listed.set(key, size);
+  expect([...listed].sort()).toEqual([['packs/.tmp-4242-abcdef', 100], ['packs/whole', 1]]);
+  await store.delete('packs/.tmp-4242-abcdef');
+  expect((await readdir(join(dir, 'packs'))).sort()).toEqual(['whole']);
+  await rm(dir, { recursive: true, force: true });
+});

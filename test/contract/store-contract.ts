@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ObjectNotFoundError, ReadOnlyStoreError, StoreError, type ObjectStore } from '../../src/store/index.js';
+import { ObjectNotFoundError, ReadOnlyStoreError, StoreError, type ListedObject, type ObjectStore } from '../../src/store/index.js';
 
 export interface StoreUnderTest {
   store: ObjectStore;
@@ -120,15 +120,49 @@ function writeHalf(s: { store: ObjectStore; conditionalPut: boolean }): void {
     expect((await store.get('cas')).toString()).toBe('v2');
   });
 
-  it('lists every key under a prefix', async () => {
+  it('lists every key under a prefix, with its size and when it was written', async () => {
     const { store } = s;
+    const before = Date.now();
     await store.put('list/x/1', Buffer.from('1'));
-    await store.put('list/x/2', Buffer.from('2'));
-    await store.put('list/y/deep/3', Buffer.from('3'));
+    await store.put('list/x/2', Buffer.from('22'));
+    await store.put('list/y/deep/3', Buffer.from('333'));
     await store.put('listing-not', Buffer.from('4'));
-    const keys: string[] = [];
-    for await (const key of store.list('list/')) keys.push(key);
-    expect(keys.sort()).toEqual(['list/x/1', 'list/x/2', 'list/y/deep/3']);
+    const after = Date.now();
+    const listed: ListedObject[] = [];
+    for await (const object of store.list('list/')) listed.push(object);
+    listed.sort((a, b) => a.key.localeCompare(b.key));
+    expect(listed.map((o) => [o.key, o.size])).toEqual([['list/x/1', 1], ['list/x/2', 2], ['list/y/deep/3', 3]]);
+    // S3 dates have whole seconds; the store's clock is this host's here.
+    for (const { modifiedMs } of listed) {
+      expect(modifiedMs).toBeGreaterThan(before - 2_000);
+      expect(modifiedMs).toBeLessThan(after + 2_000);
+    }
+    const partial: string[] = [];
+    for await (const { key } of store.list('list/x/')) partial.push(key);
+    expect(partial.sort()).toEqual(['list/x/1', 'list/x/2']);
+  });
+
+  it('reports when an object was written', async () => {
+    const before = Date.now();
+    await s.store.put('aged', Buffer.from('x'));
+    const { modifiedMs } = (await s.store.head('aged'))!;
+    expect(modifiedMs).toBeGreaterThan(before - 2_000);
+    expect(modifiedMs).toBeLessThan(Date.now() + 2_000);
+  });
+
+  it('deletes an object; deleting what is gone is no error', async () => {
+    const { store } = s;
+    await store.put('doomed/a', Buffer.from('a'));
+    await store.put('doomed/b', Buffer.from('b'));
+    await store.delete('doomed/a');
+    expect(await store.head('doomed/a')).toBeUndefined();
+    await expect(store.get('doomed/a')).rejects.toBeInstanceOf(ObjectNotFoundError);
+    expect((await store.get('doomed/b')).toString()).toBe('b');
+    await store.delete('doomed/a');
+    await store.delete('never/was');
+    const left: string[] = [];
+    for await (const { key } of store.list('doomed/')) left.push(key);
+    expect(left).toEqual(['doomed/b']);
   });
 }
 
@@ -147,11 +181,12 @@ export function readOnlyStoreContract(name: string, open: () => Promise<StoreUnd
     const subject = subjectOf(open);
     readHalf(subject);
 
-    it('refuses writes, and listing with a clear error', async () => {
+    it('refuses writes, deletes, and listing with a clear error', async () => {
       const { store } = subject;
       await expect(store.put('w', Buffer.from('x'))).rejects.toBeInstanceOf(ReadOnlyStoreError);
       await expect(store.putStream('w', chunksOf(Buffer.from('x'), 1))).rejects.toBeInstanceOf(ReadOnlyStoreError);
       await expect(store.putIfMatch('w', Buffer.from('x'), null)).rejects.toBeInstanceOf(ReadOnlyStoreError);
+      await expect(store.delete('ranges')).rejects.toBeInstanceOf(ReadOnlyStoreError);
       const listing = async () => {
         for await (const key of store.list('')) void key;
       };

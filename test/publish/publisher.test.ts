@@ -14,7 +14,7 @@ let store: ObjectStore;
 
 async function allKeys(s: ObjectStore): Promise<Set<string>> {
   const found = new Set<string>();
-  for await (const key of s.list('')) found.add(key);
+  for await (const { key } of s.list('')) found.add(key);
   return found;
 }
 

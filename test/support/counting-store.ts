@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore } from '../../src/store/index.js';
+import type { ListedObject, ObjectInfo, ObjectStore } from '../../src/store/index.js';
 
 /** A real store with a request log in front: tests assert what the mount or the publisher asked for. */
 export class CountingStore implements ObjectStore {
@@ -46,9 +46,13 @@ export class CountingStore implements ObjectStore {
     this.note('put', key);
     return this.inner.putIfMatch(key, body, expected);
   }
-  list(prefix: string): AsyncIterable<string> {
+  list(prefix: string): AsyncIterable<ListedObject> {
     this.note('list', prefix);
     return this.inner.list(prefix);
+  }
+  delete(key: string): Promise<void> {
+    this.note('delete', key);
+    return this.inner.delete(key);
   }
   close(): Promise<void> {
     return this.inner.close();
