@@ -18,3 +18,13 @@ export { countSubdirs } from './tree.js';
 export { GenerationFloor } from './generation-floor.js';
 export { verifyStore, type VerifyReport } from './verify.js';
 export { CatalogRefresher, type RefresherOptions } from './refresher.js';
+export {
+  CatalogWalker,
+  DEFAULT_WALK_OPTIONS,
+  OBJECT_KINDS,
+  dependencyRank,
+  type ObjectKind,
+  type ObjectRef,
+  type WalkOptions,
+  type WalkVisitor,
+} from './references.js';

@@ -15,6 +15,11 @@ export interface CatalogIndex {
   generation: number;
   createdMs: number;
   families: Record<string, IndexedFamily>;
+  /**
+   * Format 1.2.0: the index this one replaced at `index/HEAD` (absent for the first generation and in indexes
+   * written before 1.2.0). The chain of generations that `rezfs gc --keep-generations` keeps.
+   */
+  previous?: string;
 }
 
 export interface IndexedFamily {
@@ -103,7 +108,7 @@ export interface LinkNode {
 
 export type TreeNode = DirNode | FileNode | LinkNode;
 
-export const FORMAT_VERSION = '1.1.0';
+export const FORMAT_VERSION = '1.2.0';
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 
 export const keys = {

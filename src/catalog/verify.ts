@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { sha256Hex } from '../hash.js';
 import type { ObjectStore } from '../store/index.js';
 import { Catalog, type TrustPolicy } from './catalog.js';
-import { keys, type DirNode, type Manifest } from './schema.js';
+import { CatalogWalker, type ObjectRef } from './references.js';
+import type { DirNode, Manifest } from './schema.js';
 
 export interface VerifyReport {
   generation: number;
@@ -16,39 +17,42 @@ export interface VerifyReport {
 }
 
 /**
- * Checks the current generation end to end: the index (and its signature, given a trust policy),
- * every shard, every manifest, every block of every pack, and that inline package definitions equal
- * the bytes in the packs. Problems are collected, one line each, rather than stopping at the first.
+ * Checks the current generation end to end: the index (and its signature, given a trust policy), every shard,
+ * every manifest, every block of every pack, and that inline package definitions equal the bytes in the packs.
+ * The objects are the ones the shared walker (references.ts) finds; problems are collected, one line each,
+ * rather than stopping at the first.
  */
 export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undefined, onPack?: (done: number, total: number) => void): Promise<VerifyReport> {
   const catalog = await Catalog.open(store, trust);
   const report: VerifyReport = { generation: catalog.index.generation, families: 0, versions: 0, packs: 0, blocks: 0, bytes: 0, problems: [] };
-  const manifests = new Map<string, string>(); // manifest hash -> first version naming it
-  for (const family of catalog.familyNames()) {
-    report.families++;
-    const shard = await catalog.shard(family).catch((err: Error) => void report.problems.push(`family ${family}: ${err.message}`));
-    if (!shard) continue;
-    if (shard.name !== family) report.problems.push(`family ${family}: its shard names itself ${shard.name}`);
-    for (const [version, record] of Object.entries(shard.versions)) {
+  if (catalog.indexHash === undefined) return report;
+  const packs: PackCheck[] = [];
+  const laidOut = new Set<string>(); // manifests whose layout was checked: once each, however many versions share one
+  report.families = catalog.familyNames().length;
+  await new CatalogWalker(store).walk(catalog.indexHash, {
+    object: (ref) => {
+      if (ref.kind === 'pack') packs.push(ref);
+    },
+    shard: (family, shard) => {
+      if (shard.name !== family) report.problems.push(`family ${family}: its shard names itself ${shard.name}`);
+    },
+    version: (where, record, manifest) => {
       report.versions++;
-      const where = `${family}/${version}`;
-      const manifest = await catalog.manifest(record.manifest).catch((err: Error) => void report.problems.push(`${where}: ${err.message}`));
-      if (!manifest) continue;
       for (const [name, inline] of Object.entries(record.definitions)) {
         const node = manifest.root.entries[name];
         if (node?.type !== 'file' || node.sha256 !== sha256Hex(Buffer.from(inline.data, 'base64'))) {
           report.problems.push(`${where}/${name}: the shard's copy differs from the one in the pack`);
         }
       }
-      report.problems.push(...layoutProblems(where, manifest));
-      if (!manifests.has(record.manifest)) manifests.set(record.manifest, where);
-    }
-  }
+      if (!laidOut.has(record.manifest)) report.problems.push(...layoutProblems(where, manifest));
+      laidOut.add(record.manifest);
+    },
+    problem: (where, err) => report.problems.push(`${where}: ${err.message}`),
+  });
   let done = 0;
-  for (const [hash, where] of manifests) {
-    const manifest = await catalog.manifest(hash);
-    report.problems.push(...(await packProblems(store, where, manifest, report)));
-    onPack?.(++done, manifests.size);
+  for (const pack of packs) {
+    report.problems.push(...(await packProblems(store, pack, report)));
+    onPack?.(++done, packs.length);
   }
   return report;
 }
@@ -72,22 +76,24 @@ export function layoutProblems(where: string, manifest: Manifest): string[] {
   return problems;
 }
 
-async function packProblems(store: ObjectStore, where: string, manifest: Manifest, report: VerifyReport): Promise<string[]> {
-  const key = keys.pack(manifest.pack);
+type PackCheck = Extract<ObjectRef, { kind: 'pack' }>;
+
+async function packProblems(store: ObjectStore, pack: PackCheck, report: VerifyReport): Promise<string[]> {
+  const { key, where, size, blockSize, blocks } = pack;
   const info = await store.head(key).catch(() => undefined);
   if (!info) return [`${where}: pack ${key} is missing`];
-  if (info.size !== manifest.packSize) return [`${where}: pack ${key} has ${info.size} bytes, the manifest says ${manifest.packSize}`];
+  if (info.size !== size) return [`${where}: pack ${key} has ${info.size} bytes, the manifest says ${size}`];
   report.packs++;
   const whole = createHash('sha256');
   const problems: string[] = [];
-  for (let index = 0; index < manifest.blocks.length; index++) {
-    const start = index * manifest.blockSize;
-    const block = await store.getRange(key, start, Math.min(start + manifest.blockSize, manifest.packSize));
+  for (let index = 0; index < blocks.length; index++) {
+    const start = index * blockSize;
+    const block = await store.getRange(key, start, Math.min(start + blockSize, size));
     whole.update(block);
     report.blocks++;
     report.bytes += block.length;
-    if (sha256Hex(block) !== manifest.blocks[index]) problems.push(`${where}: block ${index} of ${key} fails its sha256`);
+    if (sha256Hex(block) !== blocks[index]) problems.push(`${where}: block ${index} of ${key} fails its sha256`);
   }
-  if (problems.length === 0 && whole.digest('hex') !== manifest.pack) problems.push(`${where}: pack ${key} fails its sha256`);
+  if (problems.length === 0 && whole.digest('hex') !== pack.sha256) problems.push(`${where}: pack ${key} fails its sha256`);
   return problems;
 }

@@ -67,11 +67,15 @@ export class CatalogDraft {
     readonly store: ObjectStore,
     /** The index this attempt edits (EMPTY_INDEX for a store nothing was published to). */
     readonly base: CatalogIndex,
+    /** Its hash, which the next index names as `previous` (undefined for the first generation). */
+    baseHash: string | undefined,
     /** This attempt's time: the new index's creation time and every changed family's mtime. */
     readonly nowMs: number,
     private readonly loadShard: (hash: string) => Promise<FamilyShard>,
   ) {
     this.next = { ...structuredClone(base), format: FORMAT_VERSION, generation: base.generation + 1, createdMs: nowMs };
+    if (baseHash) this.next.previous = baseHash;
+    else delete this.next.previous;
   }
 
   /** The family's shard as the draft has it now (an edit's own change included), or undefined when absent. */
@@ -106,9 +110,9 @@ export class CatalogDraft {
     return { shards, index: this.next };
   }
 
-  /** Whether the next index says anything the base did not (generation and creation time aside). */
+  /** Whether the next index says anything the base did not (generation, creation time and lineage aside). */
   get changed(): boolean {
-    const comparable = (index: CatalogIndex) => canonicalJson({ ...index, format: undefined, generation: undefined, createdMs: undefined });
+    const comparable = (index: CatalogIndex) => canonicalJson({ ...index, format: undefined, generation: undefined, createdMs: undefined, previous: undefined });
     return !comparable(this.base).equals(comparable(this.next));
   }
 }
@@ -138,7 +142,7 @@ export async function updateCatalog(
   let head = await readHead(store);
   for (let attempt = 0; attempt < policy.swapAttempts; attempt++) {
     const base = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
-    const draft = new CatalogDraft(store, base, Date.now(), loadShard);
+    const draft = new CatalogDraft(store, base, head?.indexHash, Date.now(), loadShard);
     await edit(draft);
     if (!draft.changed) return { generation: undefined, indexHash: head?.indexHash, merges: attempt };
     const { shards, index } = draft.result();

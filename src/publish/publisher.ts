@@ -16,6 +16,7 @@ import {
   type VersionRecord,
 } from '../catalog/index.js';
 import type { Log } from '../log.js';
+import { inParallel } from '../parallel.js';
 import type { ObjectStore } from '../store/index.js';
 import { updateCatalog } from './catalog-update.js';
 import { PublishInputError } from './errors.js';
@@ -186,12 +187,4 @@ function versionRecord(built: BuiltPackage, now: number): VersionRecord {
     manifest: encodeDocument(built.manifest).hash,
     content: built.content,
   };
-}
-
-async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

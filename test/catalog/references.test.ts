@@ -1,0 +1,115 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CatalogWalker, OBJECT_KINDS, dependencyRank, generateSigningKeys, keys, loadPrivateKey, readHead, readIndex, type ObjectRef } from '../../src/catalog/index.js';
+import { silentLog } from '../../src/log.js';
+import { publish } from '../../src/publish/index.js';
+import { openStore, type ObjectStore } from '../../src/store/index.js';
+import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
+
+let work: Awaited<ReturnType<typeof tempDir>>;
+let repo: string;
+let storeDir: string;
+let store: ObjectStore;
+
+const run = (options: Partial<Parameters<typeof publish>[1]> = {}) => publish(store, { repoDir: repo, selectors: [], log: silentLog, ...options });
+
+/** What the store holds besides its two mutable roots: the publisher writes nothing a generation does not name. */
+async function storedObjects(): Promise<string[]> {
+  const found: string[] = [];
+  for await (const { key } of store.list('')) if (key !== keys.head && key !== keys.config) found.push(key);
+  return found.sort();
+}
+
+async function headHash(): Promise<string> {
+  return (await readHead(store))!.indexHash;
+}
+
+beforeEach(async () => {
+  work = await tempDir('walker');
+  repo = join(work.path, 'repo');
+  storeDir = join(work.path, 'store');
+  store = openStore(`file://${storeDir}`);
+  await writeTree(repo, {
+    'foo/1.0.0/package.py': packageDefinition('foo', '1.0.0'),
+    'foo/1.0.0/bin/foo': { mode: 0o755, data: 'x' },
+    'bar/1.0/package.py': packageDefinition('bar', '1.0'),
+  });
+});
+afterEach(async () => work.remove());
+
+describe('CatalogWalker', () => {
+  it('finds exactly the objects a signed generation consists of, each once, parents before children', async () => {
+    const { privatePem } = generateSigningKeys();
+    await run({ signingKey: loadPrivateKey(privatePem, 'test key') });
+    const order: ObjectRef[] = [];
+    const walker = new CatalogWalker(store);
+    await walker.walk(await headHash(), { object: (ref) => order.push(ref) });
+    expect([...walker.keys].sort()).toEqual(await storedObjects());
+    expect(order.map((r) => r.key).sort()).toEqual(await storedObjects());
+    expect(order.map((r) => r.kind).sort()).toEqual(['index', 'manifest', 'manifest', 'pack', 'pack', 'shard', 'shard', 'signature']);
+    const position = (key: string) => order.findIndex((r) => r.key === key);
+    for (const ref of order.filter((r) => r.kind === 'pack')) {
+      const manifest = order.find((r) => r.kind === 'manifest' && r.where === ref.where)!;
+      expect(position(manifest.key)).toBeLessThan(position(ref.key));
+    }
+    const pack = order.find((r): r is Extract<ObjectRef, { kind: 'pack' }> => r.kind === 'pack' && r.where === 'foo/1.0.0')!;
+    expect((await store.head(pack.key))!.size).toBe(pack.size);
+  });
+
+  it('walks several generations once over, and each generation on its own finds only what it names', async () => {
+    await run();
+    const first = await headHash();
+    await writeTree(repo, { 'foo/2.0.0/package.py': packageDefinition('foo', '2.0.0'), 'foo/2.0.0/lib/x': 'new' });
+    await run();
+    const second = await headHash();
+    expect((await readIndex(store, second)).previous).toBe(first);
+
+    const both = new CatalogWalker(store);
+    const visits: string[] = [];
+    await both.walk(second, { object: (ref) => visits.push(ref.key) });
+    await both.walk(first, { object: (ref) => visits.push(ref.key) });
+    expect(visits.sort()).toEqual(await storedObjects()); // no duplicates, nothing missing
+    const onlySecond = new CatalogWalker(store);
+    await onlySecond.walk(second);
+    const notInSecond = (await storedObjects()).filter((k) => !onlySecond.keys.has(k));
+    // generation 1's index and its foo shard (bar's is shared by both)
+    expect(notInSecond.map((k) => k.split('/')[0]).sort()).toEqual(['families', 'index']);
+    expect(notInSecond).toContain(keys.index(first));
+  });
+
+  it('visits a manifest two versions share once, and shows it to each version', async () => {
+    // Same tree, same mtimes: the two versions' manifests are one document.
+    await writeTree(repo, { 'twin/1/package.py': 'name = "twin"\n', 'twin/2/package.py': 'name = "twin"\n' });
+    await run();
+    const manifests: string[] = [];
+    const versions: string[] = [];
+    await new CatalogWalker(store).walk(await headHash(), {
+      object: (ref) => ref.kind === 'manifest' && manifests.push(ref.where),
+      version: (where) => versions.push(where),
+    });
+    expect(versions.sort()).toEqual(['bar/1.0', 'foo/1.0.0', 'twin/1', 'twin/2']);
+    expect(manifests.filter((w) => w.startsWith('twin/'))).toHaveLength(1);
+  });
+
+  it('reports a document it cannot read and goes on, or throws without a problem hook', async () => {
+    await run();
+    const head = await headHash();
+    const index = await readIndex(store, head);
+    await rm(join(storeDir, ...keys.shard(index.families.foo!.shard).split('/')));
+    const problems: string[] = [];
+    const walker = new CatalogWalker(store);
+    await walker.walk(head, { problem: (where, err) => problems.push(`${where}: ${err.name}`) });
+    expect(problems).toEqual(['foo: ObjectNotFoundError']);
+    expect([...walker.keys].filter((k) => k.startsWith('packs/'))).toHaveLength(1); // bar's
+    await expect(new CatalogWalker(store).walk(head)).rejects.toThrow(/not found/);
+  });
+
+  it('orders kinds so that what a document names comes before it', () => {
+    expect(dependencyRank('pack')).toBeLessThan(dependencyRank('manifest'));
+    expect(dependencyRank('manifest')).toBeLessThan(dependencyRank('shard'));
+    expect(dependencyRank('shard')).toBeLessThan(dependencyRank('index'));
+    expect(dependencyRank('signature')).toBeLessThan(dependencyRank('index'));
+    expect(new Set(OBJECT_KINDS.map((k) => k.kind)).size).toBe(OBJECT_KINDS.length);
+  });
+});
