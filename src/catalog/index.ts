@@ -28,3 +28,11 @@ export {
   type WalkOptions,
   type WalkVisitor,
 } from './references.js';
+export {
+  CLAIMS_PREFIX,
+  DEFAULT_COLLECTION_TIMING,
+  ReliedObjects,
+  claimKey,
+  claimedKey,
+  type CollectionTiming,
+} from './gc-protocol.js';

@@ -9,7 +9,8 @@ import { streamLog } from '../log.js';
 import { publish, PublishInputError, type PublishProgress } from '../publish/index.js';
 import { openStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
-import { cacheCommand, prefetchCommand, verifyCommand } from './maintenance.js';
+import { cacheCommand, gcCommand, prefetchCommand, verifyCommand } from './maintenance.js';
+import { GcOptionError } from '../maintain/gc.js';
 import { mountCommand, type FuseChoice } from './mount.js';
 import { statusCommand } from './status.js';
 import { notifyMounts } from './registry.js';
@@ -158,6 +159,19 @@ function program(): Command {
     .action(async (opts: { store: string; trustKey?: string | string[] }) => verifyCommand(opts.store, trustKeyFiles(opts.trustKey)));
 
   cli
+    .command('gc')
+    .description('delete objects that no kept catalog generation references, once older than the grace period')
+    .addOption(storeOption())
+    .addOption(new Option('--keep-generations <n>', 'generations kept along the chain from the current one').default('1'))
+    .addOption(new Option('--grace <duration>', 'unreferenced objects younger than this stay, and generations current within it (at least 1h)').default('7d'))
+    .option('--dry-run', 'list what would be deleted; delete nothing')
+    .action(async (opts: { store: string; keepGenerations: string; grace: string; dryRun?: boolean }) => {
+      const keepGenerations = Number(opts.keepGenerations);
+      if (!/^\d+$/.test(opts.keepGenerations.trim())) throw new UsageError(`--keep-generations ${JSON.stringify(opts.keepGenerations)} is not a whole number; use e.g. 3`);
+      await gcCommand({ store: opts.store, keepGenerations, graceMs: parseDuration('--grace', opts.grace), dryRun: Boolean(opts.dryRun) });
+    });
+
+  cli
     .command('keygen')
     .description('make an ed25519 key pair for signing catalogs: <key-file> (private, 0600) and <key-file>.pub')
     .argument('<key-file>')
@@ -234,7 +248,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
-    const usage = err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError || err instanceof ReadOnlyStoreError;
+    const usage =
+      err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError || err instanceof ReadOnlyStoreError || err instanceof GcOptionError;
     process.stderr.write(`rezfs: ${(err as Error).message}\n`);
     return usage ? EXIT_USAGE : EXIT_FAILURE;
   }

@@ -1,11 +1,12 @@
 import { DiskBlockCache } from '../cache/index.js';
 import { Catalog, verifyStore } from '../catalog/index.js';
 import { streamLog } from '../log.js';
-import { openStore } from '../store/index.js';
+import { collectGarbage, type GcReport } from '../maintain/gc.js';
+import { openStore, openWritableStore } from '../store/index.js';
 import { readPublicKey } from './keys.js';
 import { packagesOfContext, parsePackageRef, prefetch, type PackageRef } from './prefetch.js';
 import { progressBar } from './progress.js';
-import { UsageError, formatBytes } from './units.js';
+import { UsageError, formatAge, formatBytes } from './units.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
@@ -27,6 +28,45 @@ export async function verifyCommand(storeUrl: string, trustKeys: string[]): Prom
     bar.done();
     await store.close();
   }
+}
+
+/** `rezfs gc`: one line per object deleted (or, with --dry-run, that would be), then one summary line. */
+export async function gcCommand(opts: { store: string; keepGenerations: number; graceMs: number; dryRun: boolean }): Promise<void> {
+  const started = Date.now();
+  const store = openWritableStore(opts.store);
+  const bar = progressBar();
+  try {
+    const report = await collectGarbage(store, {
+      ...opts,
+      log: streamLog((line) => process.stderr.write(line), false),
+      onProgress: (done, total) => bar.update('deleting', done / total, `${done}/${total} objects`),
+    });
+    bar.done();
+    const now = Date.now();
+    const verb = opts.dryRun ? 'would delete' : 'deleted';
+    for (const object of report.garbage) {
+      if (opts.dryRun || !report.spared.some((s) => s.key === object.key)) {
+        out(`${verb} ${object.key} (${formatBytes(object.size)}, written ${formatAge(now - object.modifiedMs)} ago)`);
+      }
+    }
+    out(gcSummary(report, store.url, opts.dryRun, seconds(started)));
+  } finally {
+    bar.done();
+    await store.close();
+  }
+}
+
+function gcSummary(r: GcReport, url: string, dryRun: boolean, took: string): string {
+  const gens = r.kept.map((k) => k.generation);
+  const kept = gens.length === 0 ? 'no generation' : `${gens.length} generation(s) (${gens.join(', ')})`;
+  const done = dryRun
+    ? `dry run: would delete ${r.garbage.length} objects (${formatBytes(r.garbage.reduce((n, o) => n + o.size, 0))})`
+    : `deleted ${r.deleted.objects} objects (${formatBytes(r.deleted.bytes)})${r.spared.length > 0 ? `, spared ${r.spared.length} at their last check` : ''}`;
+  return (
+    `${done} of ${r.listed.objects} in ${url} in ${took}; kept ${kept} and the ${r.referenced} objects they reference, ` +
+    `${r.young.objects} unreferenced objects (${formatBytes(r.young.bytes)}) inside the grace period` +
+    `${r.unknown > 0 ? `, ${r.unknown} objects of unknown kinds untouched` : ''}`
+  );
 }
 
 export async function prefetchCommand(

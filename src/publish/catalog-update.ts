@@ -153,6 +153,7 @@ export async function updateCatalog(
     const indexDoc = encodeDocument(index);
     await uploads.ifMissing(keys.index(indexDoc.hash), indexDoc.bytes);
     if (options.signingKey) await uploads.put(keys.signature(indexDoc.hash), canonicalJson(signIndex(options.signingKey, indexDoc.bytes)));
+    await uploads.secure();
     if (await swapHead(store, indexDoc.hash, head)) {
       uploads.count(indexDoc.hash.length);
       return { generation: index.generation, indexHash: indexDoc.hash, merges: attempt };

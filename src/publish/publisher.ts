@@ -105,7 +105,7 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   const uploadPayload = (items: Prepared[]) =>
     inParallel(items.filter((p) => !uploaded.has(p)), UPLOADS_IN_FLIGHT, async (item) => {
       const { built } = item;
-      await uploads.stream(keys.pack(built.manifest.pack), built.packStream((n) => {
+      await uploads.stream(keys.pack(built.manifest.pack), () => built.packStream((n) => {
         sent += n;
         options.onProgress?.({ phase: 'uploading', doneBytes: sent, totalBytes: payloadBytes, donePackages: uploaded.size, totalPackages: fresh.length });
       }));

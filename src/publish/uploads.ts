@@ -1,14 +1,22 @@
 /**
  * Writes to a store on behalf of one command (publish, retire, ...), skipping content-addressed objects the
- * store already holds, and counting what was actually sent so the command can say so. Imports the store only.
+ * store already holds, and counting what was actually sent so the command can say so. What the next generation
+ * relies on (written or found) is tracked, and `secure()` right before the HEAD swap makes it safe from a
+ * concurrent `rezfs gc` (catalog/gc-protocol.ts). Imports the store and that protocol.
  */
+import { ReliedObjects } from '../catalog/index.js';
 import type { ObjectStore } from '../store/index.js';
 
 export class Uploads {
   objects = 0;
   bytes = 0;
+  private readonly relied: ReliedObjects;
+  /** How to write each relied-on object again, should a collector have removed it before it was claimed. */
+  private readonly writers = new Map<string, () => Promise<void>>();
 
-  constructor(readonly store: ObjectStore) {}
+  constructor(readonly store: ObjectStore) {
+    this.relied = new ReliedObjects(store);
+  }
 
   count(bytes: number): void {
     this.objects++;
@@ -22,14 +30,29 @@ export class Uploads {
 
   /** For content-addressed keys only: an object already there has these very bytes. */
   async ifMissing(key: string, body: Buffer): Promise<void> {
-    if (!(await this.store.head(key))) await this.put(key, body);
+    await this.once(key, () => this.put(key, body));
   }
 
-  async stream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
-    if (await this.store.head(key)) return;
-    let bytes = 0;
-    await this.store.putStream(key, countBytes(source, (n) => (bytes += n)));
-    this.count(bytes);
+  /** `source` is called again if the object must be written again (see secure()). */
+  async stream(key: string, source: () => AsyncIterable<Buffer>): Promise<void> {
+    await this.once(key, async () => {
+      let bytes = 0;
+      await this.store.putStream(key, countBytes(source(), (n) => (bytes += n)));
+      this.count(bytes);
+    });
+  }
+
+  /** Call right before swapping HEAD to a generation that names what this wrote or found. */
+  async secure(): Promise<void> {
+    await this.relied.secure((key) => this.writers.get(key)!());
+  }
+
+  private async once(key: string, write: () => Promise<void>): Promise<void> {
+    this.writers.set(key, write);
+    const existing = await this.store.head(key);
+    if (existing) return this.relied.found(key, existing);
+    await write();
+    this.relied.wrote(key);
   }
 }
 

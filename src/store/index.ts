@@ -4,6 +4,7 @@ export {
   MIRRORED_MAX_ATTEMPTS,
   openStore,
   openStores,
+  openWritableStore,
   redactUrl,
   StoreUrlError,
   type OpenStoreOptions,

@@ -5,7 +5,7 @@ import { HttpStore } from './http-store.js';
 import { MirroredStore, type MirrorOptions } from './mirrored-store.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { S3Store } from './s3-store.js';
-import { StoreError, type ObjectStore } from './types.js';
+import { ReadOnlyStoreError, StoreError, type ObjectStore } from './types.js';
 import { DEFAULT_TIMEOUTS, type RequestPolicy, type StoreTimeouts } from './watchdog.js';
 
 export interface OpenStoreOptions {
@@ -78,6 +78,16 @@ export function openStore(url: string, options: OpenStoreOptions = {}): ObjectSt
     default:
       throw new StoreUrlError(url, `unsupported scheme ${parsed.protocol}`);
   }
+}
+
+/**
+ * A store to write to or delete from: an http(s):// URL is refused at once (ReadOnlyStoreError), before a command
+ * does any work that would be lost.
+ */
+export function openWritableStore(url: string, options: OpenStoreOptions = {}): ObjectStore {
+  const store = openStore(url, options);
+  if (store instanceof HttpStore) throw new ReadOnlyStoreError(store.url);
+  return store;
 }
 
 /**

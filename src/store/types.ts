@@ -84,7 +84,7 @@ export class ObjectNotFoundError extends StoreError {
 /** A store that cannot take writes (an http:// mirror) throws this from put*. */
 export class ReadOnlyStoreError extends StoreError {
   constructor(readonly storeUrl: string) {
-    super(`${storeUrl} is read-only: publish to an s3:// or file:// store`);
+    super(`${storeUrl} is read-only (plain HTTP): use the s3:// or file:// store behind it`);
     this.name = 'ReadOnlyStoreError';
   }
 }

@@ -5,7 +5,7 @@ import { CatalogWalker, OBJECT_KINDS, dependencyRank, generateSigningKeys, keys,
 import { silentLog } from '../../src/log.js';
 import { publish } from '../../src/publish/index.js';
 import { openStore, type ObjectStore } from '../../src/store/index.js';
-import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
+import { packageDefinition, tempDir, TWO_FAMILIES, writeTree } from '../support/small-repo.js';
 
 let work: Awaited<ReturnType<typeof tempDir>>;
 let repo: string;
@@ -30,11 +30,7 @@ beforeEach(async () => {
   repo = join(work.path, 'repo');
   storeDir = join(work.path, 'store');
   store = openStore(`file://${storeDir}`);
-  await writeTree(repo, {
-    'foo/1.0.0/package.py': packageDefinition('foo', '1.0.0'),
-    'foo/1.0.0/bin/foo': { mode: 0o755, data: 'x' },
-    'bar/1.0/package.py': packageDefinition('bar', '1.0'),
-  });
+  await writeTree(repo, TWO_FAMILIES);
 });
 afterEach(async () => work.remove());
 

@@ -29,3 +29,10 @@ export async function tempDir(prefix: string): Promise<{ path: string; remove():
 export function packageDefinition(name: string, version: string, extra = ''): string {
   return `name = "${name}"\nversion = "${version}"\n${extra}`;
 }
+
+/** The smallest repository with something in it: two families, one executable. */
+export const TWO_FAMILIES: Record<string, Entry> = {
+  'foo/1.0.0/package.py': packageDefinition('foo', '1.0.0'),
+  'foo/1.0.0/bin/foo': { mode: 0o755, data: 'x' },
+  'bar/1.0/package.py': packageDefinition('bar', '1.0'),
+};
