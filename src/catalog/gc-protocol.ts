@@ -87,7 +87,7 @@ export class ReliedObjects {
   }
 
   /** This writer found `key` in the store (and will not write it): it is as young as its last write. */
-  found(key: string, info: ObjectInfo): void {
+  found(key: string, info: Pick<ObjectInfo, 'modifiedMs'>): void {
     // A store that does not say when treats it as old: it is claimed.
     this.youngSince.set(key, Math.max(this.youngSince.get(key) ?? 0, info.modifiedMs ?? 0));
   }

@@ -9,8 +9,9 @@ import { streamLog } from '../log.js';
 import { publish, PublishInputError, type PublishProgress } from '../publish/index.js';
 import { openStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
 import { readPrivateKey } from './keys.js';
-import { cacheCommand, gcCommand, prefetchCommand, verifyCommand } from './maintenance.js';
+import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } from './maintenance.js';
 import { GcOptionError } from '../maintain/gc.js';
+import { SyncRefusedError } from '../maintain/sync.js';
 import { mountCommand, type FuseChoice } from './mount.js';
 import { statusCommand } from './status.js';
 import { notifyMounts } from './registry.js';
@@ -172,6 +173,14 @@ function program(): Command {
     });
 
   cli
+    .command('sync')
+    .description("copy the source store's current generation to another store (another site's), HEAD last")
+    .requiredOption('--from <url>', 'store to copy from (any URL, http:// too)')
+    .requiredOption('--to <url>', 'store to copy to: file:// or s3://')
+    .option('--force', 'replace a target that has generations of its own, or a newer one')
+    .action(async (opts: { from: string; to: string; force?: boolean }) => syncCommand({ from: opts.from, to: opts.to, force: Boolean(opts.force) }));
+
+  cli
     .command('keygen')
     .description('make an ed25519 key pair for signing catalogs: <key-file> (private, 0600) and <key-file>.pub')
     .argument('<key-file>')
@@ -237,8 +246,10 @@ function listFamilies(catalog: Catalog): string {
 async function listVersions(catalog: Catalog, family: string): Promise<string> {
   if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}; run rezfs ls to see what it holds`);
   const shard = await catalog.shard(family);
+  // rez hides a version whose `.ignore<version>` file sits in the family directory (rez-pkg-ignore writes it).
+  const ignored = (version: string) => shard.extras[`.ignore${version}`]?.type === 'file';
   return Object.entries(shard.versions)
-    .map(([version, record]) => `${family}/${version}\tpublished ${new Date(record.publishedMs).toISOString()}\n`)
+    .map(([version, record]) => `${family}/${version}\tpublished ${new Date(record.publishedMs).toISOString()}${ignored(version) ? '\tignored (rez-pkg-ignore)' : ''}\n`)
     .join('');
 }
 
@@ -249,7 +260,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
     const usage =
-      err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError || err instanceof ReadOnlyStoreError || err instanceof GcOptionError;
+      err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError || err instanceof ReadOnlyStoreError || err instanceof GcOptionError || err instanceof SyncRefusedError;
     process.stderr.write(`rezfs: ${(err as Error).message}\n`);
     return usage ? EXIT_USAGE : EXIT_FAILURE;
   }

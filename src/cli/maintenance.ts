@@ -2,6 +2,8 @@ import { DiskBlockCache } from '../cache/index.js';
 import { Catalog, verifyStore } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { collectGarbage, type GcReport } from '../maintain/gc.js';
+import { syncStores } from '../maintain/sync.js';
+import { notifyMounts } from './registry.js';
 import { openStore, openWritableStore } from '../store/index.js';
 import { readPublicKey } from './keys.js';
 import { packagesOfContext, parsePackageRef, prefetch, type PackageRef } from './prefetch.js';
@@ -67,6 +69,40 @@ function gcSummary(r: GcReport, url: string, dryRun: boolean, took: string): str
     `${r.young.objects} unreferenced objects (${formatBytes(r.young.bytes)}) inside the grace period` +
     `${r.unknown > 0 ? `, ${r.unknown} objects of unknown kinds untouched` : ''}`
   );
+}
+
+/** `rezfs sync`: one summary line; local mounts of the target are told to refresh when it changed. */
+export async function syncCommand(opts: { from: string; to: string; force: boolean }): Promise<void> {
+  const started = Date.now();
+  const source = openStore(opts.from);
+  const target = openWritableStore(opts.to);
+  const bar = progressBar();
+  try {
+    if (source.url === target.url) throw new UsageError(`--from and --to are the same store (${target.url}); name the site store to copy to`);
+    const r = await syncStores(source, target, {
+      force: opts.force,
+      log: streamLog((line) => process.stderr.write(line), false),
+      onProgress: (p) => {
+        const fraction = p.totalBytes > 0 ? p.doneBytes / p.totalBytes : p.doneObjects / Math.max(1, p.totalObjects);
+        bar.update('copying', fraction, `${p.doneObjects}/${p.totalObjects} objects ${formatBytes(p.doneBytes)}/${formatBytes(p.totalBytes)}`);
+      },
+    });
+    bar.done();
+    if (!r.changed && r.copied.objects === 0) {
+      out(`${target.url} already serves generation ${r.generation} of ${source.url} (${r.objects} objects): nothing copied in ${seconds(started)}`);
+      return;
+    }
+    const told = r.changed ? await notifyMounts(target.url) : 0;
+    out(
+      `synced generation ${r.generation} from ${source.url} to ${target.url} in ${seconds(started)}: ` +
+        `${r.copied.objects} objects copied (${formatBytes(r.copied.bytes)}), ${r.alreadyThere} already there` +
+        `${r.previousGeneration !== undefined ? `; it served generation ${r.previousGeneration} before` : ''}` +
+        `${told > 0 ? `; ${told} local mount(s) told to refresh` : ''}`,
+    );
+  } finally {
+    bar.done();
+    await Promise.all([source.close(), target.close()]);
+  }
 }
 
 export async function prefetchCommand(

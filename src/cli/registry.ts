@@ -29,7 +29,7 @@ export function controlSocketPath(mountpoint: string): string {
 
 /** The record of the mount at `mountpoint`, if one is running. */
 export async function findMount(mountpoint: string): Promise<MountRecord | undefined> {
-  const record = await readFile(recordFile(mountpoint), 'utf8').then((t) => JSON.parse(t) as MountRecord, () => undefined);
+  const record = await readFile(recordFile(mountpoint), 'utf8').then((t) => JSON.parse(t) as MountRecord).catch(() => undefined);
   return record && isRunning(record.pid) ? record : undefined;
 }
 
@@ -46,7 +46,7 @@ export async function notifyMounts(storeUrl: string): Promise<number> {
   const dir = runtimeDir();
   let told = 0;
   for (const name of (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'))) {
-    const record = await readFile(join(dir, name), 'utf8').then((t) => JSON.parse(t) as MountRecord, () => undefined);
+    const record = await readFile(join(dir, name), 'utf8').then((t) => JSON.parse(t) as MountRecord).catch(() => undefined);
     if (record?.store !== storeUrl) continue;
     try {
       process.kill(record.pid, 'SIGHUP');

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CatalogWalker, OBJECT_KINDS, dependencyRank, generateSigningKeys, keys, loadPrivateKey, readHead, readIndex, type ObjectRef } from '../../src/catalog/index.js';
@@ -77,6 +77,7 @@ describe('CatalogWalker', () => {
   it('visits a manifest two versions share once, and shows it to each version', async () => {
     // Same tree, same mtimes: the two versions' manifests are one document.
     await writeTree(repo, { 'twin/1/package.py': 'name = "twin"\n', 'twin/2/package.py': 'name = "twin"\n' });
+    for (const dir of ['twin/1', 'twin/2']) await utimes(join(repo, dir), 1_700_000_000, 1_700_000_000);
     await run();
     const manifests: string[] = [];
     const versions: string[] = [];
