@@ -36,6 +36,18 @@ export interface FamilyShard {
   versions: Record<string, VersionRecord>;
   /** Entries of the family directory that are not versions, e.g. `.ignore<version>` markers. */
   extras: Record<string, InlineEntry>;
+  /**
+   * Format 1.2.0: versions taken out of the catalog by `rezfs retire`, by version. Not served; a publish of the whole
+   * repository does not bring them back (naming one, `<family>/<version>`, does).
+   */
+  retired?: Record<string, RetiredVersion>;
+}
+
+/** Format 1.2.0: what is remembered of a retired version. */
+export interface RetiredVersion {
+  retiredMs: number;
+  /** Its VersionRecord.content: whether a source's copy is the version that was retired. */
+  content: string;
 }
 
 export interface VersionRecord {

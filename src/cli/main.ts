@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
-import { publish, PublishInputError, type PublishProgress } from '../publish/index.js';
-import { openStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
+import { publish, PublishInputError, retire, type PublishProgress } from '../publish/index.js';
+import { openStore, openWritableStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
+import { parsePackageRef } from './prefetch.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } from './maintenance.js';
 import { GcOptionError } from '../maintain/gc.js';
@@ -83,6 +84,36 @@ function program(): Command {
         }
       } finally {
         bar.done();
+        await store.close();
+      }
+    });
+
+  cli
+    .command('retire')
+    .description('take published versions out of the next catalog generation (what rez-rm does to a directory)')
+    .argument('<packages...>', '<family>/<version> or <family>-<version>')
+    .addOption(storeOption())
+    .addOption(new Option('--sign-key <file>', 'sign the new index with this ed25519 private key (rezfs keygen)').env('REZFS_SIGN_KEY'))
+    .action(async (packages: string[], opts: { store: string; signKey?: string }) => {
+      const targets = packages.map(parsePackageRef);
+      const signingKey = opts.signKey === undefined ? undefined : readPrivateKey(opts.signKey);
+      const store = openWritableStore(opts.store);
+      try {
+        const log = streamLog((l) => process.stderr.write(l), false);
+        const { outcomes, generation } = await retire(store, targets, { log, signingKey });
+        for (const o of outcomes) {
+          process.stdout.write(
+            o.result === 'retired'
+              ? `retired ${o.family}/${o.version} (published ${new Date(o.publishedMs!).toISOString()})\n`
+              : `${o.family}/${o.version} was retired already\n`,
+          );
+        }
+        if (generation === undefined) process.stdout.write(`nothing changed in ${store.url}\n`);
+        else {
+          const told = await notifyMounts(store.url);
+          process.stdout.write(`generation ${generation} of ${store.url}${told > 0 ? `; ${told} local mount(s) told to refresh` : ''}\n`);
+        }
+      } finally {
         await store.close();
       }
     });
@@ -248,9 +279,11 @@ async function listVersions(catalog: Catalog, family: string): Promise<string> {
   const shard = await catalog.shard(family);
   // rez hides a version whose `.ignore<version>` file sits in the family directory (rez-pkg-ignore writes it).
   const ignored = (version: string) => shard.extras[`.ignore${version}`]?.type === 'file';
-  return Object.entries(shard.versions)
-    .map(([version, record]) => `${family}/${version}\tpublished ${new Date(record.publishedMs).toISOString()}${ignored(version) ? '\tignored (rez-pkg-ignore)' : ''}\n`)
-    .join('');
+  const served = Object.entries(shard.versions).map(
+    ([version, record]) => `${family}/${version}\tpublished ${new Date(record.publishedMs).toISOString()}${ignored(version) ? '\tignored (rez-pkg-ignore)' : ''}\n`,
+  );
+  const retired = Object.entries(shard.retired ?? {}).map(([version, tomb]) => `${family}/${version}\tretired ${new Date(tomb.retiredMs).toISOString()}\n`);
+  return [...served, ...retired].join('');
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -86,7 +86,17 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
 
   const uploads = new Uploads(store);
   const uploaded = new Set<Prepared>();
-  let fresh = await freshVersions((family) => currentShard(store, index, family), prepared);
+  const named = new Set(options.selectors.filter((s) => s.includes('/')));
+  const notes = new Set<string>();
+  const note = (line: string) => {
+    if (!notes.has(line)) options.log.warn(line);
+    notes.add(line);
+  };
+  const freshNow = (shardOf: (family: string) => Promise<FamilyShard | undefined>) => freshVersions(shardOf, prepared, named, note);
+  const baseShards = new Map<string, Promise<FamilyShard | undefined>>();
+  const baseShard = (family: string) => baseShards.get(family) ?? baseShards.set(family, currentShard(store, index, family)).get(family)!;
+  let fresh = await freshNow(baseShard);
+  await noteVersionsGoneFromSource(families, options.selectors.length === 0 ? index : undefined, baseShard, named, store.url, note);
   const summary = (generation: number | undefined): PublishSummary => ({
     packages: fresh.length,
     alreadyPublished: prepared.length - fresh.length,
@@ -119,7 +129,7 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
     store,
     async (draft) => {
       // Against the index of this attempt: another publisher may have added (or retired) versions meanwhile.
-      fresh = await freshVersions((family) => draft.shard(family), prepared);
+      fresh = await freshNow((family) => draft.shard(family));
       await uploadPayload(fresh);
       for (const family of families) {
         const shard = mergeShard(await draft.shard(family.name), family, fresh.filter((p) => p.source.family === family.name), draft.nowMs);
@@ -131,20 +141,57 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   return summary(update.generation);
 }
 
-/** Versions not yet in the catalog; an already published version with other content is an error. */
-async function freshVersions(shardOf: (family: string) => Promise<FamilyShard | undefined>, prepared: Prepared[]): Promise<Prepared[]> {
+/**
+ * Versions not yet in the catalog; an already published version with other content is an error. A retired
+ * version comes back only when named (`<family>/<version>` in `named`); otherwise it is skipped with a note.
+ */
+async function freshVersions(
+  shardOf: (family: string) => Promise<FamilyShard | undefined>,
+  prepared: Prepared[],
+  named: ReadonlySet<string>,
+  note: (line: string) => void,
+): Promise<Prepared[]> {
   const fresh: Prepared[] = [];
   const shards = new Map<string, FamilyShard | undefined>();
   for (const item of prepared) {
     const { family, version, dir } = item.source;
     if (!shards.has(family)) shards.set(family, await shardOf(family));
-    const existing = shards.get(family)?.versions[version];
-    if (!existing) fresh.push(item);
+    const shard = shards.get(family);
+    const existing = shard?.versions[version];
+    const retired = shard?.retired?.[version];
+    if (!existing && retired && !named.has(`${family}/${version}`)) {
+      note(`${family}/${version} was retired on ${new Date(retired.retiredMs).toISOString()}: not published again; name it as ${family}/${version} to publish it again`);
+    } else if (!existing) fresh.push(item);
     else if (existing.content !== item.built.content) {
       throw new PublishInputError(dir, `${family}/${version} is already published with different content; published versions are immutable, release a new version`);
     }
   }
   return fresh;
+}
+
+/**
+ * After `rez-rm`, the source lacks versions the store still serves: publishing never removes them, it says so (a
+ * source that is a partial checkout must not empty the catalog) and names the command that does. `index` is given
+ * for a whole-repository publish, where a family missing from the source is noted too.
+ */
+async function noteVersionsGoneFromSource(
+  families: FamilySource[],
+  index: CatalogIndex | undefined,
+  shardOf: (family: string) => Promise<FamilyShard | undefined>,
+  named: ReadonlySet<string>,
+  storeUrl: string,
+  note: (line: string) => void,
+): Promise<void> {
+  const scanned = new Map(families.map((f) => [f.name, new Set(f.versions.map((v) => v.version))]));
+  const names = index ? Object.keys(index.families) : families.map((f) => f.name);
+  for (const family of names.sort()) {
+    if ([...named].some((selector) => selector.startsWith(`${family}/`))) continue; // only some versions were scanned
+    const inSource = scanned.get(family);
+    for (const version of Object.keys((await shardOf(family))?.versions ?? {}).sort()) {
+      if (inSource?.has(version)) continue;
+      note(`${family}/${version} is in ${storeUrl} but not in the source (rez-rm?): it stays; rezfs retire ${family}/${version} --store ${storeUrl} takes it out`);
+    }
+  }
 }
 
 async function currentShard(store: ObjectStore, index: CatalogIndex, family: string): Promise<FamilyShard | undefined> {
@@ -166,8 +213,12 @@ function mergeShard(current: FamilyShard | undefined, family: FamilySource, fres
   const extrasSame = current !== undefined && canonicalJson(current.extras).equals(canonicalJson(family.extras));
   if (fresh.length === 0 && (extrasSame || (!current && Object.keys(family.extras).length === 0))) return undefined;
   const versions: Record<string, VersionRecord> = { ...(current?.versions ?? {}) };
-  for (const { source, built } of fresh) versions[source.version] = versionRecord(built, now);
-  return { format: FORMAT_VERSION, name: family.name, versions, extras: family.extras };
+  const retired = { ...current?.retired };
+  for (const { source, built } of fresh) {
+    versions[source.version] = versionRecord(built, now);
+    delete retired[source.version]; // published again, by name
+  }
+  return { format: FORMAT_VERSION, name: family.name, versions, extras: family.extras, ...(Object.keys(retired).length > 0 ? { retired } : {}) };
 }
 
 function versionRecord(built: BuiltPackage, now: number): VersionRecord {
