@@ -67,20 +67,27 @@ export interface WalkVisitor {
 export interface WalkOptions {
   /** Documents read at once. */
   concurrency: number;
+  /**
+   * Parsed documents, shared with other walkers: documents are named by their hash, so two walks over different
+   * stores holding the same generation (a sync's source and target) read each shared document once.
+   */
+  documents: Documents;
 }
 
-export const DEFAULT_WALK_OPTIONS: WalkOptions = { concurrency: 16 };
+export const DEFAULT_WALK_OPTIONS: Omit<WalkOptions, 'documents'> = { concurrency: 16 };
 
 export class CatalogWalker {
   private readonly seen = new Set<string>();
-  private readonly documents = new Documents();
-  private readonly options: WalkOptions;
+  private readonly documents: Documents;
+  private readonly options: Omit<WalkOptions, 'documents'>;
 
   constructor(
     private readonly store: ObjectStore,
     options: Partial<WalkOptions> = {},
   ) {
-    this.options = { ...DEFAULT_WALK_OPTIONS, ...options };
+    const { documents, ...rest } = options;
+    this.documents = documents ?? new Documents();
+    this.options = { ...DEFAULT_WALK_OPTIONS, ...rest };
   }
 
   /** Keys of every object visited so far, over all walks of this walker. */

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import {
   CatalogError,
   CatalogWalker,
+  Documents,
   OBJECT_KINDS,
   ReliedObjects,
   dependencyRank,
@@ -95,16 +96,19 @@ export async function syncStores(source: ObjectStore, target: ObjectStore, optio
   const previousGeneration = targetHead ? await checkTargetMayFollow(source, target, sourceHead.indexHash, targetHead.indexHash, options.force) : undefined;
 
   const refs: ObjectRef[] = [];
-  const index = await new CatalogWalker(source).walk(sourceHead.indexHash, { object: (ref) => refs.push(ref) }).catch((err: unknown) => {
+  const documents = new Documents();
+  const index = await new CatalogWalker(source, { documents }).walk(sourceHead.indexHash, { object: (ref) => refs.push(ref) }).catch((err: unknown) => {
     throw new CatalogError(`${source.url}: generation at ${keys.head} cannot be read whole (${(err as Error).message}); run rezfs verify on it`);
   });
   const present = await listKinds(target);
+  const servedNow = targetHead ? await referencedBy(target, targetHead.indexHash, documents) : new Set<string>();
   const relied = new ReliedObjects(target);
   const missing: ObjectRef[] = [];
   for (const ref of refs) {
     const there = present.get(ref.key);
-    if (there && (ref.kind !== 'pack' || there.size === ref.size)) relied.found(ref.key, there);
-    else missing.push(ref);
+    if (!there || (ref.kind === 'pack' && there.size !== ref.size)) missing.push(ref);
+    // What the target's own generation references, gc keeps anyway; anything else found there is claimed.
+    else if (!servedNow.has(ref.key)) relied.found(ref.key, there);
   }
   missing.sort((a, b) => dependencyRank(a.kind) - dependencyRank(b.kind));
 
@@ -169,6 +173,20 @@ async function checkTargetMayFollow(source: ObjectStore, target: ObjectStore, so
     throw new SyncRefusedError(`${target.url} will not follow ${source.url}: ${why}; publish to the source instead, or pass --force to replace it`);
   }
   return targetGeneration;
+}
+
+/**
+ * The objects the target's current generation references (the documents it shares with the source's generation
+ * are read once). A part that cannot be read is left out: what it names is claimed then, which is merely slower.
+ */
+async function referencedBy(target: ObjectStore, indexHash: string, documents: Documents): Promise<ReadonlySet<string>> {
+  const walker = new CatalogWalker(target, { documents });
+  try {
+    await walker.walk(indexHash, { problem: () => {} });
+  } catch {
+    return new Set();
+  }
+  return walker.keys;
 }
 
 /** What the target holds of the catalog's kinds, in one listing per prefix. */
