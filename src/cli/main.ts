@@ -91,16 +91,19 @@ function program(): Command {
   cli
     .command('retire')
     .description('take published versions out of the next catalog generation (what rez-rm does to a directory)')
-    .argument('<packages...>', '<family>/<version> or <family>-<version>')
+    .argument('[packages...]', '<family>/<version> or <family>-<version>')
     .addOption(storeOption())
+    .addOption(new Option('--ignored-since <duration>', "also every version rez-pkg-ignore hid this long ago or longer (rez-rm --ignored-since's rule), e.g. 30d"))
     .addOption(new Option('--sign-key <file>', 'sign the new index with this ed25519 private key (rezfs keygen)').env('REZFS_SIGN_KEY'))
-    .action(async (packages: string[], opts: { store: string; signKey?: string }) => {
+    .action(async (packages: string[], opts: { store: string; ignoredSince?: string; signKey?: string }) => {
       const targets = packages.map(parsePackageRef);
+      const ignoredForMs = opts.ignoredSince === undefined ? undefined : parseDuration('--ignored-since', opts.ignoredSince);
+      if (targets.length === 0 && ignoredForMs === undefined) throw new UsageError('nothing to retire: name versions (<family>/<version>) or give --ignored-since');
       const signingKey = opts.signKey === undefined ? undefined : readPrivateKey(opts.signKey);
       const store = openWritableStore(opts.store);
       try {
         const log = streamLog((l) => process.stderr.write(l), false);
-        const { outcomes, generation } = await retire(store, targets, { log, signingKey });
+        const { outcomes, generation } = await retire(store, { targets, ignoredForMs }, { log, signingKey });
         for (const o of outcomes) {
           process.stdout.write(
             o.result === 'retired'

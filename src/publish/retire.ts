@@ -6,7 +6,8 @@
  * not bring it back unasked (publisher.ts: a whole-repository publish skips it with a note; naming it as
  * `<family>/<version>` publishes it again). Mounts drop the version at their next refresh; what is open keeps
  * reading its generation, and the payload stays in the store until `rezfs gc` finds no kept generation naming it.
- * A family whose last version is retired stays, empty, as rez leaves the directory after `rez-rm`.
+ * A family whose last version is retired stays, empty, as rez leaves the directory after `rez-rm`. Like
+ * `rez-rm --ignored-since`, it can also retire every version that has been ignored (`rez-pkg-ignore`) long enough.
  *
  * Imports the catalog and the catalog transaction.
  */
@@ -66,13 +67,37 @@ export async function retireVersions(draft: CatalogDraft, targets: readonly Reti
   return outcomes;
 }
 
-/** Retires the targets in one new generation. */
-export async function retire(store: ObjectStore, targets: readonly RetireTarget[], options: { log: Log; signingKey?: KeyObject }): Promise<RetireResult> {
+/**
+ * Every served version rez ignores (an `.ignore<version>` file in its family directory, as `rez-pkg-ignore` writes
+ * it) whose marker is at least `minAgeMs` old: what `rez-rm --ignored-since` removes from a directory.
+ */
+export async function ignoredVersions(draft: CatalogDraft, minAgeMs: number): Promise<RetireTarget[]> {
+  const found: RetireTarget[] = [];
+  for (const family of draft.familyNames()) {
+    const shard = await draft.shard(family);
+    for (const version of Object.keys(shard?.versions ?? {}).sort()) {
+      const marker = shard!.extras[`.ignore${version}`];
+      if (marker?.type === 'file' && draft.nowMs - marker.mtimeMs >= minAgeMs) found.push({ family, version });
+    }
+  }
+  return found;
+}
+
+/** What to retire: named versions, and/or every version ignored for at least `ignoredForMs`. */
+export interface RetireSelection {
+  targets: readonly RetireTarget[];
+  ignoredForMs?: number;
+}
+
+/** Retires the selection in one new generation. */
+export async function retire(store: ObjectStore, selection: RetireSelection, options: { log: Log; signingKey?: KeyObject }): Promise<RetireResult> {
   let outcomes: RetireOutcome[] = [];
   const update = await updateCatalog(
     store,
     async (draft) => {
-      outcomes = await retireVersions(draft, targets);
+      const ignored = selection.ignoredForMs === undefined ? [] : await ignoredVersions(draft, selection.ignoredForMs);
+      const named = new Set(selection.targets.map((t) => `${t.family}/${t.version}`));
+      outcomes = await retireVersions(draft, [...selection.targets, ...ignored.filter((t) => !named.has(`${t.family}/${t.version}`))]);
     },
     { log: options.log, signingKey: options.signingKey },
   );

@@ -45,7 +45,7 @@ afterEach(async () => work.remove());
 
 describe('rezfs retire', () => {
   it('takes a version out of the next generation and remembers it was retired', async () => {
-    const result = await retire(store, [{ family: 'greeter', version: '1.1.0' }], { log });
+    const result = await retire(store, { targets: [{ family: 'greeter', version: '1.1.0' }] }, { log });
     expect(result.generation).toBe(2);
     expect(result.outcomes).toMatchObject([{ family: 'greeter', version: '1.1.0', result: 'retired' }]);
     expect(await versionsOf('greeter')).toEqual(['1.0.0']);
@@ -56,7 +56,7 @@ describe('rezfs retire', () => {
   });
 
   it('keeps a family whose last version is retired, empty, as rez-rm leaves its directory', async () => {
-    await retire(store, [{ family: 'other', version: '2.0' }], { log });
+    await retire(store, { targets: [{ family: 'other', version: '2.0' }] }, { log });
     const catalog = await Catalog.open(store);
     expect(catalog.familyNames()).toContain('other');
     expect(catalog.family('other')!.versions).toBe(0);
@@ -64,20 +64,20 @@ describe('rezfs retire', () => {
 
   it('refuses a family or version the catalog never had, changing nothing; a retired one again is no change', async () => {
     const before = await listed();
-    await expect(retire(store, [{ family: 'greeter', version: '9.9' }], { log })).rejects.toThrow(PublishInputError);
-    await expect(retire(store, [{ family: 'greeter', version: '1.0.0' }, { family: 'nope', version: '1' }], { log })).rejects.toThrow(
+    await expect(retire(store, { targets: [{ family: 'greeter', version: '9.9' }] }, { log })).rejects.toThrow(PublishInputError);
+    await expect(retire(store, { targets: [{ family: 'greeter', version: '1.0.0' }, { family: 'nope', version: '1' }] }, { log })).rejects.toThrow(
       /^nope\/1: no family nope in file:\/\/.*; rezfs ls lists the families$/,
     );
     expect(await listed()).toEqual(before);
-    await retire(store, [{ family: 'greeter', version: '1.1.0' }], { log });
+    await retire(store, { targets: [{ family: 'greeter', version: '1.1.0' }] }, { log });
     const head = await readHead(store);
-    const again = await retire(store, [{ family: 'greeter', version: '1.1.0' }], { log });
+    const again = await retire(store, { targets: [{ family: 'greeter', version: '1.1.0' }] }, { log });
     expect(again).toMatchObject({ generation: undefined, outcomes: [{ result: 'already retired' }] });
     expect(await readHead(store)).toEqual(head);
   });
 
   it('a whole-repository publish of a source that still holds it does not bring it back; naming it does', async () => {
-    await retire(store, [{ family: 'greeter', version: '1.1.0' }], { log });
+    await retire(store, { targets: [{ family: 'greeter', version: '1.1.0' }] }, { log });
     await writeTree(repo, { 'greeter/1.2.0/package.py': packageDefinition('greeter', '1.2.0') });
     const summary = await publishRepo();
     expect(summary.packages).toBe(1);
@@ -110,6 +110,18 @@ describe('rezfs retire', () => {
     expect(notes).toEqual([]);
   });
 
+  it('--ignored-since retires what rez-pkg-ignore hid that long ago, as rez-rm --ignored-since does', async () => {
+    const day = 86_400;
+    const now = Math.floor(Date.now() / 1000);
+    await writeTree(repo, { 'greeter/.ignore1.0.0': '' }, now - 40 * day);
+    await writeTree(repo, { 'greeter/.ignore1.1.0': '' }, now - 2 * day);
+    await publishRepo();
+    const result = await retire(store, { targets: [], ignoredForMs: 30 * day * 1000 }, { log });
+    expect(result.outcomes.map((o) => `${o.family}/${o.version}`)).toEqual(['greeter/1.0.0']);
+    expect(await versionsOf('greeter')).toEqual(['1.1.0']);
+    expect((await retire(store, { targets: [], ignoredForMs: 30 * day * 1000 }, { log })).generation).toBeUndefined();
+  });
+
   it('through the CLI: one line per version, bad input one line and exit 2', async () => {
     const url = store.url;
     const env = { REZFS_RUNTIME_DIR: join(work.path, 'run') };
@@ -122,6 +134,8 @@ describe('rezfs retire', () => {
     for (const [args, message] of [
       [['retire', 'greeter/7', '--store', url], /^rezfs: greeter\/7: no version 7 of greeter in file:\/\/.*; rezfs ls greeter lists its versions\n$/],
       [['retire', 'greeter', '--store', url], /^rezfs: "greeter" is not a package; use <family>-<version>/],
+      [['retire', '--store', url], /^rezfs: nothing to retire: name versions \(<family>\/<version>\) or give --ignored-since\n$/],
+      [['retire', '--ignored-since', 'a while', '--store', url], /^rezfs: --ignored-since "a while" is not a duration/],
       [['retire', 'greeter/1.0.0', '--store', 'http://127.0.0.1:9/x'], /^rezfs: http:\/\/127\.0\.0\.1:9\/x\/ is read-only/],
     ] as const) {
       const r = await runCli([...args], { env });
