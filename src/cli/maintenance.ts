@@ -46,8 +46,9 @@ export async function gcCommand(opts: { store: string; keepGenerations: number; 
     bar.done();
     const now = Date.now();
     const verb = opts.dryRun ? 'would delete' : 'deleted';
+    const spared = new Set(report.spared.map((s) => s.key));
     for (const object of report.garbage) {
-      if (opts.dryRun || !report.spared.some((s) => s.key === object.key)) {
+      if (opts.dryRun || !spared.has(object.key)) {
         out(`${verb} ${object.key} (${formatBytes(object.size)}, written ${formatAge(now - object.modifiedMs)} ago)`);
       }
     }

@@ -103,7 +103,11 @@ export async function collectGarbage(store: ObjectStore, options: GcOptions): Pr
   const listing = new Map<string, ListedObject>();
   for await (const object of store.list('')) listing.set(object.key, object);
   const walker = new CatalogWalker(store);
-  const kept = head ? await keptGenerations(store, walker, head, listing, options, now) : [];
+  const kept = head
+    ? await keptGenerations(store, walker, head, listing, options, now).catch((err: unknown) => {
+        throw new CatalogError(`a kept generation of ${store.url} cannot be read whole (${(err as Error).message}): gc deleted nothing; run rezfs verify`);
+      })
+    : [];
 
   const report: GcReport = {
     kept,

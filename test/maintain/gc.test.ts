@@ -215,6 +215,16 @@ describe('rezfs gc', () => {
     expect(report.kept.map((k) => k.indexHash)).toEqual([doc.hash, generations[1]!, generations[0]!]);
   });
 
+  it('deletes nothing when a kept generation cannot be read whole', async () => {
+    const { generations } = await storeWithHistory();
+    await ageEverything(8 * DAY_MS);
+    const index = await readIndex(store, generations[2]!);
+    await rm(objectFile(keys.shard(index.families.bar!.shard)));
+    const before = await listed();
+    await expect(gc()).rejects.toThrow(/^a kept generation of file:\/\/.* cannot be read whole \(.*not found.*\): gc deleted nothing; run rezfs verify$/);
+    expect(await listed()).toEqual(before);
+  });
+
   it('refuses bad options and stores it must not touch: one line, exit 2, store unchanged', async () => {
     await publishRepo();
     const before = await listed();
