@@ -24,9 +24,6 @@ export function blockSpan(index: number, blockSize: number, packSize: number): S
   return { start, end: Math.min(start + blockSize, packSize) };
 }
 
-export function blockCount(packSize: number, blockSize: number): number {
-  return Math.ceil(packSize / blockSize);
-}
 
 /** The part of a block that overlaps a pack span, as offsets inside the block. */
 export function sliceOfBlock(index: number, blockSize: number, span: Span): Span {

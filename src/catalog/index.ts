@@ -14,7 +14,7 @@ export {
 export * from './signing.js';
 export { CatalogError, canonicalJson, encodeDocument, sha256Hex } from './codec.js';
 export * from './schema.js';
-export { countSubdirs } from './tree.js';
+export { blockCount, countSubdirs } from './tree.js';
 export { GenerationFloor } from './generation-floor.js';
 export { verifyStore, type VerifyReport } from './verify.js';
 export { CatalogRefresher, type RefresherOptions } from './refresher.js';

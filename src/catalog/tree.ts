@@ -6,3 +6,8 @@ export function countSubdirs(dir: DirNode): number {
   for (const child of Object.values(dir.entries)) if (child.type === 'dir') count++;
   return count;
 }
+
+/** Blocks a pack of `packSize` bytes is cut into (the last one may be short). */
+export function blockCount(packSize: number, blockSize: number): number {
+  return Math.ceil(packSize / blockSize);
+}

@@ -1,9 +1,9 @@
-import { blockCount } from '../cache/block-math.js';
 import { createHash } from 'node:crypto';
 import { sha256Hex } from '../hash.js';
 import type { ObjectStore } from '../store/index.js';
 import { Catalog, type TrustPolicy } from './catalog.js';
 import { CatalogWalker, type ObjectRef } from './references.js';
+import { blockCount } from './tree.js';
 import type { DirNode, Manifest } from './schema.js';
 
 export interface VerifyReport {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { blockCount, blockSpan, blocksCovering, readableLength, readaheadRuns, sliceOfBlock } from '../../src/cache/block-math.js';
+import { blockSpan, blocksCovering, readableLength, readaheadRuns, sliceOfBlock } from '../../src/cache/block-math.js';
+import { blockCount } from '../../src/catalog/tree.js';
 
 describe('block math', () => {
   it('clamps reads to the end of the file', () => {
