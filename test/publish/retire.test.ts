@@ -6,7 +6,7 @@ import type { Log } from '../../src/log.js';
 import { publish, PublishInputError, retire } from '../../src/publish/index.js';
 import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { runCli } from '../support/cli.js';
-import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
+import { GREETER_AND_OTHER, packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
 
 let work: Awaited<ReturnType<typeof tempDir>>;
 let repo: string;
@@ -32,13 +32,7 @@ beforeEach(async () => {
   work = await tempDir('retire');
   repo = join(work.path, 'repo');
   store = openStore(`file://${join(work.path, 'store')}`);
-  await writeTree(repo, {
-    'greeter/1.0.0/package.py': packageDefinition('greeter', '1.0.0'),
-    'greeter/1.0.0/bin/greet': { mode: 0o755, data: 'hello 1.0.0' },
-    'greeter/1.1.0/package.py': packageDefinition('greeter', '1.1.0'),
-    'greeter/1.1.0/bin/greet': { mode: 0o755, data: 'hello 1.1.0' },
-    'other/2.0/package.py': packageDefinition('other', '2.0'),
-  });
+  await writeTree(repo, GREETER_AND_OTHER);
   await publishRepo();
 });
 afterEach(async () => work.remove());

@@ -36,3 +36,12 @@ export const TWO_FAMILIES: Record<string, Entry> = {
   'foo/1.0.0/bin/foo': { mode: 0o755, data: 'x' },
   'bar/1.0/package.py': packageDefinition('bar', '1.0'),
 };
+
+/** A family with two versions to take one away from, and a family of one version (retire, rez-rm). */
+export const GREETER_AND_OTHER: Record<string, Entry> = {
+  'greeter/1.0.0/package.py': packageDefinition('greeter', '1.0.0'),
+  'greeter/1.0.0/bin/greet': { mode: 0o755, data: 'hello 1.0.0' },
+  'greeter/1.1.0/package.py': packageDefinition('greeter', '1.1.0'),
+  'greeter/1.1.0/bin/greet': { mode: 0o755, data: 'hello 1.1.0' },
+  'other/2.0/package.py': packageDefinition('other', '2.0'),
+};
