@@ -8,7 +8,7 @@
 #   - Node.js >= 20
 #   - npm dependencies (npm ci, or npm install without a lockfile)
 #   - checks that the fuse-native binding loads
-#   - npm run build  ->  dist/cli/main.js
+#   - the build, only what changed: dist/ (tsc --incremental) and the native addon (when native/ changed)
 #
 # Environment: REZFS_SKIP_APT=1 skips the apt step, REZFS_FORCE_INSTALL=1 forces npm ci.
 
@@ -98,11 +98,36 @@ rezfs_setup() (
   fi
   say "fuse-native loads"
 
-  # ---- build -------------------------------------------------------------------------------------------------
-  say "npm run build (TypeScript, then the native libfuse3 binding from source)"
-  npm run build --silent
+  # ---- build: only what changed, output shown only when it fails -----------------------------------------------
+  # quietly <what> <command...>: runs it with its output kept aside; on failure prints that output and stops,
+  # forgetting the TypeScript build info so the next run builds again instead of trusting a failed build.
+  quietly() {
+    local what="$1" out
+    shift
+    if ! out="$("$@" 2>&1)"; then
+      rm -f dist/.tsbuildinfo
+      printf '%s\n' "$out" >&2
+      die "$what failed (output above)"
+    fi
+  }
+  # TypeScript: skipped when nothing under src/ is newer than the last build; tsc --incremental keeps its build
+  # info in dist/, so a small change recompiles little and a removed dist/ builds from scratch.
+  if [ "${REZFS_FORCE_INSTALL:-0}" = "1" ] || [ ! -f dist/.tsbuildinfo ] \
+    || [ -n "$(find src tsconfig.json package-lock.json -newer dist/.tsbuildinfo -print -quit)" ]; then
+    say "building dist/ (TypeScript)"
+    quietly "TypeScript build (npm run build:ts)" npm run build:ts --silent
+    touch dist/.tsbuildinfo # tsc leaves it alone when only mtimes changed
+  fi
+  # The addon: node-gyp configures once; make then rebuilds only when native/ changed.
+  local addon=native/build/Release/rezfs_fuse.node
+  if [ "${REZFS_FORCE_INSTALL:-0}" = "1" ] || [ ! -f "$addon" ] || [ native/rezfs_fuse.c -nt "$addon" ] \
+    || [ native/binding.gyp -nt "$addon" ]; then
+    say "building the native libfuse3 binding (native/)"
+    quietly "native build (npm run build:native)" npm run build:native --silent
+    touch "$addon"
+  fi
   [ -x dist/cli/main.js ] || die "build did not produce dist/cli/main.js"
-  [ -f native/build/Release/rezfs_fuse.node ] || die "build did not produce native/build/Release/rezfs_fuse.node"
+  [ -f "$addon" ] || die "build did not produce $addon"
   say "ready: node dist/cli/main.js --help"
 )
 
