@@ -14,6 +14,7 @@ export {
 export * from './signing.js';
 export { CatalogError, canonicalJson, encodeDocument, sha256Hex } from './codec.js';
 export * from './schema.js';
+export { ChunkHasher, ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
 export { blockCount, countSubdirs } from './tree.js';
 export { GenerationFloor } from './generation-floor.js';
 export { verifyStore, type VerifyReport } from './verify.js';

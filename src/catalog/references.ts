@@ -4,9 +4,9 @@
  * added here once and all three follow.
  *
  * A generation is its index; the index names family shards (and has a signature beside it when the store is
- * signed), shards name manifests, manifests name packs. A walker visits each object once however many
- * generations or versions name it, checks every document against its hash before reading what it names, and
- * never lists the store (a walk works on a read-only http:// store too).
+ * signed), shards name manifests, manifests name packs and their chunk hashes (format 1.2). A walker visits each
+ * object once however many generations or versions name it, checks every document against its hash before reading
+ * what it names, and never lists the store (a walk works on a read-only http:// store too).
  *
  * Adding a kind: a row in OBJECT_KINDS (its key prefix, and where it goes in dependency order) and the place in
  * `walk` where its parent names it.
@@ -15,10 +15,10 @@
  */
 import type { ObjectStore } from '../store/index.js';
 import { Documents, readIndex } from './catalog.js';
-import { keys, type CatalogIndex, type FamilyShard, type Manifest, type VersionRecord } from './schema.js';
+import { keys, type CatalogIndex, type ChunkHashes, type FamilyShard, type Manifest, type VersionRecord } from './schema.js';
 import { inParallel } from '../parallel.js';
 
-export type ObjectKind = 'pack' | 'manifest' | 'shard' | 'signature' | 'index';
+export type ObjectKind = 'pack' | 'chunks' | 'manifest' | 'shard' | 'signature' | 'index';
 
 /**
  * The kinds in dependency order: what an object names comes before it. A copy that goes in this order (and swaps
@@ -27,6 +27,7 @@ export type ObjectKind = 'pack' | 'manifest' | 'shard' | 'signature' | 'index';
  */
 export const OBJECT_KINDS: readonly { kind: ObjectKind; prefix: string }[] = [
   { kind: 'pack', prefix: 'packs/' },
+  { kind: 'chunks', prefix: 'chunks/' },
   { kind: 'manifest', prefix: 'manifests/' },
   { kind: 'shard', prefix: 'families/' },
   { kind: 'signature', prefix: 'index/' },
@@ -45,10 +46,10 @@ interface RefBase {
 
 /** One referenced object, with what its parent document says about it. */
 export type ObjectRef =
-  | (RefBase & { kind: 'index' | 'shard' | 'manifest'; sha256: string })
+  | (RefBase & { kind: 'index' | 'shard' | 'manifest' | 'chunks'; sha256: string })
   /** Not content-addressed: it signs its index's bytes, and a trusting reader checks it against them. */
   | (RefBase & { kind: 'signature'; size: number })
-  | (RefBase & { kind: 'pack'; sha256: string; size: number; blockSize: number; blocks: readonly string[] });
+  | (RefBase & { kind: 'pack'; sha256: string; size: number; blockSize: number; blocks: readonly string[]; chunks?: ChunkHashes });
 
 export interface WalkVisitor {
   /** Each object, once per walker, as soon as its parent has named it. */
@@ -125,8 +126,9 @@ export class CatalogWalker {
     const manifest = await this.load(where, visitor, () => this.documents.manifests.get(this.store, record.manifest), fresh);
     if (!manifest) return;
     visitor.version?.(where, record, manifest);
-    const { pack, packSize, blocks, blockSize } = manifest;
-    this.first({ kind: 'pack', key: keys.pack(pack), sha256: pack, size: packSize, blockSize, blocks, where }, visitor);
+    const { pack, packSize, blocks, blockSize, chunks } = manifest;
+    this.first({ kind: 'pack', key: keys.pack(pack), sha256: pack, size: packSize, blockSize, blocks, chunks, where }, visitor);
+    if (chunks) this.first({ kind: 'chunks', key: keys.chunks(chunks.object), sha256: chunks.object, where }, visitor);
   }
 
   /** Marks `ref` visited; false when it was already. */

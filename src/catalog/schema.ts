@@ -92,7 +92,22 @@ export interface Manifest {
   packSize: number;
   /** sha256 of each blockSize slice of the pack, in order. */
   blocks: string[];
+  /**
+   * Format 1.2: hashes of the pack's 4 KiB slices, so a small random read fetches and verifies only what it
+   * reads. Only on packs holding a big file; readers without it (or older than 1.2) read whole blocks.
+   */
+  chunks?: ChunkHashes;
   root: DirNode;
+}
+
+/** Format 1.2: where a pack's chunk hashes are (a `chunks/<object>` object; layout in chunk-hashes.ts). */
+export interface ChunkHashes {
+  /** Bytes per chunk; divides blockSize. */
+  chunkSize: number;
+  /** sha256 of the whole `chunks/` object: its key. */
+  object: string;
+  /** sha256 of the object's index section (one hash per block, of that block's chunk hashes). */
+  index: string;
 }
 
 export interface DirNode {
@@ -122,6 +137,15 @@ export type TreeNode = DirNode | FileNode | LinkNode;
 
 export const FORMAT_VERSION = '1.2.0';
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
+/**
+ * Files of at least this many blocks are "big": they start on a block boundary in their pack, and (format 1.2)
+ * their packs get chunk hashes. The kernel then reads them in whole blocks (one block per read, served without
+ * copying), and the same file in two versions has the same block hashes, so caches keyed by block share them;
+ * the zero padding before such a file costs under 1/8 of its size. Reads scattered over them fetch chunks.
+ */
+export const ALIGN_MIN_BLOCKS = 8;
+/** The page size: what the kernel asks a FUSE daemon for on a small random read (measured: 4 KiB per pread). */
+export const DEFAULT_CHUNK_SIZE = 4096;
 
 export const keys = {
   config: 'rezfs.json',
@@ -131,6 +155,7 @@ export const keys = {
   shard: (hash: string) => `families/${hash}.json`,
   manifest: (hash: string) => `manifests/${hash}.json`,
   pack: (hash: string) => `packs/${hash}`,
+  chunks: (hash: string) => `chunks/${hash}`,
 } as const;
 
 /** Catalog documents never change once written; a local copy of one is as good as the store's. */

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { sha256Hex } from '../hash.js';
 import type { ObjectStore } from '../store/index.js';
 import { Catalog, type TrustPolicy } from './catalog.js';
+import { ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
 import { CatalogWalker, type ObjectRef } from './references.js';
 import { blockCount } from './tree.js';
-import type { DirNode, Manifest } from './schema.js';
+import { keys, type DirNode, type Manifest } from './schema.js';
 
 export interface VerifyReport {
   generation: number;
@@ -12,19 +13,22 @@ export interface VerifyReport {
   versions: number;
   packs: number;
   blocks: number;
+  /** Chunks checked against their hashes (packs with chunk hashes, format 1.2). */
+  chunks: number;
   bytes: number;
   problems: string[];
 }
 
 /**
  * Checks the current generation end to end: the index (and its signature, given a trust policy), every shard,
- * every manifest, every block of every pack, and that inline package definitions equal the bytes in the packs.
+ * every manifest, every block of every pack (and every chunk, where a pack has chunk hashes), and that inline
+ * package definitions equal the bytes in the packs.
  * The objects are the ones the shared walker (references.ts) finds; problems are collected, one line each,
  * rather than stopping at the first.
  */
 export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undefined, onPack?: (done: number, total: number) => void): Promise<VerifyReport> {
   const catalog = await Catalog.open(store, trust);
-  const report: VerifyReport = { generation: catalog.index.generation, families: 0, versions: 0, packs: 0, blocks: 0, bytes: 0, problems: [] };
+  const report: VerifyReport = { generation: catalog.index.generation, families: 0, versions: 0, packs: 0, blocks: 0, chunks: 0, bytes: 0, problems: [] };
   if (catalog.indexHash === undefined) return report;
   const packs: PackCheck[] = [];
   const laidOut = new Set<string>(); // manifests whose layout was checked: once each, however many versions share one
@@ -86,6 +90,7 @@ async function packProblems(store: ObjectStore, pack: PackCheck, report: VerifyR
   report.packs++;
   const whole = createHash('sha256');
   const problems: string[] = [];
+  const chunks = await chunkChecker(store, pack, problems);
   for (let index = 0; index < blocks.length; index++) {
     const start = index * blockSize;
     const block = await store.getRange(key, start, Math.min(start + blockSize, size));
@@ -93,7 +98,51 @@ async function packProblems(store: ObjectStore, pack: PackCheck, report: VerifyR
     report.blocks++;
     report.bytes += block.length;
     if (sha256Hex(block) !== blocks[index]) problems.push(`${where}: block ${index} of ${key} fails its sha256`);
+    if (chunks) report.chunks += chunks(index, block);
   }
   if (problems.length === 0 && whole.digest('hex') !== pack.sha256) problems.push(`${where}: pack ${key} fails its sha256`);
   return problems;
+}
+
+/**
+ * Checks a pack's chunk object (its hash, its index's hash) and returns a check of one block: its chunk list
+ * against the index, its chunks against the list; it returns how many chunks it checked. Undefined when the
+ * pack has no chunk hashes, or they cannot be used (then reported).
+ */
+async function chunkChecker(store: ObjectStore, pack: PackCheck, problems: string[]): Promise<((block: number, bytes: Buffer) => number) | undefined> {
+  const { chunks, where, size, blockSize } = pack;
+  if (!chunks) return undefined;
+  const key = keys.chunks(chunks.object);
+  const unusable = unusableChunks(chunks, blockSize);
+  if (unusable) {
+    problems.push(`${where}: chunk hashes unusable: ${unusable}`);
+    return undefined;
+  }
+  const layout = new ChunkLayout(size, blockSize, chunks.chunkSize);
+  const object = await store.get(key).catch(() => undefined);
+  if (!object) {
+    problems.push(`${where}: chunk object ${key} is missing`);
+    return undefined;
+  }
+  const indexSpan = layout.indexSpan();
+  const index = object.subarray(indexSpan.start, indexSpan.end);
+  if (object.length !== layout.objectSize || sha256Hex(object) !== chunks.object || sha256Hex(index) !== chunks.index) {
+    problems.push(`${where}: chunk object ${key} fails its sha256 (or its index does)`);
+    return undefined;
+  }
+  return (block, bytes) => {
+    const list = layout.listSpan(block);
+    if (sha256Hex(object.subarray(list.start, list.end)) !== index.toString('hex', block * HASH_BYTES, (block + 1) * HASH_BYTES)) {
+      problems.push(`${where}: the chunk list of block ${block} in ${key} fails its sha256`);
+      return 0;
+    }
+    let checked = 0;
+    for (let offset = 0; offset < bytes.length; offset += layout.chunkSize, checked++) {
+      const at = list.start + checked * HASH_BYTES;
+      if (sha256Hex(bytes.subarray(offset, offset + layout.chunkSize)) !== object.toString('hex', at, at + HASH_BYTES)) {
+        problems.push(`${where}: chunk ${block * layout.chunksPerBlock + checked} of ${pack.key} fails its sha256`);
+      }
+    }
+    return checked;
+  };
 }

@@ -23,7 +23,7 @@ export async function verifyCommand(storeUrl: string, trustKeys: string[]): Prom
     const report = await verifyStore(store, trust, (done, total) => bar.update('verifying', done / total, `${done}/${total} packs`));
     bar.done();
     for (const problem of report.problems) process.stderr.write(`rezfs: ${problem}\n`);
-    const what = `generation ${report.generation} of ${store.url}: ${report.families} families, ${report.versions} versions, ${report.packs} packs, ${report.blocks} blocks (${formatBytes(report.bytes)})`;
+    const what = `generation ${report.generation} of ${store.url}: ${report.families} families, ${report.versions} versions, ${report.packs} packs, ${report.blocks} blocks (${formatBytes(report.bytes)}), ${report.chunks} chunks`;
     if (report.problems.length > 0) throw new Error(`${report.problems.length} problem(s) in ${what}`);
     out(`verified ${what} in ${seconds(started)}: all good`);
   } finally {

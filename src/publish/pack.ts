@@ -2,17 +2,24 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FORMAT_VERSION, canonicalJson, sha256Hex, type DirNode, type FileNode, type Manifest, type TreeNode } from '../catalog/index.js';
+import {
+  ALIGN_MIN_BLOCKS,
+  ChunkHasher,
+  ChunkLayout,
+  DEFAULT_CHUNK_SIZE,
+  FORMAT_VERSION,
+  canonicalJson,
+  sha256Hex,
+  type ChunkHashes,
+  type DirNode,
+  type FileNode,
+  type Manifest,
+  type TreeNode,
+} from '../catalog/index.js';
 import { PublishInputError } from './errors.js';
 import { describeSpecial, utf8Names } from './scan.js';
 
 const READ_CHUNK = 1024 * 1024;
-/**
- * Files of at least this many blocks start on a block boundary. The kernel then reads them in whole blocks
- * (one block per read, served without copying), and the same file in two versions has the same block hashes,
- * so caches keyed by block share them. The zero padding before such a file costs under 1/8 of its size.
- */
-export const ALIGN_MIN_BLOCKS = 8;
 
 /** A file's place in the pack: where to read it from, the zero bytes before it, and the manifest node to fill in. */
 interface PackedFile {
@@ -42,12 +49,27 @@ export interface BuiltPackage {
   fileCount: number;
   /** Streams the pack again from the source files, failing if any byte changed since hashing. */
   packStream(onBytes?: (n: number) => void): AsyncIterable<Buffer>;
+  /**
+   * The bytes of the pack's `chunks/` object (when the manifest has chunk hashes). A packStream that ran to the
+   * end made them on the way, and they are handed out once; otherwise (the pack was already in the store) the
+   * source files are read again.
+   */
+  chunkObject?: () => Promise<Buffer>;
+}
+
+/**
+ * Packs holding a big file get chunk hashes: the files whose random reads would fetch whole blocks. Not with
+ * blocks no bigger than a chunk (or not made of whole chunks): those are read whole anyway.
+ */
+function wantsChunks(sizes: readonly number[], blockSize: number): boolean {
+  const chunksFit = blockSize > DEFAULT_CHUNK_SIZE && blockSize % DEFAULT_CHUNK_SIZE === 0;
+  return chunksFit && sizes.some((size) => size >= ALIGN_MIN_BLOCKS * blockSize);
 }
 
 /**
  * Walks one version directory, lays its files out back to back (the files of a directory adjacent,
  * so one block serves many small neighbours; big files block-aligned, see packLayout), and hashes
- * each file, each block and the whole pack in one pass.
+ * each file, each block, each chunk (packs with a big file) and the whole pack in one pass.
  */
 export async function buildPackage(
   dir: string,
@@ -65,6 +87,8 @@ export async function buildPackage(
     end = file.node.offset + file.node.size;
   });
   const blocks = new BlockHasher(blockSize);
+  const chunkLayout = wantsChunks(files.map((f) => f.node.size), blockSize) ? new ChunkLayout(packSize, blockSize, DEFAULT_CHUNK_SIZE) : undefined;
+  const chunks = chunkLayout ? new ChunkHasher(chunkLayout) : undefined;
   const whole = createHash('sha256');
   const definitions: Record<string, Buffer> = {};
   for (const file of files) {
@@ -74,11 +98,13 @@ export async function buildPackage(
     const padding = Buffer.alloc(file.paddingBefore);
     whole.update(padding);
     blocks.update(padding);
+    chunks?.update(padding);
     for await (const chunk of readExactly(file)) {
       if (definition) kept.push(chunk);
       fileHash.update(chunk);
       whole.update(chunk);
       blocks.update(chunk);
+      chunks?.update(chunk);
       onBytes?.(chunk.length);
     }
     file.node.sha256 = fileHash.digest('hex');
@@ -86,13 +112,49 @@ export async function buildPackage(
   }
   const packHash = whole.digest('hex');
   const manifest: Manifest = { format: FORMAT_VERSION, blockSize, pack: packHash, packSize, blocks: blocks.finish(), root };
-  return {
-    manifest,
-    content: sha256Hex(canonicalJson(withoutTimes(root))),
-    definitions,
-    fileCount: files.length,
-    packStream: (onStreamed) => verifiedPack(files, packHash, onStreamed),
-  };
+  const built = { manifest, content: sha256Hex(canonicalJson(withoutTimes(root))), definitions, fileCount: files.length };
+  if (!chunkLayout || !chunks) return { ...built, packStream: (onStreamed) => verifiedPack(files, packHash, undefined, onStreamed) };
+  manifest.chunks = { chunkSize: chunkLayout.chunkSize, ...chunks.finish() };
+  const made = new ChunkObjects(files, packHash, chunkLayout, manifest.chunks);
+  return { ...built, packStream: (onStreamed) => made.packStream(onStreamed), chunkObject: () => made.take() };
+}
+
+/**
+ * A chunked pack's upload pass: it rebuilds the chunk object from the bytes it streams (the lists are 1/128
+ * of the pack: kept only from this pass to the object's upload, never for every package of a publish at once).
+ */
+class ChunkObjects {
+  private made: Buffer | undefined;
+
+  constructor(
+    private readonly files: PackedFile[],
+    private readonly packHash: string,
+    private readonly layout: ChunkLayout,
+    private readonly expected: ChunkHashes,
+  ) {}
+
+  async *packStream(onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+    const hasher = new ChunkHasher(this.layout, true);
+    yield* verifiedPack(this.files, this.packHash, hasher, onBytes);
+    this.made = this.checked(hasher);
+  }
+
+  async take(): Promise<Buffer> {
+    const made = this.made;
+    this.made = undefined;
+    if (made) return made;
+    const hasher = new ChunkHasher(this.layout, true);
+    for await (const bytes of verifiedPack(this.files, this.packHash, hasher)) void bytes;
+    return this.checked(hasher);
+  }
+
+  private checked(hasher: ChunkHasher): Buffer {
+    const { object, index } = hasher.finish();
+    if (object !== this.expected.object || index !== this.expected.index) {
+      throw new PublishInputError(this.files[0]?.path ?? '(empty package)', 'package files changed while publishing; retry when they are stable');
+    }
+    return hasher.bytes();
+  }
 }
 
 async function readTree(dir: string, files: PackedFile[]): Promise<DirNode> {
@@ -133,17 +195,20 @@ async function* readExactly(file: PackedFile): AsyncGenerator<Buffer> {
   if (seen !== file.node.size) throw new PublishInputError(file.path, 'file changed size while publishing; retry when it is stable');
 }
 
-async function* verifiedPack(files: PackedFile[], expected: string, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+/** The pack's bytes from the source files, checked against its hash at the end; `chunks` sees every byte too. */
+async function* verifiedPack(files: PackedFile[], expected: string, chunks?: ChunkHasher, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
   const whole = createHash('sha256');
   for (const file of files) {
     if (file.paddingBefore > 0) {
       const padding = Buffer.alloc(file.paddingBefore);
       whole.update(padding);
+      chunks?.update(padding);
       onBytes?.(padding.length);
       yield padding;
     }
     for await (const chunk of readExactly(file)) {
       whole.update(chunk);
+      chunks?.update(chunk);
       onBytes?.(chunk.length);
       yield chunk;
     }

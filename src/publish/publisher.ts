@@ -119,6 +119,8 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
         sent += n;
         options.onProgress?.({ phase: 'uploading', doneBytes: sent, totalBytes: payloadBytes, donePackages: uploaded.size, totalPackages: fresh.length });
       }));
+      const { chunks } = built.manifest;
+      if (chunks && built.chunkObject) await uploads.ifMissing(keys.chunks(chunks.object), built.chunkObject);
       const manifest = encodeDocument(built.manifest);
       await uploads.ifMissing(keys.manifest(manifest.hash), manifest.bytes);
       uploaded.add(item);

@@ -28,9 +28,12 @@ export class Uploads {
     this.count(body.length);
   }
 
-  /** For content-addressed keys only: an object already there has these very bytes. */
-  async ifMissing(key: string, body: Buffer): Promise<void> {
-    await this.once(key, () => this.put(key, body));
+  /**
+   * For content-addressed keys only: an object already there has these very bytes. `body` may be made only once it
+   * is needed (and again, should secure() have to write it again).
+   */
+  async ifMissing(key: string, body: Buffer | (() => Promise<Buffer>)): Promise<void> {
+    await this.once(key, async () => this.put(key, typeof body === 'function' ? await body() : body));
   }
 
   /** `source` is called again if the object must be written again (see secure()). */

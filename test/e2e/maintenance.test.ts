@@ -32,7 +32,7 @@ describe('store and cache maintenance through the CLI', () => {
   it('verify passes on a good store and names each damaged object', async () => {
     const good = await runCli(['verify', '--store', store]);
     expect(good.code, good.stderr).toBe(0);
-    expect(good.stdout).toMatch(/^verified generation 1 of file:\/\/.*: 2 families, 2 versions, 2 packs, 5 blocks \(.*\) in .*: all good\n$/);
+    expect(good.stdout).toMatch(/^verified generation 1 of file:\/\/.*: 2 families, 2 versions, 2 packs, 5 blocks \(.*\), 0 chunks in .*: all good\n$/);
 
     const packs = await readdir(join(storeDir, 'packs'));
     const big = (await Promise.all(packs.map(async (p) => ({ p, n: (await readFile(join(storeDir, 'packs', p))).length })))).find((x) => x.n > 1e6)!;

@@ -5,7 +5,8 @@ import { UsageError, formatBytes, parseDuration, parseSize } from '../../src/cli
 import { FsError } from '../../src/fs/errors.js';
 import { InodeTable, ROOT_INO } from '../../src/fs/inodes.js';
 import { splitPath } from '../../src/fs/paths.js';
-import { ALIGN_MIN_BLOCKS, BlockHasher, packLayout } from '../../src/publish/pack.js';
+import { ALIGN_MIN_BLOCKS } from '../../src/catalog/schema.js';
+import { BlockHasher, packLayout } from '../../src/publish/pack.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
