@@ -43,10 +43,15 @@ export function sliceOfBlock(index: number, blockSize: number, span: Span): Span
 export function readaheadRuns(missing: readonly number[], first: number, windowBlocks: number, maxRunBlocks: number): number[][] {
   if (missing.length === 0) return [];
   if (missing[0] !== first && missing.length < Math.ceil(windowBlocks / 2)) return [];
+  return consecutiveRuns(missing, maxRunBlocks);
+}
+
+/** Sorted indexes split where they stop being consecutive, or a run reaches `maxRun`: [1,2,3,7,8] -> [[1,2,3],[7,8]]. */
+export function consecutiveRuns(sorted: readonly number[], maxRun = Number.POSITIVE_INFINITY): number[][] {
   const runs: number[][] = [];
-  for (const index of missing) {
+  for (const index of sorted) {
     const run = runs.at(-1);
-    if (run && run.at(-1) === index - 1 && run.length < maxRunBlocks) run.push(index);
+    if (run && run.at(-1) === index - 1 && run.length < maxRun) run.push(index);
     else runs.push([index]);
   }
   return runs;

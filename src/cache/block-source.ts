@@ -1,10 +1,11 @@
+import { ChunkLayout, HASH_BYTES, keys, unusableChunks, type Manifest } from '../catalog/index.js';
 import { DeadlineError, withDeadline } from '../deadline.js';
 import { sha256Hex as sha256 } from '../hash.js';
 import type { Log } from '../log.js';
-import type { ObjectStore } from '../store/index.js';
+import { ObjectNotFoundError, type ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
 import { ByteBudget } from './byte-budget.js';
-import { blockSpan, blocksCovering, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
+import { blockSpan, blocksCovering, consecutiveRuns, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
 
 /** What a reader needs to know about one pack: from its manifest. */
 export interface PackRef {
@@ -12,6 +13,29 @@ export interface PackRef {
   size: number;
   blockSize: number;
   blocks: readonly string[];
+  /** Where its chunk hashes are (format 1.2), when it has usable ones: small random reads then fetch chunks. */
+  chunks?: PackChunks;
+}
+
+export interface PackChunks {
+  /** The `chunks/` object's key. */
+  key: string;
+  /** sha256 of the object's index section. */
+  index: string;
+  layout: ChunkLayout;
+}
+
+/** The PackRef of a manifest's pack. Chunk hashes it cannot use are left out, with a warning: whole blocks are read. */
+export function packRef(manifest: Pick<Manifest, 'pack' | 'packSize' | 'blocks' | 'blockSize' | 'chunks'>, log: Log): PackRef {
+  const pack: PackRef = { key: keys.pack(manifest.pack), size: manifest.packSize, blockSize: manifest.blockSize, blocks: manifest.blocks };
+  const { chunks } = manifest;
+  if (!chunks) return pack;
+  const unusable = unusableChunks(chunks, manifest.blockSize);
+  if (unusable) {
+    log.warn(`${pack.key}: chunk hashes ignored (${unusable}); small reads fetch whole blocks`);
+    return pack;
+  }
+  return { ...pack, chunks: { key: keys.chunks(chunks.object), index: chunks.index, layout: new ChunkLayout(manifest.packSize, manifest.blockSize, chunks.chunkSize) } };
 }
 
 /** Blocks being fetched at once, in bytes, unless the mount sets its own budget. */
@@ -19,10 +43,18 @@ export const DEFAULT_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_LOAD_DEADLINE_MS = 30_000;
 /** The most bytes readahead asks for in one ranged GET: large enough that per-request cost fades. */
 const MAX_RUN_BYTES = 8 * 1024 * 1024;
+/** Background disk writes of chunks and chunk lists at once, past which their disk copy is skipped. */
+const MAX_SMALL_DISK_WRITES = 64;
+
+/** Which piece of an object a load is for: its kind and its number among its kind (a block, a chunk...). */
+export interface Piece {
+  kind: 'block' | 'chunk' | 'chunk list' | 'chunk index';
+  index: number;
+}
 
 export class IntegrityError extends Error {
-  constructor(readonly objectKey: string, readonly blockIndex: number, expected: string, actual: string) {
-    super(`block ${blockIndex} of ${objectKey} failed verification: expected sha256 ${expected}, got ${actual}`);
+  constructor(readonly objectKey: string, readonly piece: Piece, expected: string, actual: string) {
+    super(`${piece.kind === 'chunk index' ? piece.kind : `${piece.kind} ${piece.index}`} of ${objectKey} failed verification: expected sha256 ${expected}, got ${actual}`);
     this.name = 'IntegrityError';
   }
 }
@@ -32,20 +64,33 @@ export interface BlockSourceStats {
   storeBytes: number;
   memoryHits: number;
   diskHits: number;
+  /** Reads served from chunks instead of whole blocks. */
+  chunkReads: number;
 }
 
 /**
  * Serves pack bytes block by block: memory, then disk, then a ranged GET (one per block on demand,
- * one per run of blocks for readahead), shared by every concurrent reader of that block. Every
- * block is checked against its sha256 before it is used or cached, whichever way it came in. Blocks
- * being fetched count against a byte budget: demand reads wait for room, readahead is skipped when
- * there is none.
+ * one per run of blocks for readahead), shared by every concurrent reader of that block. Small
+ * random reads of a pack with chunk hashes (readChunks) fetch only the 4 KiB chunks they need, in
+ * one ranged GET per run of adjacent chunks, with the chunk hashes they are checked against (the
+ * pack's chunk index once, then one list per block touched) fetched in parallel with them.
+ *
+ * Invariants: every piece (block, chunk, chunk list, chunk index) is checked against its sha256
+ * before it is used or cached, whichever way it came in; the caches hold only such pieces, each
+ * under its own hash, so a chunk never stands in for a block. Pieces being fetched count against a
+ * byte budget: demand reads wait for room, readahead is skipped when there is none. A pack whose
+ * chunk hashes fail verification is read in whole blocks from then on.
  */
 export class BlockSource {
-  readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0 };
+  readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0, chunkReads: 0 };
+  /** Loads under way: blocks, indexes and lists by their sha256, chunks by where they lie (their hash may not be known yet). */
   private readonly inFlight = new Map<string, Promise<Buffer>>();
-  /** Blocks whose load missed its deadline and is still running: asking again now would only wait again. */
+  /** Loads that missed their deadline and are still running: asking again now would only wait again. */
   private readonly overdue = new Map<string, DeadlineError>();
+  /** Chunk objects whose hashes failed verification: their packs are read in whole blocks. */
+  private readonly badChunkObjects = new Set<string>();
+  /** Disk writes of chunks and chunk lists under way (see keepSmall). */
+  private smallDiskWrites = 0;
 
   constructor(
     private readonly store: ObjectStore,
@@ -53,21 +98,34 @@ export class BlockSource {
     private readonly disk: BlockCache | undefined,
     private readonly log: Log,
     private readonly budget: ByteBudget = new ByteBudget(DEFAULT_IN_FLIGHT_BYTES),
-    /** A block load, however many readers wait on it, gives up after this long; later readers start afresh. */
+    /** A load, however many readers wait on it, gives up after this long; later readers start afresh. */
     private readonly loadDeadlineMs: number = DEFAULT_LOAD_DEADLINE_MS,
   ) {}
 
-  /** Pack bytes [span.start, span.end). */
+  /** Pack bytes [span.start, span.end), in whole blocks. */
   async read(pack: PackRef, span: Span): Promise<Buffer> {
     const covering = blocksCovering(span, pack.blockSize);
     if (!covering) return Buffer.alloc(0);
     const indexes = range(covering.first, covering.last);
     const blocks = await Promise.all(indexes.map((index) => this.block(pack, index)));
-    const pieces = blocks.map((block, i) => {
-      const slice = sliceOfBlock(indexes[i]!, pack.blockSize, span);
-      return block.subarray(slice.start, slice.end);
-    });
-    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    return joined(blocks.map((block, i) => slice(block, sliceOfBlock(indexes[i]!, pack.blockSize, span))));
+  }
+
+  /**
+   * Pack bytes [span.start, span.end) for a small random read: a block in memory, on its way or on
+   * disk serves it; otherwise its chunks do. A pack without (usable) chunk hashes is read in whole blocks.
+   */
+  async readChunks(pack: PackRef, span: Span): Promise<Buffer> {
+    const chunks = pack.chunks;
+    const covering = blocksCovering(span, pack.blockSize);
+    if (!chunks || !covering || this.badChunkObjects.has(chunks.key)) return this.read(pack, span);
+    const parts = await Promise.all(
+      range(covering.first, covering.last).map((index) => {
+        const block = blockSpan(index, pack.blockSize, pack.size);
+        return this.partOfBlock(pack, chunks, index, { start: Math.max(span.start, block.start), end: Math.min(span.end, block.end) });
+      }),
+    );
+    return joined(parts);
   }
 
   /**
@@ -94,9 +152,17 @@ export class BlockSource {
     })();
   }
 
-  private async block(pack: PackRef, index: number): Promise<Buffer> {
+  private block(pack: PackRef, index: number): Promise<Buffer> {
     const sha = pack.blocks[index];
     if (sha === undefined) throw new RangeError(`block ${index} is past the end of ${pack.key}`);
+    return this.piece(pack.key, blockSpan(index, pack.blockSize, pack.size), sha, { kind: 'block', index });
+  }
+
+  /**
+   * One content-addressed piece of an object (a block, a chunk index, a chunk list): memory, a load
+   * already under way, disk, then a verified ranged GET.
+   */
+  private async piece(key: string, span: Span, sha: string, what: Piece): Promise<Buffer> {
     const overdue = this.overdue.get(sha);
     if (overdue) throw overdue;
     const pending = this.inFlight.get(sha);
@@ -108,8 +174,122 @@ export class BlockSource {
     }
     const raced = this.inFlight.get(sha);
     if (raced) return raced;
-    const size = blockLength(pack, index);
-    return this.track(sha, size, this.budget.acquire(size).then(() => this.fetch(pack, index, sha)));
+    const size = span.end - span.start;
+    return this.track(sha, size, this.budget.acquire(size).then(() => this.fetch(key, span, sha, what)));
+  }
+
+  /** Pack bytes `part`, all inside block `index`: from the whole block when it is at hand, else from chunks. */
+  private async partOfBlock(pack: PackRef, chunks: PackChunks, index: number, part: Span): Promise<Buffer> {
+    const sha = pack.blocks[index]!;
+    const block = this.inFlight.get(sha) ?? (await this.memoryHit(sha)) ?? (await this.diskHit(sha));
+    if (block) return slice(await block, sliceOfBlock(index, pack.blockSize, part));
+    this.stats.chunkReads++;
+    try {
+      return await this.fromChunks(pack, chunks, index, part);
+    } catch (err) {
+      // Chunk hashes that are damaged or gone (a partial copy of the store) leave the pack's blocks as good as ever.
+      const hashesFailed = (err instanceof IntegrityError && err.objectKey === chunks.key) || (err instanceof ObjectNotFoundError && err.key === chunks.key);
+      if (!hashesFailed) throw err;
+      this.log.error(`${(err as Error).message}: ${pack.key} is read in whole blocks from now on`);
+      this.badChunkObjects.add(chunks.key);
+      return slice(await this.block(pack, index), sliceOfBlock(index, pack.blockSize, part));
+    }
+  }
+
+  /**
+   * The chunks holding `part` of block `index`. What is cached can only be looked up by hash, so with
+   * the block's chunk list at hand the cached chunks are used and the rest fetched; without it, the
+   * list and the chunks are fetched at once, and the chunks checked when the list is in.
+   */
+  private async fromChunks(pack: PackRef, chunks: PackChunks, index: number, part: Span): Promise<Buffer> {
+    const { layout } = chunks;
+    const first = layout.chunkAt(part.start);
+    const last = layout.chunkAt(part.end - 1);
+    const local = await this.localChunkList(chunks, index);
+    const list = local ? Promise.resolve(local) : this.chunkList(chunks, index);
+    list.catch(() => undefined); // awaited below, by each chunk's load; a failure must not go unhandled first
+    const firstOfBlock = index * layout.chunksPerBlock;
+    const hashOf = (listBytes: Buffer, chunk: number) => hashAt(listBytes, chunk - firstOfBlock);
+    const loads = new Map<number, Promise<Buffer>>();
+    const missing: number[] = [];
+    for (let chunk = first; chunk <= last; chunk++) {
+      const overdue = this.overdue.get(chunkKey(pack, chunk));
+      if (overdue) throw overdue;
+      const pending = this.inFlight.get(chunkKey(pack, chunk));
+      const cached = pending ?? (local && ((await this.memoryHit(hashOf(local, chunk))) ?? (await this.diskHit(hashOf(local, chunk)))));
+      if (cached) loads.set(chunk, Promise.resolve(cached));
+      else missing.push(chunk);
+    }
+    for (const run of consecutiveRuns(missing)) {
+      this.fetchChunkRun(pack, layout, run, list, hashOf).forEach((load, i) => loads.set(run[i]!, load));
+    }
+    const data = await Promise.all(range(first, last).map((chunk) => loads.get(chunk)!));
+    const from = layout.chunkSpan(first).start;
+    return slice(joined(data), { start: part.start - from, end: part.end - from });
+  }
+
+  /**
+   * Adjacent chunks in one ranged GET, one load per chunk, each checked against its hash once `list`
+   * (the block's chunk list) is in; a chunk that fails is fetched again on its own.
+   */
+  private fetchChunkRun(pack: PackRef, layout: ChunkLayout, run: number[], list: Promise<Buffer>, hashOf: (list: Buffer, chunk: number) => string): Promise<Buffer>[] {
+    const spans = run.map((chunk) => layout.chunkSpan(chunk));
+    const start = spans[0]!.start;
+    const end = spans.at(-1)!.end;
+    const total = end - start;
+    // The chunks, plus the response until it is cut into them: both are in memory at once.
+    const response = this.budget.acquire(2 * total).then(() => this.getRange(this.store, pack.key, start, end));
+    response.finally(() => this.budget.release(total)).catch(() => undefined);
+    return run.map((chunk, i) => {
+      const span = spans[i]!;
+      const load = (async () => {
+        const bytes = await response;
+        const sha = hashOf(await list, chunk);
+        const data = Buffer.from(bytes.subarray(span.start - start, span.end - start)); // own copy: the cache counts each chunk alone
+        const actual = sha256(data);
+        if (actual === sha) return this.keepSmall(sha, data);
+        const piece: Piece = { kind: 'chunk', index: chunk };
+        this.log.error(`${new IntegrityError(pack.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
+        return this.keepSmall(sha, await this.fetchVerified(pack.key, span, sha, piece));
+      })();
+      return this.track(chunkKey(pack, chunk), span.end - span.start, load);
+    });
+  }
+
+  /** Block `index`'s chunk list when its pack's index and the list are in memory or on disk, without a GET. */
+  private async localChunkList(chunks: PackChunks, index: number): Promise<Buffer | undefined> {
+    const chunkIndex = (await this.memory.get(chunks.index)) ?? (await this.diskHit(chunks.index));
+    if (!chunkIndex) return undefined;
+    const sha = hashAt(chunkIndex, index);
+    return (await this.memoryHit(sha)) ?? (await this.diskHit(sha));
+  }
+
+  /**
+   * Block `index`'s chunk list, checked against the pack's chunk index. When the index is not at hand
+   * either, both come in at once (two ranged GETs of the chunk object in parallel).
+   */
+  private async chunkList(chunks: PackChunks, index: number): Promise<Buffer> {
+    const { layout } = chunks;
+    const listSpan = layout.listSpan(index);
+    const piece: Piece = { kind: 'chunk list', index };
+    const listKey = `${chunks.key}#list${index}`;
+    const pending = this.inFlight.get(listKey);
+    if (pending) return pending;
+    const cachedIndex = await this.memory.get(chunks.index);
+    if (cachedIndex) return this.piece(chunks.key, listSpan, hashAt(cachedIndex, index), piece);
+    const size = listSpan.end - listSpan.start;
+    const raw = this.budget.acquire(size).then(() => this.getRange(this.store, chunks.key, listSpan.start, listSpan.end));
+    const chunkIndex = this.piece(chunks.key, layout.indexSpan(), chunks.index, { kind: 'chunk index', index: 0 });
+    chunkIndex.catch(() => undefined); // awaited below, after `raw`: the budget is released only after it was taken
+    const load = (async () => {
+      const bytes = await raw;
+      const sha = hashAt(await chunkIndex, index);
+      const actual = sha256(bytes);
+      if (actual === sha) return this.keepSmall(sha, bytes);
+      this.log.error(`${new IntegrityError(chunks.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
+      return this.keepSmall(sha, await this.fetchVerified(chunks.key, listSpan, sha, piece));
+    })();
+    return this.track(listKey, size, load);
   }
 
   /**
@@ -117,30 +297,30 @@ export class BlockSource {
    * that joins late waits only for what is left of it, never a full deadline of its own. The budget
    * is held until the underlying fetch settles, deadline or not.
    */
-  private track(sha: string, size: number, load: Promise<Buffer>): Promise<Buffer> {
+  private track(key: string, size: number, load: Promise<Buffer>): Promise<Buffer> {
     load
       .finally(() => {
         this.budget.release(size);
-        this.overdue.delete(sha);
+        this.overdue.delete(key);
       })
       .catch(() => undefined);
-    const shared: Promise<Buffer> = withDeadline(load, this.loadDeadlineMs, `loading block ${sha}`)
+    const shared: Promise<Buffer> = withDeadline(load, this.loadDeadlineMs, `loading ${key}`)
       .catch((err: unknown) => {
         // The kernel retries a failed page at once; until this fetch settles, such retries fail at once too.
-        if (err instanceof DeadlineError) this.overdue.set(sha, err);
+        if (err instanceof DeadlineError) this.overdue.set(key, err);
         throw err;
       })
       .finally(() => {
-        if (this.inFlight.get(sha) === shared) this.inFlight.delete(sha);
+        if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
       });
-    this.inFlight.set(sha, shared);
+    this.inFlight.set(key, shared);
     return shared;
   }
 
-  private async fetch(pack: PackRef, index: number, sha: string): Promise<Buffer> {
+  private async fetch(key: string, span: Span, sha: string, what: Piece): Promise<Buffer> {
     const onDisk = await this.fromDisk(sha);
     if (onDisk) return this.keepFromDisk(sha, onDisk);
-    return this.keepFetched(sha, await this.fetchVerified(pack, index, sha));
+    return this.keepFetched(sha, await this.fetchVerified(key, span, sha, what));
   }
 
   /**
@@ -157,9 +337,7 @@ export class BlockSource {
       if (missing.length > 0) {
         const start = blockSpan(missing[0]!, pack.blockSize, pack.size).start;
         const end = blockSpan(missing.at(-1)!, pack.blockSize, pack.size).end;
-        const bytes = await this.store.getRange(pack.key, start, end);
-        this.stats.storeGets++;
-        this.stats.storeBytes += bytes.length;
+        const bytes = await this.getRange(this.store, pack.key, start, end);
         for (const index of missing) {
           const span = blockSpan(index, pack.blockSize, pack.size);
           fetched.set(index, Buffer.from(bytes.subarray(span.start - start, span.end - start))); // own copy: the cache counts each block alone
@@ -175,9 +353,22 @@ export class BlockSource {
       const data = fetched.get(index)!;
       const actual = sha256(data);
       if (actual === sha) return this.keepFetched(sha, data);
-      this.log.error(`${new IntegrityError(pack.key, index, sha, actual).message} (from ${this.store.url}); fetching it alone`);
-      return this.keepFetched(sha, await this.fetchVerified(pack, index, sha));
+      const piece: Piece = { kind: 'block', index };
+      this.log.error(`${new IntegrityError(pack.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
+      return this.keepFetched(sha, await this.fetchVerified(pack.key, blockSpan(index, pack.blockSize, pack.size), sha, piece));
     });
+  }
+
+  private async memoryHit(sha: string): Promise<Buffer | undefined> {
+    const data = await this.memory.get(sha);
+    if (data) this.stats.memoryHits++;
+    return data;
+  }
+
+  /** A verified piece from disk, now in memory too. */
+  private async diskHit(sha: string): Promise<Buffer | undefined> {
+    const data = await this.fromDisk(sha);
+    return data && this.keepFromDisk(sha, data);
   }
 
   private async keepFromDisk(sha: string, data: Buffer): Promise<Buffer> {
@@ -193,27 +384,47 @@ export class BlockSource {
   }
 
   /**
-   * One ranged GET, checked against the block's hash. Bytes that fail are never used or cached: the
+   * Keeps a small piece (a chunk, a chunk list) in memory at once and on disk in the background: a 4 KiB
+   * read must not wait for a file to be written (that takes longer than the read), and when writes pile
+   * up (a disk slower than the store) the disk copy, a mere convenience for the next mount, is skipped.
+   */
+  private keepSmall(sha: string, data: Buffer): Promise<Buffer> {
+    if (this.disk && this.smallDiskWrites < MAX_SMALL_DISK_WRITES) {
+      this.smallDiskWrites++;
+      this.disk
+        .put(sha, data)
+        .catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`))
+        .finally(() => this.smallDiskWrites--);
+    }
+    return this.memory.put(sha, data).then(() => data);
+  }
+
+  private async getRange(source: ObjectStore, key: string, start: number, end: number): Promise<Buffer> {
+    const bytes = await source.getRange(key, start, end);
+    this.stats.storeGets++;
+    this.stats.storeBytes += bytes.length;
+    return bytes;
+  }
+
+  /**
+   * One ranged GET, checked against the piece's hash. Bytes that fail are never used or cached: the
    * read is retried from each replica in turn (a mirror set), or once more from a single store, whose
    * bytes may have been damaged in transit.
    */
-  private async fetchVerified(pack: PackRef, index: number, sha: string): Promise<Buffer> {
-    const { start, end } = blockSpan(index, pack.blockSize, pack.size);
+  private async fetchVerified(key: string, span: Span, sha: string, what: Piece): Promise<Buffer> {
     const sources = [this.store, ...(this.store.replicas?.() ?? [this.store])];
     let failure: IntegrityError | undefined;
     for (const source of sources) {
-      const fetched = await source.getRange(pack.key, start, end);
-      this.stats.storeGets++;
-      this.stats.storeBytes += fetched.length;
+      const fetched = await this.getRange(source, key, span.start, span.end);
       const actual = sha256(fetched);
       if (actual === sha) return fetched;
-      failure = new IntegrityError(pack.key, index, sha, actual);
+      failure = new IntegrityError(key, what, sha, actual);
       this.log.error(`${failure.message} (from ${source.url})`);
     }
     throw failure!;
   }
 
-  /** A disk block that fails its hash (bit rot, a foreign writer) is deleted, never served. */
+  /** A disk piece that fails its hash (bit rot, a foreign writer) is deleted, never served. */
   private async fromDisk(sha: string): Promise<Buffer | undefined> {
     if (!this.disk) return undefined;
     const data = await this.disk.get(sha).catch(() => undefined);
@@ -223,6 +434,24 @@ export class BlockSource {
     await this.disk.delete(sha).catch(() => undefined);
     return undefined;
   }
+}
+
+/** Where a chunk load is tracked: by place, since its hash is not known until its block's list is in. */
+function chunkKey(pack: PackRef, chunk: number): string {
+  return `${pack.key}#chunk${chunk}`;
+}
+
+/** The `i`th sha256 of a run of raw hashes (a chunk list, a chunk index), as hex. */
+function hashAt(hashes: Buffer, i: number): string {
+  return hashes.toString('hex', i * HASH_BYTES, (i + 1) * HASH_BYTES);
+}
+
+function slice(data: Buffer, span: Span): Buffer {
+  return data.subarray(span.start, span.end);
+}
+
+function joined(pieces: Buffer[]): Buffer {
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
 }
 
 function blockLength(pack: PackRef, index: number): number {

@@ -1,14 +1,20 @@
 import { LRUCache } from 'lru-cache';
 import type { BlockCache } from './block-cache.js';
 
-/** Verified blocks in process memory, least recently used evicted first, bounded in bytes. */
+/**
+ * What an entry costs besides its bytes (the Buffer object, its backing store's header, the LRU's slots): nothing
+ * next to a 1 MiB block, but 4 KiB chunks come by the tens of thousands, and the memory plan counts what is held.
+ */
+const ENTRY_OVERHEAD_BYTES = 256;
+
+/** Verified blocks (and chunks) in process memory, least recently used evicted first, bounded in bytes. */
 export class MemoryBlockCache implements BlockCache {
   private readonly lru: LRUCache<string, Buffer>;
 
   constructor(maxBytes: number) {
     this.lru = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, maxBytes),
-      sizeCalculation: (block) => Math.max(1, block.length),
+      sizeCalculation: (block) => block.length + ENTRY_OVERHEAD_BYTES,
     });
   }
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { BlockSource, ByteBudget, MemoryBlockCache, blockSpan, type DiskBlockCache, type PackRef } from '../cache/index.js';
-import { Catalog, keys } from '../catalog/index.js';
+import { BlockSource, ByteBudget, MemoryBlockCache, blockSpan, packRef, type DiskBlockCache, type PackRef } from '../cache/index.js';
+import { Catalog } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import { UsageError } from './units.js';
 
@@ -58,7 +58,7 @@ export async function prefetch(
     const record = (await catalog.shard(family)).versions[version];
     if (!record) throw new UsageError(`no version ${version} of ${family} in ${catalog.store.url}`);
     const manifest = await catalog.manifest(record.manifest);
-    packs.push({ name, pack: { key: keys.pack(manifest.pack), size: manifest.packSize, blockSize: manifest.blockSize, blocks: manifest.blocks } });
+    packs.push({ name, pack: packRef(manifest, options.log) });
   }
   // No memory cache: prefetched blocks are for the disk, not for this short-lived process.
   const blocks = new BlockSource(catalog.store, new MemoryBlockCache(1), cache, options.log, new ByteBudget(BLOCKS_IN_FLIGHT * catalog.config.blockSize));

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { ReadaheadWindow, readableLength, type BlockSource, type PackRef } from '../cache/index.js';
+import { ReadaheadWindow, packRef, readableLength, readsChunks, type BlockSource, type PackRef } from '../cache/index.js';
 import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, Manifest, TreeNode, VersionRecord } from '../catalog/index.js';
 import { countSubdirs, keys } from '../catalog/index.js';
 import type { Log } from '../log.js';
@@ -86,6 +86,7 @@ export class RezFs {
    */
   private readonly packReaders = new LRUCache<string, ReadaheadWindow>({ max: UNOPENED_FILES });
   private readonly inlineData = new WeakMap<InlineFile, Buffer>();
+  private readonly packs = new WeakMap<Manifest, PackRef>();
   /** A version's top-level names as a set: a version may hold thousands, and every path below it is checked. */
   private readonly versionNames = new WeakMap<readonly string[], ReadonlySet<string>>();
   private nextHandle = 1;
@@ -214,10 +215,14 @@ export class RezFs {
     const span = { start: file.node.offset + offset, end: file.node.offset + offset + n };
     const ahead = file.readahead.onRead(offset, n);
     const packAhead = this.packReader(file.pack).onRead(span.start, n);
+    const sparse = readsChunks({ run: file.readahead.run, fileSize: file.node.size, blockSize: file.pack.blockSize });
     // Within the file for its own reader; on through the pack when files are being read in pack order.
-    if (ahead > 0 || packAhead > 0) this.readAhead(file.pack, span.end, Math.max(ahead, packAhead), packAhead > ahead ? file.pack.size : file.node.offset + file.node.size);
+    if (!sparse && (ahead > 0 || packAhead > 0)) {
+      this.readAhead(file.pack, span.end, Math.max(ahead, packAhead), packAhead > ahead ? file.pack.size : file.node.offset + file.node.size);
+    }
     try {
-      const data = await withDeadline(this.blocks.read(file.pack, span), this.options.readDeadlineMs, `reading ${file.pack.key}`);
+      const reading = sparse ? this.blocks.readChunks(file.pack, span) : this.blocks.read(file.pack, span);
+      const data = await withDeadline(reading, this.options.readDeadlineMs, `reading ${file.pack.key}`);
       this.stats.readBytes += data.length;
       return data;
     } catch (err) {
@@ -310,9 +315,11 @@ export class RezFs {
   private openFile(resolved: Resolved): OpenFile {
     if (resolved.kind === 'inline' && resolved.entry.type === 'file') return { kind: 'inline', data: this.inline(resolved.entry) };
     if (resolved.kind === 'tree' && resolved.node.type === 'file') {
-      const { manifest, node } = resolved;
-      const pack = { key: keys.pack(manifest.pack), size: manifest.packSize, blockSize: manifest.blockSize, blocks: manifest.blocks };
-      return { kind: 'pack', pack, node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks)) };
+      const pack = this.packOf(resolved.manifest);
+      // A short forward skip keeps a sequential reader sequential: the kernel skips pages it has cached (those a
+      // random reader left: a few pages each). Not much more: random reads landing that close would pass too.
+      const slack = pack.blockSize / 8;
+      return { kind: 'pack', pack, node: resolved.node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack) };
     }
     throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
   }
@@ -323,6 +330,16 @@ export class RezFs {
     const next = Math.ceil(packOffset / pack.blockSize);
     const last = Math.floor((limit - 1) / pack.blockSize);
     if (next <= last) this.blocks.prefetch(pack, next, Math.min(blocks, last - next + 1));
+  }
+
+  /** One PackRef per manifest: every open of its files shares it (and a warning about it is logged once). */
+  private packOf(manifest: Manifest): PackRef {
+    let pack = this.packs.get(manifest);
+    if (!pack) {
+      pack = packRef(manifest, this.options.log);
+      this.packs.set(manifest, pack);
+    }
+    return pack;
   }
 
   private packReader(pack: PackRef): ReadaheadWindow {

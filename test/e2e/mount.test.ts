@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forceUnmountAll, mountStore, runCli, runProcess, type MountHandle } from '../support/cli.js';
 import { addPackage, generateRepo, type RepoSummary } from '../support/repo-generator.js';
+import { expectBytesAt } from '../support/reads.js';
 import { startS3Server, type S3TestServer } from '../support/s3-server.js';
 import { tempDir } from '../support/small-repo.js';
 import { FAMILY_DIRS, diffTrees, snapshotTree } from '../support/tree.js';
@@ -83,13 +84,7 @@ describe.each(targets)('publish and mount over $kind', (target) => {
       const MiB = 1024 * 1024;
       const cases: [number, number][] = [[0, 1], [MiB - 1, 2], [MiB - 100, MiB + 200], [2 * MiB - 3, 7], [file.size - 10, 100], [file.size, 10], [file.size + 5000, 10]];
       for (let i = 0; i < 60; i++) cases.push([randomInt(file.size), randomInt(1, 3 * MiB)]);
-      for (const [offset, length] of cases) {
-        const buffer = Buffer.alloc(length);
-        const { bytesRead } = await handle.read(buffer, 0, length, offset);
-        const expected = source.subarray(offset, offset + length);
-        expect(bytesRead, `${offset}+${length}`).toBe(expected.length);
-        expect(buffer.subarray(0, bytesRead).equals(expected), `${offset}+${length}`).toBe(true);
-      }
+      for (const [offset, length] of cases) await expectBytesAt(handle, source, offset, length);
     } finally {
       await handle.close();
     }
