@@ -3,12 +3,12 @@
 // own process (no proxy hop, so it costs the data path nothing but a few additions per request).
 //   GET /__bench/stats  -> JSON {requests: {"<METHOD> <class>[ range]": {n, bytesOut, bytesIn}}}  (not counted)
 //   GET /__bench/reset  -> zeroes the counters
-// <class> is the first key segment after the bucket and an optional store prefix: packs, manifests, families, index,
-// rezfs.json, or "object" for anything else (peer data, raw baselines); bucket-level requests are "bucket".
+// <class> is the first key segment after the bucket and an optional store prefix: packs, chunks, manifests, families,
+// index, rezfs.json, or "object" for anything else (peer data, raw baselines); bucket-level requests are "bucket".
 const http = require('node:http');
 
 let counters = {};
-const CLASSES = new Set(['packs', 'manifests', 'families', 'index', 'rezfs.json']);
+const CLASSES = new Set(['packs', 'chunks', 'manifests', 'families', 'index', 'rezfs.json']);
 
 function classify(url) {
   const path = decodeURIComponent(url.split('?')[0]);
