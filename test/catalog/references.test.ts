@@ -102,8 +102,24 @@ describe('CatalogWalker', () => {
     await expect(new CatalogWalker(store).walk(head)).rejects.toThrow(/not found/);
   });
 
+  it('finds the chunk hashes of a pack that has them (format 1.2), before the manifest that names them', async () => {
+    const blockSize = 16 * 1024;
+    await store.put(keys.config, Buffer.from(JSON.stringify({ format: '1.2.0', blockSize })));
+    await writeTree(repo, { 'big/1.0/package.py': packageDefinition('big', '1.0'), 'big/1.0/lib/libbig.so': Buffer.alloc(8 * blockSize + 1, 7) });
+    await run();
+    const order: ObjectRef[] = [];
+    const walker = new CatalogWalker(store);
+    await walker.walk(await headHash(), { object: (ref) => order.push(ref) });
+    expect([...walker.keys].sort()).toEqual(await storedObjects());
+    const chunks = order.filter((r) => r.kind === 'chunks');
+    expect(chunks.map((r) => r.where)).toEqual(['big/1.0']); // the small packages have none
+    const pack = order.find((r): r is Extract<ObjectRef, { kind: 'pack' }> => r.kind === 'pack' && r.where === 'big/1.0')!;
+    expect(chunks[0]!.key).toBe(keys.chunks(pack.chunks!.object));
+  });
+
   it('orders kinds so that what a document names comes before it', () => {
     expect(dependencyRank('pack')).toBeLessThan(dependencyRank('manifest'));
+    expect(dependencyRank('chunks')).toBeLessThan(dependencyRank('manifest'));
     expect(dependencyRank('manifest')).toBeLessThan(dependencyRank('shard'));
     expect(dependencyRank('shard')).toBeLessThan(dependencyRank('index'));
     expect(dependencyRank('signature')).toBeLessThan(dependencyRank('index'));

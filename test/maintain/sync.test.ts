@@ -33,6 +33,13 @@ async function referenced(store: ObjectStore): Promise<string[]> {
   return [...walker.keys, keys.head, keys.config].sort();
 }
 
+/** The pack of foo/1.0.0 in the source. */
+async function packOfFoo(): Promise<string | undefined> {
+  let pack: string | undefined;
+  await new CatalogWalker(source).walk((await readHead(source))!.indexHash, { object: (ref) => void (ref.kind === 'pack' && ref.where === 'foo/1.0.0' && (pack = ref.sha256)) });
+  return pack;
+}
+
 beforeEach(async () => {
   work = await tempDir('sync');
   repo = join(work.path, 'repo');
@@ -55,6 +62,18 @@ describe('rezfs sync', () => {
     const verified = await verifyStore(target, { keys: [loadPublicKey(keyPair.publicPem, 'pub')], minGeneration: 0 });
     expect(verified.problems).toEqual([]);
     expect(verified.versions).toBe(2);
+  });
+
+  it('copies the chunk hashes of packs that have them (format 1.2), so the target verifies every chunk', async () => {
+    await source.put(keys.config, Buffer.from(JSON.stringify({ format: '1.2.0', blockSize: 16 * 1024 })));
+    await publishTo(source);
+    await sync();
+    const chunkObjects = (await listed(target)).filter((k) => k.startsWith('chunks/'));
+    expect(chunkObjects).toHaveLength(1); // foo's pack holds the big file; bar's holds none
+    expect(await listed(target)).toEqual(await referenced(source));
+    const verified = await verifyStore(target, undefined);
+    expect(verified.problems).toEqual([]);
+    expect(verified.chunks).toBe(Math.ceil((await target.head(keys.pack((await packOfFoo())!)))!.size / 4096));
   });
 
   it('copies in dependency order, HEAD last, and only what the target lacks; a rerun copies nothing', async () => {
