@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sha256Hex } from '../hash.js';
-import { ObjectNotFoundError, type ListedObject, type ObjectInfo, type ObjectStore } from '../store/index.js';
+import { ObjectNotFoundError, type ListedObject, type ObjectInfo, type ObjectStore, type PutStreamOptions } from '../store/index.js';
 
 /** After a failed look at the store, serve copies for this long before asking it again. */
 const RECHECK_MS = 10_000;
@@ -83,8 +83,8 @@ export class LocalCopyStore implements ObjectStore {
     return this.inner.put(key, body);
   }
 
-  putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
-    return this.inner.putStream(key, source);
+  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
+    return this.inner.putStream(key, source, options);
   }
 
   putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {

@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { publish, PublishInputError, retire, type PublishProgress } from '../publish/index.js';
-import { openStore, openWritableStore, ReadOnlyStoreError, StoreUrlError } from '../store/index.js';
+import { openStore, openWritableStore, ReadOnlyStoreError, StoreAccessError, StoreUrlError, WriteRefusedError } from '../store/index.js';
 import { parsePackageRef } from './prefetch.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } from './maintenance.js';
@@ -28,7 +28,7 @@ function defaultCacheDir(): string {
 }
 
 function storeOption(): Option {
-  return new Option('--store <url>', 'store URL: file:///dir or s3://bucket/prefix').env('REZFS_STORE').makeOptionMandatory();
+  return new Option('--store <url>', 'store URL: file:///dir, s3://bucket/prefix, dav+https://host/repo/prefix, or https://host/prefix (read-only)').env('REZFS_STORE').makeOptionMandatory();
 }
 
 function cacheDirOption(): Option {
@@ -295,8 +295,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    // Wrong credentials and a store that refuses writes for good are bad input too: the user must change what was given.
     const usage =
-      err instanceof UsageError || err instanceof PublishInputError || err instanceof StoreUrlError || err instanceof ReadOnlyStoreError || err instanceof GcOptionError || err instanceof SyncRefusedError;
+      err instanceof UsageError ||
+      err instanceof PublishInputError ||
+      err instanceof StoreUrlError ||
+      err instanceof ReadOnlyStoreError ||
+      err instanceof StoreAccessError ||
+      err instanceof WriteRefusedError ||
+      err instanceof GcOptionError ||
+      err instanceof SyncRefusedError;
     process.stderr.write(`rezfs: ${(err as Error).message}\n`);
     return usage ? EXIT_USAGE : EXIT_FAILURE;
   }

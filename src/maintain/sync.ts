@@ -201,7 +201,7 @@ async function listKinds(target: ObjectStore): Promise<Map<string, ListedObject>
 /** Copies one object, checked against its hash; returns its size. */
 async function copyObject(source: ObjectStore, target: ObjectStore, ref: ObjectRef, rangeBytes: number, onPackBytes: (n: number) => void): Promise<number> {
   if (ref.kind === 'pack') {
-    await target.putStream(ref.key, verifiedRanges(source, ref, rangeBytes, onPackBytes));
+    await target.putStream(ref.key, () => verifiedRanges(source, ref, rangeBytes, onPackBytes), { size: ref.size, sha256: ref.sha256 });
     return ref.size;
   }
   const bytes = await source.get(ref.key);

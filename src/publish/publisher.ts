@@ -115,10 +115,13 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   const uploadPayload = (items: Prepared[]) =>
     inParallel(items.filter((p) => !uploaded.has(p)), UPLOADS_IN_FLIGHT, async (item) => {
       const { built } = item;
-      await uploads.stream(keys.pack(built.manifest.pack), () => built.packStream((n) => {
-        sent += n;
-        options.onProgress?.({ phase: 'uploading', doneBytes: sent, totalBytes: payloadBytes, donePackages: uploaded.size, totalPackages: fresh.length });
-      }));
+      const { pack, packSize } = built.manifest;
+      const packStream = () =>
+        built.packStream((n) => {
+          sent += n;
+          options.onProgress?.({ phase: 'uploading', doneBytes: sent, totalBytes: payloadBytes, donePackages: uploaded.size, totalPackages: fresh.length });
+        });
+      await uploads.stream(keys.pack(pack), packStream, { size: packSize, sha256: pack });
       const { chunks } = built.manifest;
       if (chunks && built.chunkObject) await uploads.ifMissing(keys.chunks(chunks.object), built.chunkObject);
       const manifest = encodeDocument(built.manifest);

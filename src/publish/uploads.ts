@@ -5,7 +5,7 @@
  * concurrent `rezfs gc` (catalog/gc-protocol.ts). Imports the store and that protocol.
  */
 import { ReliedObjects } from '../catalog/index.js';
-import type { ObjectStore } from '../store/index.js';
+import type { ObjectStore, PutStreamOptions } from '../store/index.js';
 
 export class Uploads {
   objects = 0;
@@ -36,11 +36,11 @@ export class Uploads {
     await this.once(key, async () => this.put(key, typeof body === 'function' ? await body() : body));
   }
 
-  /** `source` is called again if the object must be written again (see secure()). */
-  async stream(key: string, source: () => AsyncIterable<Buffer>): Promise<void> {
+  /** `source` is called again if the object must be written again (see secure()), or the store retries the upload. */
+  async stream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
     await this.once(key, async () => {
       let bytes = 0;
-      await this.store.putStream(key, countBytes(source(), (n) => (bytes += n)));
+      await this.store.putStream(key, () => ((bytes = 0), countBytes(source(), (n) => (bytes += n))), options);
       this.count(bytes);
     });
   }

@@ -68,8 +68,8 @@ export class FileStore implements ObjectStore {
     await this.writeAtomically(key, async (tmp) => writeFile(tmp, body));
   }
 
-  async putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
-    await this.writeAtomically(key, async (tmp) => pipeline(Readable.from(source), createWriteStream(tmp)));
+  async putStream(key: string, source: () => AsyncIterable<Buffer>): Promise<void> {
+    await this.writeAtomically(key, async (tmp) => pipeline(Readable.from(source()), createWriteStream(tmp)));
   }
 
   async putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {

@@ -1,3 +1,4 @@
+export { DavStore } from './dav-store.js';
 export { HttpStore } from './http-store.js';
 export { DEFAULT_MIRROR_OPTIONS, MirroredStore, MirrorsUnavailableError, type MirrorHealth, type MirrorOptions } from './mirrored-store.js';
 export {
@@ -18,8 +19,10 @@ export {
   StoreError,
   StoreTimeoutError,
   TransientStoreError,
+  WriteRefusedError,
   type ListedObject,
   type ObjectInfo,
   type ObjectStore,
+  type PutStreamOptions,
 } from './types.js';
 export { DEFAULT_TIMEOUTS, type StoreTimeouts } from './watchdog.js';

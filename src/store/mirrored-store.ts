@@ -1,6 +1,6 @@
 import { unlessNotFound } from './responses.js';
 import { exponentialMs } from './retry.js';
-import { ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
+import { ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore, type PutStreamOptions } from './types.js';
 
 export interface MirrorOptions {
   /** First pause before a failed store is probed; doubles with each failed probe up to maxCoolDownMs. */
@@ -105,8 +105,8 @@ export class MirroredStore implements ObjectStore {
     return this.primary.put(key, body);
   }
 
-  putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
-    return this.primary.putStream(key, source);
+  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
+    return this.primary.putStream(key, source, options);
   }
 
   putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {

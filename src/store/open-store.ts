@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileStore } from './file-store.js';
+import { DavStore } from './dav-store.js';
 import { HttpStore } from './http-store.js';
 import { MirroredStore, type MirrorOptions } from './mirrored-store.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
@@ -27,7 +28,7 @@ export const MIRRORED_MAX_ATTEMPTS = 2;
 
 export class StoreUrlError extends StoreError {
   constructor(url: string, why: string) {
-    super(`bad store URL ${JSON.stringify(redactUrl(url))}: ${why}; use file:///abs/dir, s3://bucket/prefix or http(s)://host/prefix`);
+    super(`bad store URL ${JSON.stringify(redactUrl(url))}: ${why}; use file:///abs/dir, s3://bucket/prefix, http(s)://host/prefix (read-only) or dav+http(s)://host/repo/prefix`);
     this.name = 'StoreUrlError';
   }
 }
@@ -42,8 +43,9 @@ export function redactUrl(url: string): string {
 
 /**
  * Opens a store by URL: `file:///abs/dir`; `s3://bucket/prefix` (path-style unless REZFS_S3_PATH_STYLE=0, since
- * a custom endpoint is usually MinIO, Ceph or s3rver; AWS itself accepts path-style too); or, read-only,
- * `http(s)://[user:password@]host[:port]/prefix`.
+ * a custom endpoint is usually MinIO, Ceph or s3rver; AWS itself accepts path-style too); read-only,
+ * `http(s)://[user:password@]host[:port]/prefix`; or `dav+http(s)://host/repo/prefix`, a WebDAV share or artifact
+ * repository (dav-store.ts).
  */
 export function openStore(url: string, options: OpenStoreOptions = {}): ObjectStore {
   let parsed: URL;
@@ -75,6 +77,11 @@ export function openStore(url: string, options: OpenStoreOptions = {}): ObjectSt
     case 'https:':
       if (parsed.search || parsed.hash) throw new StoreUrlError(url, 'a query or fragment is not supported');
       return new HttpStore(url, policy);
+    case 'dav+http:':
+    case 'dav+https:':
+      if (parsed.search || parsed.hash) throw new StoreUrlError(url, 'a query or fragment is not supported');
+      if (!parsed.hostname) throw new StoreUrlError(url, 'no host');
+      return new DavStore(url, policy);
     default:
       throw new StoreUrlError(url, `unsupported scheme ${parsed.protocol}`);
   }

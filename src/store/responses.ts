@@ -29,6 +29,8 @@ export interface FailedAnswer {
   /** The server's error code (S3 `Code`), if any. */
   code?: string;
   retryAfter?: string;
+  /** Where the store takes its credentials from, for the access-denied message. */
+  credentialSource?: string;
 }
 
 /**
@@ -40,7 +42,7 @@ export function errorForStatus(answer: FailedAnswer): StoreError {
   const detail = `HTTP ${status}${code ? ` ${code}` : ''}`;
   const what = `${answer.method} ${key}`;
   if (status === 404) return new ObjectNotFoundError(storeUrl, key);
-  if (status === 401 || status === 403) return new StoreAccessError(storeUrl, what, detail);
+  if (status === 401 || status === 403) return new StoreAccessError(storeUrl, what, detail, answer.credentialSource);
   const throttled = status === 503 || status === 429 || (code !== undefined && THROTTLING.has(code));
   if (throttled || status === 408 || (status >= 500 && status !== 501) || (code !== undefined && TRANSIENT_CODES.has(code))) {
     return new TransientStoreError(`${what} at ${storeUrl}: ${detail}`, {

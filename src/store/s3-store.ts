@@ -113,8 +113,8 @@ export class S3Store implements ObjectStore {
   }
 
   /** Small objects in one PUT; large ones as a multipart upload that is aborted if the source fails. */
-  async putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
-    const parts = partition(source, PART_SIZE);
+  async putStream(key: string, source: () => AsyncIterable<Buffer>): Promise<void> {
+    const parts = partition(source(), PART_SIZE);
     const first = await parts.next();
     const second = first.done ? undefined : await parts.next();
     if (first.done || second?.done) {

@@ -15,6 +15,14 @@ export interface ListedObject {
   modifiedMs: number;
 }
 
+/** What a writer may know of a stream's bytes before it sends them. */
+export interface PutStreamOptions {
+  /** How many bytes the source yields: a store that sends a length up front (and scales its deadline by it) uses it. */
+  size?: number;
+  /** Their sha256 (hex): a store whose server checks uploads against a checksum header sends it. */
+  sha256?: string;
+}
+
 /**
  * The one interface every backend (local directory, S3, HTTP) implements. Keys are `/`-separated
  * relative paths such as `index/HEAD` or `packs/<sha256>`. Stores know nothing of catalogs or FUSE.
@@ -32,9 +40,10 @@ export interface ObjectStore {
   put(key: string, body: Buffer): Promise<void>;
   /**
    * Streams an object in. If the source throws, nothing is written under `key`: this is how a
-   * publisher refuses to commit bytes whose hash no longer matches.
+   * publisher refuses to commit bytes whose hash no longer matches. `source` is called once per attempt: a store
+   * that must send the bytes again (an upload retried after a 5xx) asks for them again.
    */
-  putStream(key: string, source: AsyncIterable<Buffer>): Promise<void>;
+  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void>;
   /**
    * Compare-and-swap: writes only if the object's current etag is `expected` (or, with `null`,
    * if it does not exist). Returns false when another writer got there first.
@@ -84,19 +93,33 @@ export class ObjectNotFoundError extends StoreError {
 /** A store that cannot take writes (an http:// mirror) throws this from put*. */
 export class ReadOnlyStoreError extends StoreError {
   constructor(readonly storeUrl: string) {
-    super(`${storeUrl} is read-only (plain HTTP): use the s3:// or file:// store behind it`);
+    super(`${storeUrl} is read-only (plain HTTP): use the s3://, file:// or dav+http(s):// store behind it`);
     this.name = 'ReadOnlyStoreError';
   }
 }
 
-/** 401/403: retrying cannot help. The message names the store, never the credentials. */
+/**
+ * 401/403: retrying cannot help. The message names the store, never the credentials; `source` says where this kind
+ * of store takes them from.
+ */
 export class StoreAccessError extends StoreError {
-  constructor(readonly storeUrl: string, what: string, detail: string) {
+  constructor(readonly storeUrl: string, what: string, detail: string, source?: string) {
     super(
-      `access denied to ${storeUrl} (${detail}) for ${what}: check the credentials and their permissions ` +
+      `access denied to ${storeUrl} (${detail}) for ${what}: check the credentials${source ? ` (${source})` : ''} and their permissions ` +
         '(mounting needs GET and HEAD on the prefix, publishing also PUT)',
     );
     this.name = 'StoreAccessError';
+  }
+}
+
+/**
+ * A server that will not store objects where the URL points (no such repository, a read-only or virtual one, a
+ * path outside the WebDAV share): the store as given cannot be written to, whatever is retried.
+ */
+export class WriteRefusedError extends StoreError {
+  constructor(readonly storeUrl: string, why: string) {
+    super(`cannot publish to ${storeUrl}: ${why}`);
+    this.name = 'WriteRefusedError';
   }
 }
 

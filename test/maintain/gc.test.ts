@@ -243,7 +243,7 @@ describe('rezfs gc', () => {
     }
     const http = await runCli(['gc', '--store', 'http://127.0.0.1:9/store']);
     expect(http.code).toBe(2);
-    expect(http.stderr).toMatch(/^rezfs: http:\/\/127\.0\.0\.1:9\/store\/ is read-only \(plain HTTP\): use the s3:\/\/ or file:\/\/ store behind it\n$/);
+    expect(http.stderr).toMatch(/^rezfs: http:\/\/127\.0\.0\.1:9\/store\/ is read-only \(plain HTTP\): use the s3:\/\/, file:\/\/ or dav\+http\(s\):\/\/ store behind it\n$/);
     const empty = join(work.path, 'typo');
     await mkdir(empty);
     const typo = await runCli(['gc', '--store', `file://${empty}`]);

@@ -1,4 +1,4 @@
-import type { ListedObject, ObjectInfo, ObjectStore } from '../../src/store/index.js';
+import type { ListedObject, ObjectInfo, ObjectStore, PutStreamOptions } from '../../src/store/index.js';
 
 /** A real store with a request log in front: tests assert what the mount or the publisher asked for. */
 export class CountingStore implements ObjectStore {
@@ -38,9 +38,9 @@ export class CountingStore implements ObjectStore {
     this.note('put', key);
     return this.inner.put(key, body);
   }
-  putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
+  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
     this.note('put', key);
-    return this.inner.putStream(key, source);
+    return this.inner.putStream(key, source, options);
   }
   putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
     this.note('put', key);

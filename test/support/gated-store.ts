@@ -1,4 +1,4 @@
-import type { ListedObject, ObjectInfo, ObjectStore } from '../../src/store/index.js';
+import type { ListedObject, ObjectInfo, ObjectStore, PutStreamOptions } from '../../src/store/index.js';
 
 type Op = 'get' | 'head' | 'put' | 'putIfMatch' | 'delete';
 
@@ -58,9 +58,9 @@ export class GatedStore implements ObjectStore {
     await this.pass('put', key);
     return this.inner.put(key, body);
   }
-  async putStream(key: string, source: AsyncIterable<Buffer>): Promise<void> {
+  async putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
     await this.pass('put', key);
-    return this.inner.putStream(key, source);
+    return this.inner.putStream(key, source, options);
   }
   async putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
     await this.pass('putIfMatch', key);
