@@ -5,7 +5,8 @@
 # (REZFS_FUSE=fuse-native scripts/test.sh test/e2e picks the binding).
 #
 # No external services are needed: the S3 tests start their own s3rver (in a child process, behind a counting
-# proxy) from test/support/s3-server.ts, and tear it down again. The FUSE tests mount under temp dirs and unmount
+# proxy) from test/support/s3-server.ts, the WebDAV tests their own Apache (test/support/dav-server.ts), and tear
+# them down again. The FUSE tests mount under temp dirs and unmount
 # in afterAll. The rez end-to-end tests need rez (REZ_BIN = directory containing `rez`, or rez on PATH) and are
 # skipped without it.
 set -euo pipefail
@@ -15,12 +16,23 @@ cd "$ROOT"
 
 bash "$ROOT/scripts/setup.sh"
 
-# The caching-proxy tests put nginx in front of the S3 test server; they skip without it.
-if ! command -v nginx >/dev/null 2>&1 && [ "${REZFS_SKIP_APT:-0}" != "1" ] && [ "$(id -u)" -eq 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null 2>&1 \
-    || { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null 2>&1; } \
-    || echo "[test] nginx-light could not be installed: the caching-proxy tests will be skipped"
-fi
+# Servers some tests start, installed from apt when missing (they skip, saying so, without them):
+#   nginx-light: the caching proxy in front of the S3 test server;
+#   apache2-bin: Apache httpd with mod_dav, the WebDAV server the dav+http:// tests publish to (the binary and its
+#   modules only: no service is started or enabled).
+# install_for_tests <command> <package> <what skips without it>
+install_for_tests() {
+  if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then return 0; fi
+  if [ "${REZFS_SKIP_APT:-0}" = "1" ] || [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[test] $2 is not installed (and apt is not available here): $3 will be skipped"
+    return 0
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null 2>&1 \
+    || { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y "$2" >/dev/null 2>&1; } \
+    || echo "[test] $2 could not be installed: $3 will be skipped"
+}
+install_for_tests nginx nginx-light "the caching-proxy tests"
+install_for_tests apache2 apache2-bin "the WebDAV (dav+http://) tests"
 
 # setup.sh just built dist/: the vitest global setup need not build again.
 export REZFS_SKIP_BUILD=1

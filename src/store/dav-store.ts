@@ -12,8 +12,9 @@
  *     folders themselves, mod_dav does not), for the missing collections from the top down;
  *   - DELETE for `rezfs gc`; PROPFIND (Depth 1, collection by collection) for listing, which only gc, sync's target
  *     and the catalog lock of stores without compare-and-swap need;
- *   - If-Match / If-None-Match on PUT for `index/HEAD`: honoured by mod_dav (for its own ETags), ignored by most
- *     artifact repositories; the catalog transaction finds out which (publish/catalog-update.ts).
+ *   - If-Match / If-None-Match on PUT for `index/HEAD`: ignored by most artifact repositories; honoured by mod_dav
+ *     (for its own ETags) but checked before the write, not atomically with it, so two PUTs racing on one ETag can
+ *     both succeed: this store's putIfMatch refuses a stale writer, never a concurrent one.
  *
  * Invariants: readers never see a partial object (servers store a PUT whole; an upload whose source fails is
  * aborted, and its partial body discarded); a write the server refuses for good (no such repository, a read-only

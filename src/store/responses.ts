@@ -59,6 +59,12 @@ const TRANSIENT_NETWORK = new Set([
   'EAI_AGAIN', 'ENOTFOUND', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET',
 ]);
 
+/** TLS verification failures that a site's own CA, trusted through NODE_EXTRA_CA_CERTS, would cure. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);
+
 /**
  * A failure without an HTTP answer, as a store error. Only the error's code and Node's own message are kept
  * (they name hosts and ports, never headers or userinfo); the original is dropped for the same reason.
@@ -69,6 +75,9 @@ export function networkError(err: unknown, storeUrl: string, what: string): Stor
   const message = `${what} at ${storeUrl}: ${e.code ?? e.name ?? 'error'}${e.message ? ` (${e.message})` : ''}`;
   if (e.name === 'TimeoutError') return new StoreTimeoutError(message); // the AWS SDK's connect timeout
   if (e.code !== undefined && TRANSIENT_NETWORK.has(e.code)) return new TransientStoreError(message);
+  if (e.code !== undefined && UNTRUSTED_CERTIFICATE.has(e.code)) {
+    return new StoreError(`${message}; if the server's certificate is signed by your own CA, point NODE_EXTRA_CA_CERTS at its PEM bundle`);
+  }
   return new StoreError(message);
 }
 

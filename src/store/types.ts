@@ -118,7 +118,7 @@ export class StoreAccessError extends StoreError {
  */
 export class WriteRefusedError extends StoreError {
   constructor(readonly storeUrl: string, why: string) {
-    super(`cannot publish to ${storeUrl}: ${why}`);
+    super(`cannot write to ${storeUrl}: ${why}`);
     this.name = 'WriteRefusedError';
   }
 }

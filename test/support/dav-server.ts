@@ -4,7 +4,7 @@
  *
  *   /repo/     a WebDAV share with Basic auth: `publisher` may do anything, `reader` only GET and HEAD (what a mount
  *              needs), anyone else gets 401. Like mod_dav everywhere, PUT needs its parent collection (409, then MKCOL).
- *   /mirror/   a directory that exists but takes no uploads (no DAV there: PUT answers 405), as a remote or virtual
+ *   /mirror/   a browsable directory that takes no uploads (no DAV there: PUT answers 405), as a remote or virtual
  *              repository would.
  *   anything else: no such repository (HEAD 404; PUT 405, since no DAV handler covers it).
  *
@@ -123,7 +123,7 @@ DefaultRuntimeDir ${dir}/run
 ErrorLog ${dir}/logs/error.log
 LogLevel warn
 ${account ? `User ${account.name}\nGroup ${account.group}` : ''}
-${load(['mpm_event', 'authz_core', 'authn_core', 'authn_file', 'auth_basic', 'authz_user', 'dav', 'dav_fs', 'headers'])}
+${load(['mpm_event', 'authz_core', 'authn_core', 'authn_file', 'auth_basic', 'authz_user', 'dav', 'dav_fs', 'headers', 'autoindex'])}
 ${tls ? `${load(['ssl'])}\nSSLEngine on\nSSLCertificateFile ${tls.cert}\nSSLCertificateKeyFile ${tls.key}` : ''}
 StartServers 1
 ServerLimit 2
@@ -141,6 +141,9 @@ ${options.conditions === 'ignored' ? 'RequestHeader unset If-Match early\nReques
   AuthBasicProvider file
   AuthUserFile ${dir}/htpasswd
   Require valid-user
+</Directory>
+<Directory ${dataDir}/mirror>
+  Options +Indexes
 </Directory>
 <Directory ${dataDir}/repo>
   Dav On
