@@ -24,8 +24,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sax from 'sax';
-import { baseUrl, HttpTransport, type RequestBody } from './http-transport.js';
-import { StoreError, WriteRefusedError, type ListedObject, type ObjectInfo, type ObjectStore, type PutStreamOptions } from './types.js';
+import { baseUrl, HttpReadingStore, HttpTransport, type RequestBody } from './http-transport.js';
+import { StoreError, WriteRefusedError, type ListedObject, type ObjectStore, type PutStreamOptions } from './types.js';
 import type { RequestPolicy } from './watchdog.js';
 
 /** Answers to a write that say the server will not store anything there, whatever is retried. */
@@ -50,30 +50,14 @@ export interface DavEntry {
 
 type UploadOutcome = 'stored' | 'changed';
 
-export class DavStore implements ObjectStore {
-  readonly url: string;
-  private readonly http: HttpTransport;
+export class DavStore extends HttpReadingStore implements ObjectStore {
   /** Collections being created, so that concurrent PUTs into a new directory send one MKCOL. */
   private readonly creating = new Map<string, Promise<void>>();
 
   /** `url` is the dav+http(s):// URL (userinfo allowed). */
   constructor(url: string, policy: RequestPolicy) {
     const location = url.replace(/^dav\+/i, '');
-    this.url = `dav+${baseUrl(location).href}`;
-    this.http = new HttpTransport(location, this.url, policy);
-  }
-
-  async get(key: string): Promise<Buffer> {
-    return this.http.read(key);
-  }
-
-  async getRange(key: string, start: number, end: number): Promise<Buffer> {
-    if (end <= start) return Buffer.alloc(0);
-    return this.http.read(key, { start, end });
-  }
-
-  head(key: string): Promise<ObjectInfo | undefined> {
-    return this.http.head(key);
+    super(new HttpTransport(location, `dav+${baseUrl(location).href}`, policy));
   }
 
   async put(key: string, body: Buffer): Promise<void> {
@@ -124,10 +108,6 @@ export class DavStore implements ObjectStore {
   /** A walk over the collections under the prefix, one PROPFIND (Depth 1) each. */
   async *list(prefix: string): AsyncIterable<ListedObject> {
     yield* this.walk(prefix.slice(0, prefix.lastIndexOf('/') + 1), prefix);
-  }
-
-  close(): Promise<void> {
-    return this.http.close();
   }
 
   private async *walk(collection: string, prefix: string): AsyncIterable<ListedObject> {

@@ -1,5 +1,5 @@
-import { baseUrl, HttpTransport } from './http-transport.js';
-import { ReadOnlyStoreError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
+import { baseUrl, HttpReadingStore, HttpTransport } from './http-transport.js';
+import { ReadOnlyStoreError, StoreError, type ListedObject, type ObjectStore } from './types.js';
 import type { RequestPolicy } from './watchdog.js';
 
 /**
@@ -10,26 +10,9 @@ import type { RequestPolicy } from './watchdog.js';
  * Writes and deletes throw ReadOnlyStoreError (dav+http(s):// is the writable kind, dav-store.ts).
  * `list()` throws a StoreError: plain HTTP has no standard listing, and mounting never lists.
  */
-export class HttpStore implements ObjectStore {
-  readonly url: string;
-  private readonly http: HttpTransport;
-
+export class HttpStore extends HttpReadingStore implements ObjectStore {
   constructor(url: string, policy: RequestPolicy) {
-    this.url = baseUrl(url).href;
-    this.http = new HttpTransport(url, this.url, policy);
-  }
-
-  async get(key: string): Promise<Buffer> {
-    return this.http.read(key);
-  }
-
-  async getRange(key: string, start: number, end: number): Promise<Buffer> {
-    if (end <= start) return Buffer.alloc(0);
-    return this.http.read(key, { start, end });
-  }
-
-  head(key: string): Promise<ObjectInfo | undefined> {
-    return this.http.head(key);
+    super(new HttpTransport(url, baseUrl(url).href, policy));
   }
 
   async put(): Promise<void> {
@@ -50,9 +33,5 @@ export class HttpStore implements ObjectStore {
 
   async *list(prefix: string): AsyncIterable<ListedObject> {
     throw new StoreError(`cannot list ${prefix} at ${this.url}: plain HTTP stores have no listing; list the s3://, file:// or dav+http(s):// store behind it`);
-  }
-
-  close(): Promise<void> {
-    return this.http.close();
   }
 }

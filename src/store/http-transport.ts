@@ -212,6 +212,33 @@ async function pump(request: http.ClientRequest, source: AsyncIterable<Buffer>, 
   request.end();
 }
 
+/** What both HTTP stores do alike: reads (a mount's every request) and closing. */
+export abstract class HttpReadingStore {
+  /** The URL the store was opened from, without credentials. */
+  readonly url: string;
+
+  constructor(protected readonly http: HttpTransport) {
+    this.url = http.url;
+  }
+
+  async get(key: string): Promise<Buffer> {
+    return this.http.read(key);
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Buffer> {
+    if (end <= start) return Buffer.alloc(0);
+    return this.http.read(key, { start, end });
+  }
+
+  head(key: string): Promise<ObjectInfo | undefined> {
+    return this.http.head(key);
+  }
+
+  close(): Promise<void> {
+    return this.http.close();
+  }
+}
+
 /** The source's bytes, refused (thrown) the moment they exceed `size` or end short of it. */
 async function* exactly(source: AsyncIterable<Buffer>, size: number, what: string): AsyncGenerator<Buffer> {
   let total = 0;
