@@ -19,7 +19,8 @@ bash "$ROOT/scripts/setup.sh"
 # Servers some tests start, installed from apt when missing (they skip, saying so, without them):
 #   nginx-light: the caching proxy in front of the S3 test server;
 #   apache2-bin: Apache httpd with mod_dav, the WebDAV server the dav+http:// tests publish to (the binary and its
-#   modules only: no service is started or enabled).
+#   modules only: no service is started or enabled);
+#   openssl: makes the self-signed certificate of the dav+https:// test (a fresh Debian has the library, not the tool).
 # install_for_tests <command> <package> <what skips without it>
 install_for_tests() {
   if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then return 0; fi
@@ -33,6 +34,7 @@ install_for_tests() {
 }
 install_for_tests nginx nginx-light "the caching-proxy tests"
 install_for_tests apache2 apache2-bin "the WebDAV (dav+http://) tests"
+install_for_tests openssl openssl "the WebDAV TLS (dav+https://) test"
 
 # setup.sh just built dist/: the vitest global setup need not build again.
 export REZFS_SKIP_BUILD=1

@@ -1,19 +1,15 @@
-import { describe } from 'vitest';
 import { openStore } from '../../src/store/index.js';
-import { findApache, startDavServer, type DavServer } from '../support/dav-server.js';
+import { describeWithDav, startDavServer, type DavServer } from '../support/dav-server.js';
 import { storeContract } from './store-contract.js';
 
-const apache = findApache();
-if (!apache) {
-  describe.skip('ObjectStore contract: dav+http:// (apache2 not installed; scripts/test.sh installs apache2-bin)', () => undefined);
-} else {
-  /** A fresh prefix of the share, opened with the publisher's Basic credentials. */
-  const davStore = (conditions: 'honoured' | 'ignored') => async () => {
-    const server: DavServer = await startDavServer(apache, { conditions });
-    return { store: openStore(server.storeUrl('/repo/contract', server.publisher)), conditionalPut: conditions === 'honoured', cleanup: () => server.stop() };
-  };
+/** A fresh prefix of the share, opened with the publisher's Basic credentials. */
+const davStore = (conditions: 'honoured' | 'ignored') => async () => {
+  const server: DavServer = await startDavServer({ conditions });
+  return { store: openStore(server.storeUrl('/repo/contract', server.publisher)), conditionalPut: conditions === 'honoured', cleanup: () => server.stop() };
+};
+describeWithDav('WebDAV stores (Apache mod_dav)', () => {
   // mod_dav honours If-Match / If-None-Match (for the ETags it makes): compare-and-swap refuses a stale writer.
   storeContract('dav+http:// (Apache mod_dav, Basic auth)', davStore('honoured'));
   // Artifactory and Nexus ignore conditional PUTs: everything else must hold there too.
   storeContract('dav+http:// (Apache mod_dav ignoring conditions)', davStore('ignored'));
-}
+});

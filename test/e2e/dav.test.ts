@@ -6,16 +6,14 @@
  */
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { forceUnmountAll, mountStore, runCli, type MountHandle } from '../support/cli.js';
-import { findApache, startDavServer, type DavServer } from '../support/dav-server.js';
+import { describeWithDav, startDavServer, type DavServer } from '../support/dav-server.js';
 import { generateRepo, type RepoSummary } from '../support/repo-generator.js';
 import { tempDir } from '../support/small-repo.js';
 import { FAMILY_DIRS, diffTrees, snapshotTree } from '../support/tree.js';
 
-const apache = findApache();
-
-describe.skipIf(!apache)('publish to and mount from a WebDAV server (dav+http://)', () => {
+describeWithDav('publish to and mount from a WebDAV server (dav+http://)', () => {
   let work: Awaited<ReturnType<typeof tempDir>>;
   let repo: RepoSummary;
   let server: DavServer;
@@ -28,7 +26,7 @@ describe.skipIf(!apache)('publish to and mount from a WebDAV server (dav+http://
   beforeAll(async () => {
     work = await tempDir('e2e-dav');
     repo = await generateRepo(join(work.path, 'repo'), { bigPackage: true, bigPackageMiB: 12 });
-    server = await startDavServer(apache!);
+    server = await startDavServer();
     store = server.storeUrl('/repo/rez');
     const netrc = join(work.path, 'netrc');
     // The farm's read-only account; the publisher's password comes from the environment instead (CI's secrets).

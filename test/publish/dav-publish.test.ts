@@ -5,12 +5,10 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { findApache, startDavServer, type DavServer, type DavUser } from '../support/dav-server.js';
+import { describeWithDav, startDavServer, type DavServer, type DavUser } from '../support/dav-server.js';
 import { tempDir, TWO_FAMILIES, writeTree } from '../support/small-repo.js';
-
-const apache = findApache();
 
 /** Every file and directory under `dir` (dotfiles too: a server's temp files would show). */
 async function everything(dir: string): Promise<string[]> {
@@ -18,13 +16,13 @@ async function everything(dir: string): Promise<string[]> {
   return entries.map((e) => relative(dir, join(e.parentPath, e.name))).sort();
 }
 
-describe.skipIf(!apache)('publish to a WebDAV server (dav+http://)', () => {
+describeWithDav('publish to a WebDAV server (dav+http://)', () => {
   let server: DavServer;
   let work: Awaited<ReturnType<typeof tempDir>>;
   let repo: string;
 
   beforeAll(async () => {
-    server = await startDavServer(apache!);
+    server = await startDavServer();
     work = await tempDir('dav-publish');
     repo = join(work.path, 'repo');
     await writeTree(repo, TWO_FAMILIES);

@@ -10,13 +10,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { credentialsFor, netrcEntry, parseNetrc } from '../../src/store/http-credentials.js';
 import { DavStore, openStore, StoreAccessError, TransientStoreError, type ObjectStore } from '../../src/store/index.js';
 import { runCli } from '../support/cli.js';
-import { findApache, startDavServer, type DavServer } from '../support/dav-server.js';
+import { describeWithDav, startDavServer, type DavServer } from '../support/dav-server.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { startHttpOrigin } from '../support/http-origin.js';
 import { tempDir, TWO_FAMILIES, writeTree } from '../support/small-repo.js';
 import { digest, expectNoSecrets, failureOf, FAST } from '../support/store-testing.js';
 
-const apache = findApache();
 const url = new URL('https://artifacts.example.com/artifactory/rez-local/prod');
 const basicOf = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
@@ -88,12 +87,12 @@ describe('HTTP credentials', () => {
   });
 });
 
-describe.skipIf(!apache)('dav+http:// store against Apache mod_dav', () => {
+describeWithDav('dav+http:// store against Apache mod_dav', () => {
   let server: DavServer;
   let proxy: FaultProxy;
   let store: ObjectStore;
   beforeAll(async () => {
-    server = await startDavServer(apache!);
+    server = await startDavServer();
     proxy = await startFaultProxy(server.origin);
     const { user, password } = server.publisher;
     store = openStore(`dav+${proxy.url.replace('://', `://${user}:${password}@`)}/repo/faults`, FAST);
@@ -166,29 +165,33 @@ describe.skipIf(!apache)('dav+http:// store against Apache mod_dav', () => {
   });
 });
 
-describe.skipIf(!apache)('dav+https:// with a site CA', () => {
-  let server: DavServer;
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  beforeAll(async () => {
-    server = await startDavServer(apache!, { tls: true });
-    work = await tempDir('dav-tls');
-    await writeTree(join(work.path, 'repo'), TWO_FAMILIES);
-  });
-  afterAll(async () => {
-    await server?.stop();
-    await work?.remove();
-  });
+describeWithDav(
+  'dav+https:// with a site CA',
+  () => {
+    let server: DavServer;
+    let work: Awaited<ReturnType<typeof tempDir>>;
+    beforeAll(async () => {
+      server = await startDavServer({ tls: true });
+      work = await tempDir('dav-tls');
+      await writeTree(join(work.path, 'repo'), TWO_FAMILIES);
+    });
+    afterAll(async () => {
+      await server?.stop();
+      await work?.remove();
+    });
 
-  it('publishes and lists over TLS when NODE_EXTRA_CA_CERTS names the CA, and says what to do when not', async () => {
-    const store = server.storeUrl('/repo/tls');
-    const env = { REZFS_HTTP_USER: server.publisher.user, REZFS_HTTP_PASSWORD: server.publisher.password, REZFS_RUNTIME_DIR: join(work.path, 'run') };
-    const untrusted = await runCli(['publish', join(work.path, 'repo'), '--store', store], { env });
-    expect(untrusted.code).toBe(1);
-    expect(untrusted.stderr).toMatch(/^rezfs: GET \S+ at dav\+https:\/\/127\.0\.0\.1:\d+\/repo\/tls\/: \S+ \(self[- ]signed certificate\); if the server's certificate is signed by your own CA, point NODE_EXTRA_CA_CERTS at its PEM bundle\n$/);
-    const trusted = { ...env, NODE_EXTRA_CA_CERTS: server.caFile! };
-    const published = await runCli(['publish', join(work.path, 'repo'), '--store', store], { env: trusted });
-    expect(published.code, published.stderr).toBe(0);
-    const listed = await runCli(['ls', '--store', store], { env: trusted });
-    expect(listed.stdout).toMatch(/^bar\t1 version\t.*\nfoo\t1 version\t/);
-  });
-});
+    it('publishes and lists over TLS when NODE_EXTRA_CA_CERTS names the CA, and says what to do when not', async () => {
+      const store = server.storeUrl('/repo/tls');
+      const env = { REZFS_HTTP_USER: server.publisher.user, REZFS_HTTP_PASSWORD: server.publisher.password, REZFS_RUNTIME_DIR: join(work.path, 'run') };
+      const untrusted = await runCli(['publish', join(work.path, 'repo'), '--store', store], { env });
+      expect(untrusted.code).toBe(1);
+      expect(untrusted.stderr).toMatch(/^rezfs: GET \S+ at dav\+https:\/\/127\.0\.0\.1:\d+\/repo\/tls\/: \S+ \(self[- ]signed certificate\); if the server's certificate is signed by your own CA, point NODE_EXTRA_CA_CERTS at its PEM bundle\n$/);
+      const trusted = { ...env, NODE_EXTRA_CA_CERTS: server.caFile! };
+      const published = await runCli(['publish', join(work.path, 'repo'), '--store', store], { env: trusted });
+      expect(published.code, published.stderr).toBe(0);
+      const listed = await runCli(['ls', '--store', store], { env: trusted });
+      expect(listed.stdout).toMatch(/^bar\t1 version\t.*\nfoo\t1 version\t/);
+    });
+  },
+  { tls: true },
+);

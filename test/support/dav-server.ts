@@ -21,8 +21,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { describe } from 'vitest';
 import { runProcess } from './cli.js';
 import { freePort } from './ports.js';
+import { findProgram } from './programs.js';
 
 export interface DavUser {
   user: string;
@@ -61,12 +63,20 @@ export interface DavServerOptions {
 
 /** Debian's apache2 (apache2-bin) or an httpd on PATH, if any. */
 export function findApache(): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/apache2/bin'].filter((d) => path.isAbsolute(d));
-  for (const name of ['apache2', 'httpd']) {
-    const found = dirs.map((d) => path.join(d, name)).find((p) => existsSync(p));
-    if (found) return found;
-  }
+  return findProgram(['apache2', 'httpd'], ['/usr/local/apache2/bin']);
+}
+
+/** Why a test needing this server (over TLS: `tls`) cannot run here, or undefined when it can. */
+export function davSkipReason(options: DavServerOptions = {}): string | undefined {
+  if (!findApache()) return 'apache2 is not installed; scripts/test.sh installs apache2-bin';
+  if (options.tls && !findProgram(['openssl'])) return 'openssl (which makes the test certificate) is not installed; scripts/test.sh installs it';
   return undefined;
+}
+
+/** `describe`, skipped with the reason in its title where the server (`options` as startDavServer's) cannot run. */
+export function describeWithDav(title: string, body: () => void, options: DavServerOptions = {}): void {
+  const reason = davSkipReason(options);
+  describe.skipIf(reason !== undefined)(reason ? `${title} (skipped: ${reason})` : title, body);
 }
 
 /** Where the modules live: Debian's layout, else beside the binary. */
@@ -95,7 +105,9 @@ function workerAccount(): { name: string; group: string; uid: number; gid: numbe
 /** An htpasswd line in the {SHA} scheme, which every httpd reads (fine for a throwaway test server). */
 const htpasswdLine = ({ user, password }: DavUser) => `${user}:{SHA}${createHash('sha1').update(password).digest('base64')}\n`;
 
-export async function startDavServer(apache: string, options: DavServerOptions = {}): Promise<DavServer> {
+export async function startDavServer(options: DavServerOptions = {}): Promise<DavServer> {
+  const apache = findApache();
+  if (!apache) throw new Error(davSkipReason()!);
   const dir = await mkdtemp(path.join(tmpdir(), 'rezfs-dav-'));
   await chmod(dir, 0o755); // workers (an unprivileged account when the master is root) must reach the share
   const dataDir = path.join(dir, 'data');
@@ -226,7 +238,7 @@ async function answers(origin: string, ca: string | undefined): Promise<boolean>
 async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
-  const made = await runProcess('openssl', [
+  const made = await runProcess(findProgram(['openssl']) ?? 'openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
     '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert,
   ]);

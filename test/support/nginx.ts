@@ -4,16 +4,15 @@
  * year in 1 MiB slices, the mutable `index/HEAD` never cached.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
+import { findProgram } from './programs.js';
 
 /** The nginx binary on PATH or in /usr/sbin, if any. */
 export function findNginx(): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin'].filter((d) => path.isAbsolute(d));
-  return dirs.map((d) => path.join(d, 'nginx')).find((p) => existsSync(p));
+  return findProgram(['nginx']);
 }
 
 /** The `server` block a site puts in front of its bucket (ORIGIN = the bucket's http(s) URL, path-style). */
