@@ -171,6 +171,7 @@ describe('redactUrl', () => {
   it('blanks userinfo and queries, even in malformed URLs', async () => {
     const { redactUrl } = await import('../../src/store/index.js');
     expect(redactUrl('http://u:p@host:8/x')).toBe('http://***@host:8/x');
+    expect(redactUrl('dav+https://ci:t%40ken@artifacts.example.com/repo/rez')).toBe('dav+https://***@artifacts.example.com/repo/rez');
     expect(redactUrl('https://host/x?X-Amz-Signature=abc#f')).toBe('https://host/x?***');
     expect(redactUrl('htp:/u:p/w@d@bad/x')).toBe('htp:/***@bad/x');
     expect(redactUrl('u:p@host')).toBe('u:***@host');
