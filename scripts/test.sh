@@ -45,7 +45,7 @@ status=0
 run_pass() {
   local binding="$1" json="$2"
   shift 2
-  echo "[test] vitest run $* (FUSE binding: $binding)"
+  echo "[test] vitest run $* (FUSE binding: $binding, node $(node --version))"
   REZFS_FUSE="$binding" npx vitest run --reporter=default --reporter=json --outputFile.json="$json" "$@" || status=$?
 }
 if [ $# -gt 0 ]; then
@@ -54,6 +54,22 @@ else
   # Everything on the default binding (native, rezfs's own), then every suite that mounts again on fuse-native.
   run_pass auto .tmp/vitest.json
   run_pass fuse-native .tmp/vitest-fuse-native.json test/e2e test/faults test/rez
+  # Then the unit and end-to-end suites on the current Node.js LTS line (REZFS_LTS_NODE, a major version; 0 skips
+  # it), from the npm registry's `node` package installed into .tools/ (not committed). The system Node ran the rest.
+  lts="${REZFS_LTS_NODE:-26}"
+  if [ "$lts" != "0" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" != "$lts" ]; then
+    tools="$ROOT/.tools/node-$lts"
+    if [ ! -x "$tools/node_modules/.bin/node" ]; then
+      echo "[test] installing Node.js $lts (npm package node@$lts) into .tools/"
+      npm install --silent --no-audit --no-fund --prefix "$tools" "node@$lts" >/dev/null 2>&1 || true
+    fi
+    if [ -x "$tools/node_modules/.bin/node" ]; then
+      PATH="$tools/node_modules/.bin:$PATH" run_pass auto ".tmp/vitest-node$lts.json" test/unit test/e2e
+    else
+      echo "[test] FAILED: Node.js $lts could not be installed from the npm registry (REZFS_LTS_NODE=0 skips this pass)"
+      status=1
+    fi
+  fi
 fi
 
 # One plain closing line that any CI reader understands: "N passed, N failed, N skipped".
