@@ -61,21 +61,16 @@ if [ ! -f "$addon" ] || [ -n "$(find native -maxdepth 1 -type f -newer "$addon" 
   npm run build:native --silent >/dev/null 2>&1 || echo "bench.sh: npm run build:native failed; the native adapter will be skipped if it is not built" >&2
 fi
 
+# shellcheck source=bench/driver.sh
+. "$ROOT/scripts/bench/driver.sh"
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/rezfs-bench.XXXXXX")
-node_pid=
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   # The driver unmounts and stops everything it started; this is the fallback if it died.
-  if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
-    kill -TERM "$node_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.2; done
-  fi
-  # Any FUSE mount left under the temp dir: lazy unmount.
-  awk -v t="$TMP/" '$3 ~ /^fuse/ && index($2, t) == 1 { print $2 }' /proc/mounts | while read -r m; do
-    fusermount -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-  done
+  stop_driver
+  unmount_fuse_under "$TMP"
   # Processes the driver recorded as started by this run (s3rver, mount daemons, peers): only those pids.
   if [ -f "$TMP/pids" ]; then
     while read -r pid; do
@@ -89,11 +84,4 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-start=$(date +%s)
-node scripts/bench/bench.mjs --tmp "$TMP" "${args[@]}" &
-node_pid=$!
-rc=0
-wait "$node_pid" || rc=$?
-node_pid=
-echo "bench.sh: done in $(( $(date +%s) - start )) s" >&2
-exit "$rc"
+run_driver bench.sh node scripts/bench/bench.mjs --tmp "$TMP" "${args[@]}"

@@ -1,0 +1,371 @@
+/**
+ * The cold-start benchmark (issue 12), run through scripts/bench-latency.sh (which owns the last-resort cleanup):
+ *   vite-node scripts/bench/latency.ts -- --work DIR [--reps N] [--latencies 0,20,60] [--fuse native] [--quick]
+ *
+ * One s3rver on 127.0.0.1 behind the latency proxy (test/support/latency-proxy.ts: first-byte delay, request
+ * counts, the longest serial chain of requests, peak in flight); the startup repository of
+ * test/support/startup-repo.ts published to it and kept on local disk. At each latency, sides alternating, each
+ * figure a median of --reps runs, stock rez (`rez env`):
+ *   cold resolve   `rez env <all top_* families> -- true` on a fresh mount (empty cache dir) after drop_caches,
+ *                  against the same on the local repository after drop_caches;
+ *   warm resolve   the same again on that mount, and on local disk;
+ *   cold launch    `rez env app -- app-start` (hundreds of imports in shuffled order, scattered reads of big
+ *                  binaries), fresh mount vs local, both after drop_caches; warm launch likewise;
+ *   sparse reads   2,000 random 4 KiB preads of one big binary on a fresh mount: bytes fetched per byte read.
+ * Every rezfs row prints requests, chain and peak in flight as counted at the proxy from the mount's start
+ * (its own start-up requests included), MiB fetched, and the mount process's CPU; `mount` rows show the mount's
+ * own start-up alone. Ratios are against local disk measured in the same run, at the same latency.
+ *
+ * Nothing here serves a mount: every mount is a `rezfs mount` child (test/support/cli.ts), unmounted on the way
+ * out. Progress goes to stderr, the table to stdout.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { forceUnmountAll, mountStore, runCli, runProcess, runRez, findRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
+import { startLatencyProxy, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
+import { startS3Server } from '../../test/support/s3-server.js';
+import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
+
+interface Options {
+  work: string;
+  reps: number;
+  latencies: number[];
+  fuse: string;
+  quick: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { work: '', reps: 3, latencies: [0, 20, 60], fuse: 'native', quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => argv[++i] ?? fail(`${a} needs a value`);
+    if (a === '--') continue;
+    else if (a === '--work') opts.work = value();
+    else if (a === '--reps') opts.reps = Number(value());
+    else if (a === '--latencies') opts.latencies = value().split(',').map(Number);
+    else if (a === '--fuse') opts.fuse = value();
+    else if (a === '--quick') opts.quick = true;
+    else fail(`unknown argument ${a}`);
+  }
+  if (!opts.work) fail('--work DIR is required (scripts/bench-latency.sh passes it)');
+  if (!Number.isInteger(opts.reps) || opts.reps < 1) fail('--reps takes a positive integer');
+  if (opts.latencies.some((l) => !Number.isFinite(l) || l < 0)) fail('--latencies takes milliseconds, e.g. 0,20,60');
+  return opts;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`bench-latency: ${message}\n`);
+  process.exit(2);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const WORK = opts.work;
+const rez = findRez() ?? fail('rez not found: set REZ_BIN to the directory containing rez, or put rez on PATH');
+const log = (message: string) => process.stderr.write(`[bench-latency ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+const MiB = 1024 * 1024;
+const SPARSE_READS = 2000;
+const SPARSE_SIZE = 4096;
+const PREAD = path.join(import.meta.dirname, 'pread.mjs');
+
+/** One measured run of a command: wall time, what the proxy saw, the mount's CPU. */
+interface Sample {
+  ms: number;
+  traffic?: TrafficStats;
+  mountCpuMs?: number;
+  /** Bytes the command read (sparse rows). */
+  readBytes?: number;
+}
+
+const rows = new Map<string, { local: Sample[]; rezfs: Sample[] }>();
+const problems: string[] = [];
+
+function record(latency: number, row: string, side: 'local' | 'rezfs', sample: Sample): void {
+  const key = `${latency}\0${row}`;
+  const entry = rows.get(key) ?? { local: [], rezfs: [] };
+  entry[side].push(sample);
+  rows.set(key, entry);
+}
+
+async function main(): Promise<void> {
+  mkdirSync(WORK, { recursive: true });
+  log(`generating the startup repository in ${WORK}/repo`);
+  const repo = generateStartupRepo(path.join(WORK, 'repo'), opts.quick ? { families: 32, appModules: 200, bigBinaries: [16 * MiB, 8 * MiB] } : {});
+  log(`${repo.files} files, ${(repo.bytes / MiB).toFixed(1)} MiB; resolve ${repo.resolveRequest.length} requests -> ${repo.resolvedPackages} packages`);
+  const s3 = await startS3Server({ bucket: 'bench' });
+  const proxy = await startLatencyProxy(s3.directEndpoint);
+  const env = { ...s3.env, AWS_ENDPOINT_URL: proxy.url };
+  try {
+    const store = s3.storeUrl('plain');
+    const published = await runCli(['publish', repo.root, '--store', store], { env, timeoutMs: 600_000 });
+    if (published.code !== 0) throw new Error(`publish failed: ${published.stderr}`);
+    log(published.stdout.trim());
+    const expected = await launch(repo, repo.root);
+    for (const latency of opts.latencies) {
+      proxy.setShape({ firstByteMs: latency });
+      for (let rep = 0; rep < opts.reps; rep++) {
+        log(`${latency} ms, run ${rep + 1} of ${opts.reps}`);
+        await resolveRows(repo, latency, store, env, proxy);
+        await launchRows(repo, latency, store, env, proxy, expected);
+        await sparseRows(repo, latency, store, env, proxy);
+      }
+    }
+  } finally {
+    await forceUnmountAll([WORK]);
+    await proxy.stop();
+    await s3.stop();
+  }
+  rezVersion = (await runProcess(rez, ['--version'], { timeoutMs: 60_000 })).stdout.trim() || 'rez';
+  report(repo);
+}
+
+let rezVersion = 'rez';
+
+// ------------------------------------------------------------------------------------------------------------------
+// rows
+
+async function resolveRows(repo: StartupRepo, latency: number, store: string, env: Record<string, string>, proxy: LatencyProxy): Promise<void> {
+  const request = [...repo.resolveRequest, '--', 'true'];
+  await dropCaches();
+  record(latency, 'cold resolve', 'local', { ms: (await rezEnv(repo.root, request)).durationMs });
+  await onFreshMount(latency, store, env, proxy, async (mount) => {
+    await dropCaches();
+    record(latency, 'cold resolve', 'rezfs', await measured(proxy, mount, () => rezEnv(mount.mountpoint, request)));
+    await rezEnv(repo.root, request); // drop_caches above made local disk cold again
+    record(latency, 'warm resolve', 'local', { ms: (await rezEnv(repo.root, request)).durationMs });
+    proxy.reset();
+    record(latency, 'warm resolve', 'rezfs', await measured(proxy, mount, () => rezEnv(mount.mountpoint, request)));
+  });
+}
+
+async function launchRows(repo: StartupRepo, latency: number, store: string, env: Record<string, string>, proxy: LatencyProxy, expected: string): Promise<void> {
+  await dropCaches();
+  const t0 = performance.now();
+  const local = await launch(repo, repo.root);
+  record(latency, 'cold launch', 'local', { ms: performance.now() - t0 });
+  if (local !== expected) problems.push(`local launch printed ${local}`);
+  await onFreshMount(latency, store, env, proxy, async (mount) => {
+    await dropCaches();
+    const check = async () => {
+      const out = await launch(repo, mount.mountpoint);
+      if (out !== expected) problems.push(`launch on the mount printed ${JSON.stringify(out)}, local disk ${JSON.stringify(expected)}`);
+    };
+    record(latency, 'cold launch', 'rezfs', await measured(proxy, mount, check));
+    await launch(repo, repo.root); // drop_caches above made local disk cold again
+    const t1 = performance.now();
+    await launch(repo, repo.root);
+    record(latency, 'warm launch', 'local', { ms: performance.now() - t1 });
+    proxy.reset();
+    record(latency, 'warm launch', 'rezfs', await measured(proxy, mount, check));
+  });
+}
+
+async function sparseRows(repo: StartupRepo, latency: number, store: string, env: Record<string, string>, proxy: LatencyProxy): Promise<void> {
+  const big = repo.bigBinaries[0]!;
+  await dropCaches();
+  const local = await pread(path.join(repo.root, repo.appDir, big.path));
+  record(latency, 'sparse reads', 'local', local);
+  await onFreshMount(latency, store, env, proxy, async (mount) => {
+    await dropCaches();
+    const file = path.join(mount.mountpoint, repo.appDir, big.path);
+    let sparse: Awaited<ReturnType<typeof pread>> | undefined;
+    proxy.reset(); // bytes fetched per byte read: the reads' own traffic only
+    const sample = await measured(proxy, mount, async () => (sparse = await pread(file)));
+    if (sparse?.checksum !== local.checksum) problems.push(`sparse reads on the mount: checksum ${sparse?.checksum}, local disk ${local.checksum}`);
+    // Timed inside the reader on both sides, so node's start-up is in neither.
+    record(latency, 'sparse reads', 'rezfs', { ...sample, ms: sparse!.ms, readBytes: sparse!.readBytes });
+  });
+}
+
+/** Mounts the store on a fresh mountpoint with an empty cache dir, records the mount's own start-up, runs `body`. */
+async function onFreshMount(latency: number, store: string, env: Record<string, string>, proxy: LatencyProxy, body: (mount: MountHandle) => Promise<void>): Promise<void> {
+  const id = `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+  const cacheDir = path.join(WORK, 'cache', id);
+  proxy.reset();
+  const t0 = performance.now();
+  const mount = await mountStore({ store, mountpoint: path.join(WORK, 'mnt', id), cacheDir, env, extraArgs: ['--fuse', opts.fuse] });
+  record(latency, 'mount', 'rezfs', { ms: performance.now() - t0, traffic: proxy.stats() });
+  try {
+    await body(mount);
+  } finally {
+    const report = await mount.unmount();
+    if (report.method !== 'cli') problems.push(`mount ${mount.mountpoint} unmounted by ${report.method}: ${report.log.join('; ')}`);
+    const text = readFileSync(path.join(cacheDir, 'mount.log'), 'utf8');
+    for (const line of text.split('\n').filter((l) => / (warn|error) /.test(l)).slice(0, 3)) problems.push(`mount.log: ${line.slice(0, 300)}`);
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
+}
+
+/** Times `run`; the traffic is what the proxy saw since its last reset (for a cold run, the mount's start-up too). */
+async function measured(proxy: LatencyProxy, mount: MountHandle, run: () => Promise<unknown>): Promise<Sample> {
+  const cpu0 = cpuMs(mount.pid);
+  const t0 = performance.now();
+  await run();
+  const ms = performance.now() - t0;
+  return { ms, traffic: proxy.stats(), mountCpuMs: cpuMs(mount.pid) - cpu0 };
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// commands
+
+const rezHome = () => {
+  const home = path.join(WORK, 'home');
+  mkdirSync(path.join(home, 'local-packages'), { recursive: true });
+  return home;
+};
+
+async function rezEnv(packagesPath: string, args: string[]): Promise<CliResult> {
+  const home = rezHome();
+  const r = await runRez(['env', ...args], {
+    rez,
+    packagesPath,
+    cleanEnv: true,
+    timeoutMs: 300_000,
+    cwd: WORK,
+    env: {
+      HOME: home,
+      PATH: '/usr/local/bin:/usr/bin:/bin',
+      REZ_RELEASE_PACKAGES_PATH: packagesPath,
+      REZ_LOCAL_PACKAGES_PATH: path.join(home, 'local-packages'),
+      REZ_DISABLE_HOME_CONFIG: '1',
+      REZ_RESOLVE_CACHING: '0',
+      REZ_MEMCACHED_URI: '',
+      REZ_COLOR_ENABLED: '0',
+    },
+  });
+  if (r.code !== 0) throw new Error(`rez env ${args.join(' ')} on ${packagesPath} failed (exit ${r.code}): ${r.stderr.slice(-600)}`);
+  return r;
+}
+
+async function launch(repo: StartupRepo, packagesPath: string): Promise<string> {
+  return (await rezEnv(packagesPath, [...repo.launchRequest, '--', ...repo.launchCommand])).stdout.trim();
+}
+
+/** scripts/bench/pread.mjs: random 4 KiB preads, timed inside the reader. */
+async function pread(file: string): Promise<Sample & { checksum: number }> {
+  const r = await runProcess(process.execPath, [PREAD, file, String(SPARSE_READS), String(SPARSE_SIZE), '7'], { timeoutMs: 600_000 });
+  if (r.code !== 0) throw new Error(`pread of ${file} failed: ${r.stderr.slice(-300)}`);
+  const result = JSON.parse(r.stdout.trim()) as { seconds: number; bytes: number; checksum: number };
+  return { ms: result.seconds * 1000, readBytes: result.bytes, checksum: result.checksum };
+}
+
+async function dropCaches(): Promise<void> {
+  await runProcess('sync', [], { timeoutMs: 60_000 });
+  writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+
+/** utime + stime of a process, in ms (from /proc/<pid>/stat, in clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// report
+
+const median = (xs: number[]) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+
+/** Targets of issue 12 on the ratio rezfs/local of a row at a latency (undefined: none). */
+function ratioTarget(row: string, latency: number): number | undefined {
+  if (row === 'cold resolve') return latency === 20 ? 1.3 : latency === 60 ? 1.5 : undefined;
+  if (row === 'cold launch') return latency === 20 ? 2.5 : undefined;
+  if (row === 'warm resolve' || row === 'warm launch') return 1.15;
+  return undefined;
+}
+
+function countVerdict(what: string, value: number, op: '<=' | '>=', limit: number): string {
+  const met = op === '<=' ? value <= limit : value >= limit;
+  return `${what} ${value} (target ${op} ${limit}) ${met ? 'met' : 'MISSED'}`;
+}
+
+function report(repo: StartupRepo): void {
+  const out: string[] = [];
+  out.push('');
+  out.push(
+    `cold start over a network: stock ${rezVersion} on ${opts.fuse}; resolve ${repo.resolveRequest.length} requests -> ${repo.resolvedPackages} packages; ` +
+      `launch \`rez env app -- app-start\`; medians of ${opts.reps}; ms; ratios against local disk in the same run`,
+  );
+  const header = ['row', 'local', 'rezfs', 'ratio', 'target', 'requests', 'chain', 'peak', 'MiB got', 'mount CPU', 'by kind (median run)'];
+  const widths = [14, 7, 7, 7, 14, 8, 6, 5, 8, 9, 0];
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const verdicts: string[] = [];
+  for (const latency of opts.latencies) {
+    out.push('');
+    out.push(`--- first byte +${latency} ms ---`);
+    out.push(line(header));
+    for (const row of ['mount', 'cold resolve', 'warm resolve', 'cold launch', 'warm launch', 'sparse reads']) {
+      const entry = rows.get(`${latency}\0${row}`);
+      if (!entry) continue;
+      const rz = entry.rezfs;
+      const local = median(entry.local.map((s) => s.ms));
+      const ms = median(rz.map((s) => s.ms));
+      const ratio = ms / local;
+      const limit = ratioTarget(row, latency);
+      let target = '';
+      if (limit !== undefined) {
+        const met = ratio <= limit;
+        target = `<=${limit}x ${met ? 'met' : 'MISSED'}`;
+        verdicts.push(`${row} at ${latency} ms: ${ratio.toFixed(2)}x (target <= ${limit}x) ${met ? 'met' : 'MISSED'}`);
+      }
+      const traffic = rz.map((s) => s.traffic).filter((t): t is TrafficStats => t !== undefined);
+      const med = (f: (t: TrafficStats) => number) => median(traffic.map(f));
+      const typical = traffic.slice().sort((a, b) => a.requests - b.requests)[Math.floor(traffic.length / 2)];
+      let extra = typical ? Object.entries(typical.byKind).map(([k, n]) => `${n} ${k}`).join(', ') : '';
+      if (row === 'sparse reads') {
+        const perByte = median(rz.map((s) => (s.traffic?.bytes ?? Number.NaN) / (s.readBytes ?? Number.NaN)));
+        extra = `${perByte.toFixed(1)} bytes fetched per byte read; ${extra}`;
+      }
+      if (row === 'cold resolve') verdicts.push(countVerdict(`${row} at ${latency} ms: chain`, med((t) => t.chain), '<=', 10));
+      if (row === 'cold launch') verdicts.push(countVerdict(`${row} at ${latency} ms: peak in flight`, med((t) => t.peakInFlight), '>=', 8));
+      out.push(
+        line([
+          row,
+          Number.isFinite(local) ? local.toFixed(0) : '-',
+          ms.toFixed(0),
+          Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : '-',
+          target,
+          String(med((t) => t.requests)),
+          String(med((t) => t.chain)),
+          String(med((t) => t.peakInFlight)),
+          (med((t) => t.bytes) / MiB).toFixed(1),
+          rz.some((s) => s.mountCpuMs !== undefined) ? median(rz.map((s) => s.mountCpuMs ?? Number.NaN)).toFixed(0) : '-',
+          extra,
+        ]),
+      );
+    }
+  }
+  out.push('');
+  out.push('targets (issue 12):');
+  for (const v of verdicts) out.push(`  ${v}`);
+  if (problems.length > 0) {
+    out.push('problems:');
+    for (const p of [...new Set(problems)].slice(0, 20)) out.push(`  ${p}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+  if (problems.length > 0) process.exitCode = 1;
+}
+
+
+void (async () => {
+  const stop = async (signal: string) => {
+    log(`${signal}: cleaning up`);
+    await forceUnmountAll([WORK]);
+    process.exit(130);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  try {
+    await main();
+  } catch (err) {
+    log(`failed: ${(err as Error).stack ?? String(err)}`);
+    await forceUnmountAll([WORK]);
+    process.exitCode = 1;
+  }
+})();
