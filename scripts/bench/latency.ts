@@ -21,7 +21,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { forceUnmountAll, mountStore, runCli, runProcess, runRez, findRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
+import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
 import { startS3Server } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
@@ -207,30 +207,15 @@ async function measured(proxy: LatencyProxy, mount: MountHandle, run: () => Prom
 // ------------------------------------------------------------------------------------------------------------------
 // commands
 
-const rezHome = () => {
-  const home = path.join(WORK, 'home');
-  mkdirSync(path.join(home, 'local-packages'), { recursive: true });
-  return home;
-};
-
 async function rezEnv(packagesPath: string, args: string[]): Promise<CliResult> {
-  const home = rezHome();
+  const home = path.join(WORK, 'home');
   const r = await runRez(['env', ...args], {
     rez,
     packagesPath,
     cleanEnv: true,
     timeoutMs: 300_000,
     cwd: WORK,
-    env: {
-      HOME: home,
-      PATH: '/usr/local/bin:/usr/bin:/bin',
-      REZ_RELEASE_PACKAGES_PATH: packagesPath,
-      REZ_LOCAL_PACKAGES_PATH: path.join(home, 'local-packages'),
-      REZ_DISABLE_HOME_CONFIG: '1',
-      REZ_RESOLVE_CACHING: '0',
-      REZ_MEMCACHED_URI: '',
-      REZ_COLOR_ENABLED: '0',
-    },
+    env: { ...isolatedRezEnv(home, packagesPath), PATH: '/usr/local/bin:/usr/bin:/bin' },
   });
   if (r.code !== 0) throw new Error(`rez env ${args.join(' ')} on ${packagesPath} failed (exit ${r.code}): ${r.stderr.slice(-600)}`);
   return r;

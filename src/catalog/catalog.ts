@@ -1,7 +1,8 @@
 import { ObjectNotFoundError, type ObjectStore } from '../store/index.js';
 import type { KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { CatalogError, decodeDocument, isSha256, parseVersioned } from './codec.js';
+import { inParallel } from '../parallel.js';
+import { CatalogError, decodeDocument, encodeDocument, isSha256, parseVersioned } from './codec.js';
 import { checkIndexSignature, UntrustedCatalogError, type IndexSignature } from './signing.js';
 import {
   DEFAULT_BLOCK_SIZE,
@@ -12,6 +13,7 @@ import {
   type IndexedFamily,
   type Manifest,
   type StoreConfig,
+  type VersionRecord,
 } from './schema.js';
 
 export interface Head {
@@ -40,12 +42,27 @@ export function defaultStoreConfig(): StoreConfig {
   return { format: FORMAT_VERSION, blockSize: DEFAULT_BLOCK_SIZE };
 }
 
+/** HEAD's index hash with the etag to compare-and-swap against (a HEAD request, then a GET: the etag is never newer than the hash). */
 export async function readHead(store: ObjectStore): Promise<Head | undefined> {
   const info = await store.head(keys.head);
   if (!info) return undefined;
-  const indexHash = (await store.get(keys.head)).toString('utf8').trim();
+  return { indexHash: parseHead(store, await store.get(keys.head)), etag: info.etag };
+}
+
+/** The index hash HEAD names, in one GET, for readers (they never swap HEAD, so need no etag); undefined when absent. */
+async function readHeadHash(store: ObjectStore): Promise<string | undefined> {
+  try {
+    return parseHead(store, await store.get(keys.head));
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+function parseHead(store: ObjectStore, bytes: Buffer): string {
+  const indexHash = bytes.toString('utf8').trim();
   if (!isSha256(indexHash)) throw new CatalogError(`${store.url} ${keys.head} does not hold an index hash`);
-  return { indexHash, etag: info.etag };
+  return indexHash;
 }
 
 /**
@@ -88,8 +105,9 @@ export interface TrustPolicy {
 
 async function readTrustedIndex(store: ObjectStore, hash: string, trust: TrustPolicy): Promise<CatalogIndex> {
   const what = `index ${hash} in ${store.url}`;
-  const { value: index, bytes } = await fetchDocument<CatalogIndex>(store, keys.index(hash), what, hash);
-  checkIndexSignature(trust.keys, bytes, await readSignature(store, hash), what);
+  // The signature is fetched alongside the index: one round trip for both.
+  const [{ value: index, bytes }, signature] = await Promise.all([fetchDocument<CatalogIndex>(store, keys.index(hash), what, hash), readSignature(store, hash)]);
+  checkIndexSignature(trust.keys, bytes, signature, what);
   if (index.generation < trust.minGeneration) {
     throw new UntrustedCatalogError(`${what} is generation ${index.generation}, older than generation ${trust.minGeneration} already seen (rollback?)`);
   }
@@ -103,7 +121,8 @@ export async function readShard(store: ObjectStore, hash: string): Promise<Famil
 /** Parsed documents of one kind, bounded in (serialized) bytes, each loaded once however many ask at once. */
 class DocumentCache<T> {
   private readonly loaded: LRUCache<string, { value: T; size: number }>;
-  private readonly loading = new Map<string, Promise<T>>();
+  /** Loads in flight; a background one (a preload) may fail without that failure answering anyone else. */
+  private readonly loading = new Map<string, { promise: Promise<T>; background: boolean }>();
 
   constructor(
     maxBytes: number,
@@ -113,20 +132,37 @@ class DocumentCache<T> {
     this.loaded = new LRUCache({ maxSize: maxBytes, sizeCalculation: (entry) => Math.max(1, entry.size) });
   }
 
+  has(hash: string): boolean {
+    return this.loaded.has(hash) || this.loading.has(hash);
+  }
+
+  /** A demand load: joins one in flight; when that was a preload and it failed, loads again on its own account. */
   get(store: ObjectStore, hash: string): Promise<T> {
     const hit = this.loaded.get(hash);
     if (hit) return Promise.resolve(hit.value);
-    let pending = this.loading.get(hash);
-    if (!pending) {
-      pending = fetchDocument<T & { format: string }>(store, this.keyOf(hash), `${this.what} ${hash}`, hash).then(({ value, size }) => {
-        this.loaded.set(hash, { value, size });
-        return value;
-      });
-      const forget = () => this.loading.delete(hash);
-      pending.then(forget, forget);
-      this.loading.set(hash, pending);
-    }
-    return pending;
+    const pending = this.loading.get(hash);
+    if (pending?.background) return pending.promise.catch(() => this.get(store, hash));
+    return pending?.promise ?? this.load(store, hash, false);
+  }
+
+  /** A background load: shares one in flight, never fails a reader that joined it (see get). */
+  preload(store: ObjectStore, hash: string): Promise<T> {
+    const hit = this.loaded.get(hash);
+    if (hit) return Promise.resolve(hit.value);
+    return this.loading.get(hash)?.promise ?? this.load(store, hash, true);
+  }
+
+  private load(store: ObjectStore, hash: string, background: boolean): Promise<T> {
+    const promise = fetchDocument<T & { format: string }>(store, this.keyOf(hash), `${this.what} ${hash}`, hash).then(({ value, size }) => {
+      this.loaded.set(hash, { value, size });
+      return value;
+    });
+    const forget = () => {
+      if (this.loading.get(hash)?.promise === promise) this.loading.delete(hash);
+    };
+    promise.then(forget, forget);
+    this.loading.set(hash, { promise, background });
+    return promise;
   }
 }
 
@@ -134,6 +170,34 @@ class DocumentCache<T> {
 export class Documents {
   readonly shards = new DocumentCache<FamilyShard>(SHARD_CACHE_BYTES, 'family shard', keys.shard);
   readonly manifests = new DocumentCache<Manifest>(MANIFEST_CACHE_BYTES, 'manifest', keys.manifest);
+  /** Inline manifests already checked against the hash their version record names. */
+  readonly inlineChecked = new WeakSet<Manifest>();
+}
+
+/**
+ * Loading every family's shard when a mount starts, so that a resolve, which meets families one at a time, finds
+ * them loaded instead of waiting one round trip per family.
+ */
+export interface ShardPreloadPolicy {
+  /** Shard GETs in flight at once for the preload; demand loads never wait for these slots. */
+  parallel: number;
+  /**
+   * A catalog with more versions than this stays lazy (loaded family by family, on demand): its shards would
+   * crowd the shard cache (about 1 KiB a version), and every fresh mount would send thousands of GETs.
+   */
+  maxVersions: number;
+}
+
+export const DEFAULT_SHARD_PRELOAD: ShardPreloadPolicy = { parallel: 16, maxVersions: 20_000 };
+
+export interface ShardPreloadResult {
+  /** Shards fetched (or read from a local copy) by this preload; shards already in memory are not counted. */
+  loaded: number;
+  failed: number;
+  /** Why nothing was preloaded, if so. */
+  skipped?: string;
+  /** The first failure, for one log line. */
+  firstError?: string;
 }
 
 /** Serialized bytes of documents kept parsed in memory (parsed objects take a few times more). */
@@ -163,11 +227,12 @@ export class Catalog {
    * documents of the generation it replaces, so unchanged families are not loaded again.
    */
   static async open(store: ObjectStore, trust?: TrustPolicy, documents: Documents = new Documents()): Promise<Catalog> {
-    const config = (await readStoreConfig(store)) ?? defaultStoreConfig();
-    const head = await readHead(store);
-    if (!head && trust) throw new UntrustedCatalogError(`${store.url} has no published catalog to trust yet`);
-    const index = !head ? EMPTY_INDEX : trust ? await readTrustedIndex(store, head.indexHash, trust) : await readIndex(store, head.indexHash);
-    return new Catalog(store, config, head?.indexHash, index, documents);
+    // Two round trips: rezfs.json with HEAD, then the index (with its signature).
+    const [storedConfig, indexHash] = await Promise.all([readStoreConfig(store), readHeadHash(store)]);
+    const config = storedConfig ?? defaultStoreConfig();
+    if (!indexHash && trust) throw new UntrustedCatalogError(`${store.url} has no published catalog to trust yet`);
+    const index = !indexHash ? EMPTY_INDEX : trust ? await readTrustedIndex(store, indexHash, trust) : await readIndex(store, indexHash);
+    return new Catalog(store, config, indexHash, index, documents);
   }
 
   /** Opens the store's current generation sharing this one's loaded documents. */
@@ -191,5 +256,44 @@ export class Catalog {
 
   manifest(hash: string): Promise<Manifest> {
     return this.documents.manifests.get(this.store, hash);
+  }
+
+  /**
+   * A version's manifest: the one inlined in its shard record when the publisher put it there (no round trip),
+   * else fetched. An inline manifest must hash to the record's `manifest`, like a fetched one.
+   */
+  versionManifest(record: VersionRecord): Promise<Manifest> {
+    const inline = record.inlineManifest;
+    if (!inline) return this.manifest(record.manifest);
+    if (!this.documents.inlineChecked.has(inline)) {
+      const { hash } = encodeDocument(inline);
+      if (hash !== record.manifest) return Promise.reject(new CatalogError(`inline manifest ${hash} does not match manifest ${record.manifest} of its version`));
+      this.documents.inlineChecked.add(inline);
+    }
+    return Promise.resolve(inline);
+  }
+
+  /**
+   * Loads the shards of every family not loaded yet, `policy.parallel` at a time, in the background: a demand
+   * load of a shard joins the preload's GET when one is in flight, and loads on its own if that GET fails, so a
+   * background failure is never anyone's answer (decision D4). Never rejects. Unchanged families of a newer
+   * generation are already loaded (documents are shared by hash), so a refresh preloads only what changed.
+   */
+  async preloadShards(policy: ShardPreloadPolicy = DEFAULT_SHARD_PRELOAD): Promise<ShardPreloadResult> {
+    const families = Object.values(this.index.families);
+    const versions = families.reduce((n, f) => n + f.versions, 0);
+    if (versions > policy.maxVersions) return { loaded: 0, failed: 0, skipped: `${versions} versions, more than ${policy.maxVersions}: shards load on demand` };
+    const result: ShardPreloadResult = { loaded: 0, failed: 0 };
+    const missing = families.map((f) => f.shard).filter((hash) => !this.documents.shards.has(hash));
+    await inParallel(missing, policy.parallel, async (hash) => {
+      try {
+        await this.documents.shards.preload(this.store, hash);
+        result.loaded++;
+      } catch (err) {
+        result.failed++;
+        result.firstError ??= (err as Error).message;
+      }
+    });
+    return result;
   }
 }

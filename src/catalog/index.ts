@@ -1,6 +1,7 @@
 export {
   Catalog,
   Documents,
+  DEFAULT_SHARD_PRELOAD,
   EMPTY_INDEX,
   defaultStoreConfig,
   readHead,
@@ -10,6 +11,8 @@ export {
   readStoreConfig,
   type Head,
   type TrustPolicy,
+  type ShardPreloadPolicy,
+  type ShardPreloadResult,
 } from './catalog.js';
 export * from './signing.js';
 export { CatalogError, canonicalJson, encodeDocument, sha256Hex } from './codec.js';

@@ -65,6 +65,11 @@ export interface VersionRecord {
   /** `package.py` and/or `package.yaml`, served without touching the manifest or the pack. */
   definitions: Record<string, InlineFile>;
   manifest: string;
+  /**
+   * Format 1.2.0: the manifest itself, when it is small, so that a mount looks inside the version without a round
+   * trip. Its canonical JSON hashes to `manifest`, which stays in the store for older mounts (they ignore this).
+   */
+  inlineManifest?: Manifest;
   /** Hash of the tree without mtimes: tells a harmless re-copy from a real change on republish. */
   content: string;
 }

@@ -3,6 +3,7 @@ import { sha256Hex } from '../hash.js';
 import type { ObjectStore } from '../store/index.js';
 import { Catalog, type TrustPolicy } from './catalog.js';
 import { ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
+import { encodeDocument } from './codec.js';
 import { CatalogWalker, type ObjectRef } from './references.js';
 import { blockCount } from './tree.js';
 import { keys, type DirNode, type Manifest } from './schema.js';
@@ -42,6 +43,9 @@ export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undef
     },
     version: (where, record, manifest) => {
       report.versions++;
+      if (record.inlineManifest && encodeDocument(record.inlineManifest).hash !== record.manifest) {
+        report.problems.push(`${where}: the shard's inline manifest differs from manifest ${record.manifest}`);
+      }
       for (const [name, inline] of Object.entries(record.definitions)) {
         const node = manifest.root.entries[name];
         if (node?.type !== 'file' || node.sha256 !== sha256Hex(Buffer.from(inline.data, 'base64'))) {

@@ -117,6 +117,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     const trust = trustPolicy(store, cmd);
     const catalog = await Catalog.open(store, await trust?.policy());
     await trust?.accepted(catalog);
+    preloadShards(catalog, log); // while the kernel mount is set up, and before anyone resolves
     const memory = planMemory(cmd.memoryLimit);
     const memoryCache = new MemoryBlockCache(memory.cacheBytes);
     const budget = new ByteBudget(memory.inFlightBytes);
@@ -150,6 +151,7 @@ async function serve(cmd: MountCommand): Promise<void> {
         const changes = activeMount.invalidate ? await generationChanges(fs.current, next) : undefined;
         fs.swapCatalog(next);
         if (changes) await activeMount.invalidate?.(changes);
+        preloadShards(next, log);
       },
     });
     refresher = activeRefresher;
@@ -181,6 +183,17 @@ async function serve(cmd: MountCommand): Promise<void> {
   refresher?.stop();
   control?.close();
   await unregister?.();
+}
+
+/** Loads a generation's shards in the background (see Catalog.preloadShards) and logs one line about it. */
+function preloadShards(catalog: Catalog, log: Log): void {
+  const started = Date.now();
+  void catalog.preloadShards().then((result) => {
+    const what = `generation ${catalog.index.generation}`;
+    if (result.skipped) log.info(`shards of ${what} not preloaded: ${result.skipped}`);
+    else if (result.failed > 0) log.warn(`preloading shards of ${what}: ${result.failed} failed (they load on demand): ${result.firstError}`);
+    else if (result.loaded > 0) log.info(`preloaded ${result.loaded} shards of ${what} in ${Date.now() - started} ms`);
+  });
 }
 
 function chooseBinding(choice: FuseChoice): FuseBinding {

@@ -57,7 +57,7 @@ export async function prefetch(
     if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}`);
     const record = (await catalog.shard(family)).versions[version];
     if (!record) throw new UsageError(`no version ${version} of ${family} in ${catalog.store.url}`);
-    const manifest = await catalog.manifest(record.manifest);
+    const manifest = await catalog.versionManifest(record);
     packs.push({ name, pack: packRef(manifest, options.log) });
   }
   // No memory cache: prefetched blocks are for the disk, not for this short-lived process.

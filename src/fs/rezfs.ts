@@ -384,7 +384,7 @@ export class RezFs {
   private async manifestOf(catalog: Catalog, record: VersionRecord, path: string): Promise<Manifest> {
     const version = `/${splitPath(path).slice(0, 2).join('/')}`;
     try {
-      return this.loaded(version, await withDeadline(catalog.manifest(record.manifest), this.options.readDeadlineMs, `loading manifest ${record.manifest}`));
+      return this.loaded(version, await withDeadline(catalog.versionManifest(record), this.options.readDeadlineMs, `loading manifest ${record.manifest}`));
     } catch (err) {
       this.failedLoads.add(version);
       this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);

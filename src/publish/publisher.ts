@@ -15,8 +15,8 @@ import {
   type FamilyShard,
   type VersionRecord,
 } from '../catalog/index.js';
-import type { Log } from '../log.js';
 import { inParallel } from '../parallel.js';
+import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
 import { updateCatalog } from './catalog-update.js';
 import { PublishInputError } from './errors.js';
@@ -226,8 +226,15 @@ function mergeShard(current: FamilyShard | undefined, family: FamilySource, fres
   return { format: FORMAT_VERSION, name: family.name, versions, extras: family.extras, ...(Object.keys(retired).length > 0 ? { retired } : {}) };
 }
 
+/**
+ * Manifests up to this size travel inline in their shard record: a package of a few dozen files, whose manifest a
+ * mount would otherwise fetch in one round trip of its own when something first looks inside the version.
+ */
+const INLINE_MANIFEST_MAX_BYTES = 8 * 1024;
+
 function versionRecord(built: BuiltPackage, now: number): VersionRecord {
   const root = built.manifest.root;
+  const manifest = encodeDocument(built.manifest);
   const definitions: VersionRecord['definitions'] = {};
   for (const [name, data] of Object.entries(built.definitions)) {
     const node = root.entries[name];
@@ -240,7 +247,8 @@ function versionRecord(built: BuiltPackage, now: number): VersionRecord {
     names: Object.keys(root.entries).sort(),
     publishedMs: now,
     definitions,
-    manifest: encodeDocument(built.manifest).hash,
+    manifest: manifest.hash,
+    ...(manifest.bytes.length <= INLINE_MANIFEST_MAX_BYTES ? { inlineManifest: built.manifest } : {}),
     content: built.content,
   };
 }

@@ -460,19 +460,30 @@ describe('a real mount under network faults (s3:// through a fault-injecting pro
     const failing = shardOf.get('hidden_a')!;
     const silent = shardOf.get('hidden_b')!;
     setPlan((req) => (req.url.includes(failing) ? { status: 500, body: internalError, headers: { 'content-type': 'application/xml' } } : req.url.includes(silent) ? { hang: true } : undefined));
+    // A mount preloads every shard when it starts: the one that never had these two is a mount started now.
+    const faultyCache = join(work.path, 'cache-faulty-shards');
+    const faulty = await mountStore({
+      store: s3.storeUrl(PREFIX),
+      mountpoint: join(work.path, 'mnt-faulty-shards'),
+      cacheDir: faultyCache,
+      env: { ...s3.env, AWS_ENDPOINT_URL: proxy.url },
+      extraArgs: ['--read-timeout', `${DEADLINE_MS / 1000}s`, '--refresh', '1s'],
+    });
+    const log = () => readFile(join(faultyCache, 'mount.log'), 'utf8').catch(() => '');
     const watch = new StateWatch(200);
     watch.watch(mount.pid, 'mount');
+    watch.watch(faulty.pid, 'mount with faulty shards');
     watch.start();
     const metadata = metadataUnderFaults(watch);
     try {
-      const root = await runProcess('ls', ['-1', mount.mountpoint], { timeoutMs: 60_000 });
+      const root = await runProcess('ls', ['-1', faulty.mountpoint], { timeoutMs: 60_000 });
       expect(root.code, root.stderr).toBe(0);
       expect(root.stdout.split('\n').filter(Boolean)).toEqual(['data', 'hidden_a', 'hidden_b']);
       for (const family of ['hidden_a', 'hidden_b']) {
-        const ls = await runProcess('ls', ['-1A', join(mount.mountpoint, family)], { timeoutMs: 60_000 });
+        const ls = await runProcess('ls', ['-1A', join(faulty.mountpoint, family)], { timeoutMs: 60_000 });
         stats.phases.push(`ls ${family} with its shard ${family === 'hidden_a' ? 'failing (500)' : 'hanging'}: exit ${ls.code} in ${ls.durationMs} ms`);
         expect.soft({ exit: ls.code, stderr: ls.stderr.trim(), listing: ls.stdout }, `ls ${family}: an empty family, no error`).toEqual({ exit: 0, stderr: '', listing: '' });
-        const st = await runProcess('stat', ['-c', '%F', join(mount.mountpoint, family)], { timeoutMs: 60_000 });
+        const st = await runProcess('stat', ['-c', '%F', join(faulty.mountpoint, family)], { timeoutMs: 60_000 });
         expect.soft(st.stdout.trim(), `stat ${family}: ${st.stderr}`).toBe('directory');
       }
       expect(await log()).toMatch(new RegExp(`family hidden_a hidden: .*${failing.slice(PREFIX.length + 1)}.*HTTP 500`));
@@ -484,10 +495,14 @@ describe('a real mount under network faults (s3:// through a fault-injecting pro
       expect(await metadata.stop(), 'metadata of loaded families under faults').toEqual([]);
       await watch.stop();
     }
-    expect(watch.longerThan(BOUND_MS)).toEqual([]);
-    // The store answers again: the family comes back (a failed shard load is not remembered).
-    expect(await waitFor(async () => (await readdir(join(mount.mountpoint, 'hidden_a')).catch((): string[] => [])).includes('1.0.0'), 15_000)).toBe(true);
-    expect(sha(await readFile(join(mount.mountpoint, 'hidden_a/1.0.0/package.py')))).toBe(expected.get('hidden_a/1.0.0/package.py'));
+    try {
+      expect(watch.longerThan(BOUND_MS)).toEqual([]);
+      // The store answers again: the family comes back (a failed shard load is not remembered).
+      expect(await waitFor(async () => (await readdir(join(faulty.mountpoint, 'hidden_a')).catch((): string[] => [])).includes('1.0.0'), 15_000)).toBe(true);
+      expect(sha(await readFile(join(faulty.mountpoint, 'hidden_a/1.0.0/package.py')))).toBe(expected.get('hidden_a/1.0.0/package.py'));
+    } finally {
+      await faulty.unmount();
+    }
   });
 
   it('afterwards: every file reads right, no process is left behind or in D state, and the disk cache holds no bad block', async () => {

@@ -20,7 +20,7 @@ import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findRez, forceUnmountAll, mountStore, mountsUnder, runCli, runProcess, type CliResult, type MountHandle } from '../support/cli.js';
+import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, mountsUnder, runCli, runProcess, type CliResult, type MountHandle } from '../support/cli.js';
 import { Limiter } from '../support/tree.js';
 import { generateRezRepo, planFamilies, rezRequests, type RezRepo, type RezRequest } from './rez-generator.js';
 
@@ -47,17 +47,7 @@ let sides: [Side, Side];
 
 /** Environment for one rez run: nothing from the caller's rez config, no resolve caching, no memcached. */
 function rezEnv(side: Side, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    HOME: path.join(work, 'home'),
-    REZ_PACKAGES_PATH: side.root,
-    REZ_RELEASE_PACKAGES_PATH: side.root,
-    REZ_LOCAL_PACKAGES_PATH: path.join(work, 'local-packages'),
-    REZ_DISABLE_HOME_CONFIG: '1',
-    REZ_RESOLVE_CACHING: '0',
-    REZ_MEMCACHED_URI: '',
-    REZ_COLOR_ENABLED: '0',
-    ...extra,
-  };
+  return { ...isolatedRezEnv(path.join(work, 'home'), side.root), ...extra };
 }
 
 function rezTool(name: string): [string, string[]] {
@@ -167,7 +157,7 @@ describe.skipIf(!!SKIP_REASON)(`stock rez on a rezfs mount vs the source directo
     if (work.startsWith(path.resolve(tmpdir()) + path.sep) || work.startsWith('/tmp/')) {
       throw new Error(`${work} is under the temp dir: rez would refuse to cache its packages; set REZFS_REZ_TEST_DIR`);
     }
-    await Promise.all(['home', 'rxt', 'local-packages'].map((d) => fsp.mkdir(path.join(work, d))));
+    await Promise.all(['home', 'rxt'].map((d) => fsp.mkdir(path.join(work, d))));
     repo = generateRezRepo(path.join(work, 'repo'));
     const store = `file://${path.join(work, 'store')}`;
     const published = await runCli(['publish', repo.root, '--store', store], { timeoutMs: 300_000 });

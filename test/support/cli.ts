@@ -9,7 +9,7 @@
  *    /proc/<pid>/cmdline still is ours), never by name.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -438,6 +438,24 @@ export function findRez(): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The environment of a rez run that nothing of the caller's rez configuration reaches: `packagesPath` as the only
+ * repository, its own home and local packages dir under `home` (created), no resolve caching, no memcached, no colours.
+ */
+export function isolatedRezEnv(home: string, packagesPath: string): Record<string, string> {
+  mkdirSync(path.join(home, 'local-packages'), { recursive: true });
+  return {
+    HOME: home,
+    REZ_PACKAGES_PATH: packagesPath,
+    REZ_RELEASE_PACKAGES_PATH: packagesPath,
+    REZ_LOCAL_PACKAGES_PATH: path.join(home, 'local-packages'),
+    REZ_DISABLE_HOME_CONFIG: '1',
+    REZ_RESOLVE_CACHING: '0',
+    REZ_MEMCACHED_URI: '',
+    REZ_COLOR_ENABLED: '0',
+  };
 }
 
 /** Run `rez <args>` with REZ_PACKAGES_PATH set (a mount or a plain repo). cwd defaults to the repo root. */

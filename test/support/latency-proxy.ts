@@ -131,12 +131,14 @@ export async function startLatencyProxy(target: string, initial: LatencyShape = 
   let log: ProxiedRequest[] = [];
   let seq = 0;
 
-  const later = (ms: number, fn: () => void) => {
-    if (ms <= 0) return fn();
+  /** Runs `fn` at performance.now() >= `atMs` (Node's timers may fire a millisecond early: then it waits again). */
+  const at = (atMs: number, fn: () => void) => {
+    const wait = atMs - performance.now();
+    if (wait <= 0) return fn();
     const timer = setTimeout(() => {
       timers.delete(timer);
-      fn();
-    }, ms);
+      at(atMs, fn);
+    }, Math.ceil(wait));
     timers.add(timer);
   };
 
@@ -164,7 +166,7 @@ export async function startLatencyProxy(target: string, initial: LatencyShape = 
         up.on('error', () => res.destroy());
         up.on('end', () => {
           const body = Buffer.concat(chunks);
-          later(entry.startMs + firstByteMs - performance.now(), () => {
+          at(entry.startMs + firstByteMs, () => {
             entry.status = up.statusCode ?? 502;
             entry.firstByteMs = performance.now();
             res.writeHead(entry.status, up.statusMessage, up.rawHeaders);
@@ -198,7 +200,7 @@ export async function startLatencyProxy(target: string, initial: LatencyShape = 
       entry.bytes = sent;
       if (sent >= body.length) return void res.end(chunk, finish);
       res.write(chunk);
-      later(began + (sent / rate) * 1000 - performance.now(), step);
+      at(began + (sent / rate) * 1000, step);
     };
     step();
   };
