@@ -22,7 +22,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
-import { startLatencyProxy, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
+import { startLatencyProxy, trafficStats, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
 import { startS3Server } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 
@@ -71,6 +71,8 @@ const PREAD = path.join(import.meta.dirname, 'pread.mjs');
 interface Sample {
   ms: number;
   traffic?: TrafficStats;
+  /** The payload GETs alone. */
+  packs?: TrafficStats;
   mountCpuMs?: number;
   /** Bytes the command read (sparse rows). */
   readBytes?: number;
@@ -100,12 +102,13 @@ async function main(): Promise<void> {
     if (published.code !== 0) throw new Error(`publish failed: ${published.stderr}`);
     log(published.stdout.trim());
     const expected = await launch(repo, repo.root);
+    const profiled = await profiledStore(repo, s3.storeUrl('profiled'), env, proxy);
     for (const latency of opts.latencies) {
       proxy.setShape({ firstByteMs: latency });
       for (let rep = 0; rep < opts.reps; rep++) {
         log(`${latency} ms, run ${rep + 1} of ${opts.reps}`);
         await resolveRows(repo, latency, store, env, proxy);
-        await launchRows(repo, latency, store, env, proxy, expected);
+        await launchRows(repo, latency, { plain: store, profiled }, env, proxy, expected);
         await sparseRows(repo, latency, store, env, proxy);
       }
     }
@@ -137,13 +140,38 @@ async function resolveRows(repo: StartupRepo, latency: number, store: string, en
   });
 }
 
-async function launchRows(repo: StartupRepo, latency: number, store: string, env: Record<string, string>, proxy: LatencyProxy, expected: string): Promise<void> {
+/** The repository published again, with the startup profile `rezfs profile` records for the launch attached. */
+async function profiledStore(repo: StartupRepo, store: string, env: Record<string, string>, proxy: LatencyProxy): Promise<string> {
+  proxy.setShape({ firstByteMs: 0 });
+  const published = await runCli(['publish', repo.root, '--store', store], { env, timeoutMs: 600_000 });
+  if (published.code !== 0) throw new Error(`publish failed: ${published.stderr}`);
+  const rezEnvVars = { ...isolatedRezEnv(path.join(WORK, 'home'), repo.root), PATH: '/usr/local/bin:/usr/bin:/bin' };
+  const profiled = await runCli(['profile', '--store', store, '--fuse', opts.fuse, '--', rez, 'env', ...repo.launchRequest, '--', ...repo.launchCommand], {
+    env: { ...env, ...rezEnvVars },
+    timeoutMs: 600_000,
+  });
+  if (profiled.code !== 0) throw new Error(`rezfs profile failed: ${profiled.stderr}`);
+  log(profiled.stdout.trim());
+  return store;
+}
+
+async function launchRows(repo: StartupRepo, latency: number, stores: { plain: string; profiled: string }, env: Record<string, string>, proxy: LatencyProxy, expected: string): Promise<void> {
   await dropCaches();
   const t0 = performance.now();
   const local = await launch(repo, repo.root);
-  record(latency, 'cold launch', 'local', { ms: performance.now() - t0 });
+  const localMs = performance.now() - t0;
+  record(latency, 'cold launch', 'local', { ms: localMs });
+  record(latency, 'profiled launch', 'local', { ms: localMs });
   if (local !== expected) problems.push(`local launch printed ${local}`);
-  await onFreshMount(latency, store, env, proxy, async (mount) => {
+  await onFreshMount(latency, stores.profiled, env, proxy, async (mount) => {
+    await dropCaches();
+    const out = await measured(proxy, mount, async () => {
+      const printed = await launch(repo, mount.mountpoint);
+      if (printed !== expected) problems.push(`profiled launch printed ${JSON.stringify(printed)}, local disk ${JSON.stringify(expected)}`);
+    });
+    record(latency, 'profiled launch', 'rezfs', out);
+  });
+  await onFreshMount(latency, stores.plain, env, proxy, async (mount) => {
     await dropCaches();
     const check = async () => {
       const out = await launch(repo, mount.mountpoint);
@@ -201,7 +229,8 @@ async function measured(proxy: LatencyProxy, mount: MountHandle, run: () => Prom
   const t0 = performance.now();
   await run();
   const ms = performance.now() - t0;
-  return { ms, traffic: proxy.stats(), mountCpuMs: cpuMs(mount.pid) - cpu0 };
+  const packs = trafficStats(proxy.requests().filter((r) => r.path.includes('/packs/')));
+  return { ms, traffic: proxy.stats(), packs, mountCpuMs: cpuMs(mount.pid) - cpu0 };
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -261,6 +290,7 @@ const median = (xs: number[]) => {
 function ratioTarget(row: string, latency: number): number | undefined {
   if (row === 'cold resolve') return latency === 20 ? 1.3 : latency === 60 ? 1.5 : undefined;
   if (row === 'cold launch') return latency === 20 ? 2.5 : undefined;
+  if (row === 'profiled launch') return latency === 20 ? 1.5 : latency === 60 ? 2 : undefined;
   if (row === 'warm resolve' || row === 'warm launch') return 1.15;
   return undefined;
 }
@@ -278,14 +308,14 @@ function report(repo: StartupRepo): void {
       `launch \`rez env app -- app-start\`; medians of ${opts.reps}; ms; ratios against local disk in the same run`,
   );
   const header = ['row', 'local', 'rezfs', 'ratio', 'target', 'requests', 'chain', 'peak', 'MiB got', 'mount CPU', 'by kind (median run)'];
-  const widths = [14, 7, 7, 7, 14, 8, 6, 5, 8, 9, 0];
+  const widths = [16, 7, 7, 7, 14, 8, 6, 5, 8, 9, 0];
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   const verdicts: string[] = [];
   for (const latency of opts.latencies) {
     out.push('');
     out.push(`--- first byte +${latency} ms ---`);
     out.push(line(header));
-    for (const row of ['mount', 'cold resolve', 'warm resolve', 'cold launch', 'warm launch', 'sparse reads']) {
+    for (const row of ['mount', 'cold resolve', 'warm resolve', 'cold launch', 'profiled launch', 'warm launch', 'sparse reads']) {
       const entry = rows.get(`${latency}\0${row}`);
       if (!entry) continue;
       const rz = entry.rezfs;
@@ -307,8 +337,12 @@ function report(repo: StartupRepo): void {
         const perByte = median(rz.map((s) => (s.traffic?.bytes ?? Number.NaN) / (s.readBytes ?? Number.NaN)));
         extra = `${perByte.toFixed(1)} bytes fetched per byte read; ${extra}`;
       }
+      if (row.endsWith('launch') && rz.some((r) => r.packs)) {
+        const packs = rz.map((r) => r.packs).filter((t): t is TrafficStats => t !== undefined);
+        extra = `packs: chain ${median(packs.map((t) => t.chain))}, peak ${median(packs.map((t) => t.peakInFlight))}; ${extra}`;
+      }
       if (row === 'cold resolve') verdicts.push(countVerdict(`${row} at ${latency} ms: chain`, med((t) => t.chain), '<=', 10));
-      if (row === 'cold launch') verdicts.push(countVerdict(`${row} at ${latency} ms: peak in flight`, med((t) => t.peakInFlight), '>=', 8));
+      if (row.startsWith('cold launch') || row === 'profiled launch') verdicts.push(countVerdict(`${row} at ${latency} ms: peak in flight`, med((t) => t.peakInFlight), '>=', 8));
       out.push(
         line([
           row,

@@ -41,8 +41,15 @@ export function packRef(manifest: Pick<Manifest, 'pack' | 'packSize' | 'blocks' 
 /** Blocks being fetched at once, in bytes, unless the mount sets its own budget. */
 export const DEFAULT_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_LOAD_DEADLINE_MS = 30_000;
+/** Background GETs (preload) in flight at once: enough to fill a high-latency link, few enough to leave sockets to readers. */
+export const DEFAULT_BACKGROUND_GETS = 32;
 /** The most bytes readahead asks for in one ranged GET: large enough that per-request cost fades. */
 const MAX_RUN_BYTES = 8 * 1024 * 1024;
+/**
+ * The most bytes a background preload asks for in one ranged GET. A run's blocks are usable only once its whole
+ * response is in, and preloads run many GETs side by side: smaller runs put the first blocks in readers' hands sooner.
+ */
+const MAX_PRELOAD_RUN_BYTES = 2 * 1024 * 1024;
 /** Background disk writes of chunks and chunk lists at once, past which their disk copy is skipped. */
 const MAX_SMALL_DISK_WRITES = 64;
 
@@ -78,8 +85,10 @@ export interface BlockSourceStats {
  * Invariants: every piece (block, chunk, chunk list, chunk index) is checked against its sha256
  * before it is used or cached, whichever way it came in; the caches hold only such pieces, each
  * under its own hash, so a chunk never stands in for a block. Pieces being fetched count against a
- * byte budget: demand reads wait for room, readahead is skipped when there is none. A pack whose
- * chunk hashes fail verification is read in whole blocks from then on.
+ * byte budget: demand reads wait for room, readahead is skipped when there is none, background
+ * preloads wait behind demand reads. A background load (readahead, preload) answers no one: a reader
+ * that joined one that failed loads the block itself, and its lateness never marks the block overdue
+ * (D4). A pack whose chunk hashes fail verification is read in whole blocks from then on.
  */
 export class BlockSource {
   readonly stats: BlockSourceStats = { storeGets: 0, storeBytes: 0, memoryHits: 0, diskHits: 0, chunkReads: 0 };
@@ -91,6 +100,12 @@ export class BlockSource {
   private readonly badChunkObjects = new Set<string>();
   /** Disk writes of chunks and chunk lists under way (see keepSmall). */
   private smallDiskWrites = 0;
+  /** Loads in `inFlight` that are background work (readahead, preload): their failure is no reader's answer. */
+  private readonly backgroundLoads = new WeakSet<Promise<Buffer>>();
+  /** Disk writes nobody waits for (background loads, small pieces): `flushed()` waits for them. */
+  private readonly diskWrites = new Set<Promise<void>>();
+  /** Background GETs in flight (preload), as a semaphore of slots. */
+  private readonly backgroundSlots: ByteBudget;
 
   constructor(
     private readonly store: ObjectStore,
@@ -100,7 +115,10 @@ export class BlockSource {
     private readonly budget: ByteBudget = new ByteBudget(DEFAULT_IN_FLIGHT_BYTES),
     /** A load, however many readers wait on it, gives up after this long; later readers start afresh. */
     private readonly loadDeadlineMs: number = DEFAULT_LOAD_DEADLINE_MS,
-  ) {}
+    backgroundGets: number = DEFAULT_BACKGROUND_GETS,
+  ) {
+    this.backgroundSlots = new ByteBudget(backgroundGets);
+  }
 
   /** Pack bytes [span.start, span.end), in whole blocks. */
   async read(pack: PackRef, span: Span): Promise<Buffer> {
@@ -135,21 +153,72 @@ export class BlockSource {
   prefetch(pack: PackRef, first: number, count: number): void {
     const last = Math.min(first + count, pack.blocks.length) - 1;
     void (async () => {
-      const missing: number[] = [];
-      for (let index = first; index <= last; index++) {
-        const sha = pack.blocks[index]!;
-        if (!this.inFlight.has(sha) && !this.overdue.has(sha) && !(await this.memory.get(sha)) && !this.inFlight.has(sha)) missing.push(index);
-      }
-      const maxRun = Math.max(1, Math.floor(MAX_RUN_BYTES / pack.blockSize));
-      for (const run of readaheadRuns(missing, first, count, maxRun)) {
-        const sizes = run.map((index) => blockLength(pack, index));
-        const total = sizes.reduce((a, b) => a + b, 0);
+      const missing = await this.missing(pack, range(first, last));
+      for (const run of readaheadRuns(missing, first, count, maxRunBlocks(pack, MAX_RUN_BYTES))) {
+        const total = runLength(pack, run);
         // The blocks, plus the run's response until it is cut into them: both are in memory at once.
         if (!this.budget.tryAcquire(2 * total)) return;
-        const loads = this.fetchRun(pack, run, () => this.budget.release(total));
-        loads.forEach((load, i) => this.track(pack.blocks[run[i]!]!, sizes[i]!, load).catch(() => undefined));
+        this.startRun(pack, run, total).catch(() => undefined);
       }
     })();
+  }
+
+  /**
+   * Loads blocks in the background, below demand reads in priority: the one engine behind startup sets and
+   * `rezfs prefetch`. Consecutive missing blocks come in one ranged GET (at most MAX_PRELOAD_RUN_BYTES); at most
+   * `backgroundGets` such GETs are in flight for all callers together, first come first served, and each waits for
+   * budget room that no demand read wants, so it delays no reader. Resolves once every block has settled, with how
+   * many were loaded; never rejects (a failure is no one's answer: a reader of that block loads it again).
+   */
+  async preload(pack: PackRef, indexes: readonly number[]): Promise<number> {
+    const runs = consecutiveRuns(await this.missing(pack, [...new Set(indexes)].sort((a, b) => a - b)), maxRunBlocks(pack, MAX_PRELOAD_RUN_BYTES));
+    const loaded = await Promise.all(runs.map((run) => this.preloadRun(pack, run)));
+    return loaded.reduce((a, b) => a + b, 0);
+  }
+
+  /** Settles once every disk write started so far has (a process about to exit, `rezfs prefetch`). */
+  async flushed(): Promise<void> {
+    while (this.diskWrites.size > 0) await Promise.all(this.diskWrites);
+  }
+
+  /** One run under one background slot, held until its response is in (not while its blocks are verified and cached). */
+  private async preloadRun(pack: PackRef, run: number[]): Promise<number> {
+    await this.backgroundSlots.acquire(1);
+    let parts: number[][] = [];
+    try {
+      const total = runLength(pack, run);
+      await this.budget.acquireBehind(2 * total);
+      // Readers may have started some of these blocks while this run waited: fetch only what is still missing.
+      const still = await this.missing(pack, run);
+      this.budget.release(2 * (total - runLength(pack, still)));
+      parts = consecutiveRuns(still, run.length);
+    } finally {
+      if (parts.length === 0) this.backgroundSlots.release(1);
+    }
+    let responses = parts.length;
+    const responded = () => --responses === 0 && this.backgroundSlots.release(1);
+    const loaded = await Promise.all(parts.map((part) => this.startRun(pack, part, runLength(pack, part), responded).catch(() => [])));
+    return loaded.reduce((n, blocks) => n + blocks.length, 0);
+  }
+
+  /** Blocks (of `indexes`, in order) neither in memory nor being loaded: those a background load should fetch. */
+  private async missing(pack: PackRef, indexes: readonly number[]): Promise<number[]> {
+    const missing: number[] = [];
+    for (const index of indexes) {
+      const sha = pack.blocks[index];
+      if (sha === undefined) throw new RangeError(`block ${index} is past the end of ${pack.key}`);
+      if (!this.inFlight.has(sha) && !this.overdue.has(sha) && !(await this.memory.get(sha)) && !this.inFlight.has(sha)) missing.push(index);
+    }
+    return missing;
+  }
+
+  /** A background run whose budget (2 x `total`) is held: half is given back with the response, the rest block by block. */
+  private startRun(pack: PackRef, run: number[], total: number, responded?: () => void): Promise<Buffer[]> {
+    const loads = this.fetchRun(pack, run, () => {
+      this.budget.release(total);
+      responded?.();
+    });
+    return Promise.all(loads.map((load, i) => this.track(pack.blocks[run[i]!]!, blockLength(pack, run[i]!), load, true)));
   }
 
   private block(pack: PackRef, index: number): Promise<Buffer> {
@@ -166,22 +235,28 @@ export class BlockSource {
     const overdue = this.overdue.get(sha);
     if (overdue) throw overdue;
     const pending = this.inFlight.get(sha);
-    if (pending) return pending;
+    if (pending) return this.join(pending, () => this.piece(key, span, sha, what));
     const inMemory = await this.memory.get(sha);
     if (inMemory) {
       this.stats.memoryHits++;
       return inMemory;
     }
     const raced = this.inFlight.get(sha);
-    if (raced) return raced;
+    if (raced) return this.join(raced, () => this.piece(key, span, sha, what));
     const size = span.end - span.start;
     return this.track(sha, size, this.budget.acquire(size).then(() => this.fetch(key, span, sha, what)));
+  }
+
+  /** A reader joins a load in flight; when a background load fails, the reader loads on its own account (`again`). */
+  private join(load: Promise<Buffer>, again: () => Promise<Buffer>): Promise<Buffer> {
+    return this.backgroundLoads.has(load) ? load.catch(again) : load;
   }
 
   /** Pack bytes `part`, all inside block `index`: from the whole block when it is at hand, else from chunks. */
   private async partOfBlock(pack: PackRef, chunks: PackChunks, index: number, part: Span): Promise<Buffer> {
     const sha = pack.blocks[index]!;
-    const block = this.inFlight.get(sha) ?? (await this.memoryHit(sha)) ?? (await this.diskHit(sha));
+    const pending = this.inFlight.get(sha);
+    const block = (pending && this.join(pending, () => this.block(pack, index))) ?? (await this.memoryHit(sha)) ?? (await this.diskHit(sha));
     if (block) return slice(await block, sliceOfBlock(index, pack.blockSize, part));
     this.stats.chunkReads++;
     try {
@@ -297,7 +372,7 @@ export class BlockSource {
    * that joins late waits only for what is left of it, never a full deadline of its own. The budget
    * is held until the underlying fetch settles, deadline or not.
    */
-  private track(key: string, size: number, load: Promise<Buffer>): Promise<Buffer> {
+  private track(key: string, size: number, load: Promise<Buffer>, background = false): Promise<Buffer> {
     load
       .finally(() => {
         this.budget.release(size);
@@ -307,13 +382,15 @@ export class BlockSource {
     const shared: Promise<Buffer> = withDeadline(load, this.loadDeadlineMs, `loading ${key}`)
       .catch((err: unknown) => {
         // The kernel retries a failed page at once; until this fetch settles, such retries fail at once too.
-        if (err instanceof DeadlineError) this.overdue.set(key, err);
+        // Not for a background load: its lateness is no reader's answer.
+        if (err instanceof DeadlineError && !background) this.overdue.set(key, err);
         throw err;
       })
       .finally(() => {
         if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
       });
     this.inFlight.set(key, shared);
+    if (background) this.backgroundLoads.add(shared);
     return shared;
   }
 
@@ -352,10 +429,11 @@ export class BlockSource {
       if (onDisk[i]) return this.keepFromDisk(sha, onDisk[i]!);
       const data = fetched.get(index)!;
       const actual = sha256(data);
-      if (actual === sha) return this.keepFetched(sha, data);
+      // A run is background work: its blocks are usable once in memory, and their disk copies hold up no one.
+      if (actual === sha) return this.keepFetched(sha, data, false);
       const piece: Piece = { kind: 'block', index };
       this.log.error(`${new IntegrityError(pack.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
-      return this.keepFetched(sha, await this.fetchVerified(pack.key, blockSpan(index, pack.blockSize, pack.size), sha, piece));
+      return this.keepFetched(sha, await this.fetchVerified(pack.key, blockSpan(index, pack.blockSize, pack.size), sha, piece), false);
     });
   }
 
@@ -377,10 +455,22 @@ export class BlockSource {
     return data;
   }
 
-  private async keepFetched(sha: string, data: Buffer): Promise<Buffer> {
+  private async keepFetched(sha: string, data: Buffer, waitForDisk = true): Promise<Buffer> {
     await this.memory.put(sha, data);
-    if (this.disk) await this.disk.put(sha, data).catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`));
+    const write = this.writeToDisk(sha, data);
+    if (waitForDisk) await write;
     return data;
+  }
+
+  /** A disk copy, tracked until written (flushed() waits for it); a failure is a warning: the copy is a convenience. */
+  private writeToDisk(sha: string, data: Buffer): Promise<void> | undefined {
+    if (!this.disk) return undefined;
+    const write: Promise<void> = this.disk
+      .put(sha, data)
+      .catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`))
+      .finally(() => this.diskWrites.delete(write));
+    this.diskWrites.add(write);
+    return write;
   }
 
   /**
@@ -391,10 +481,7 @@ export class BlockSource {
   private keepSmall(sha: string, data: Buffer): Promise<Buffer> {
     if (this.disk && this.smallDiskWrites < MAX_SMALL_DISK_WRITES) {
       this.smallDiskWrites++;
-      this.disk
-        .put(sha, data)
-        .catch((err: Error) => this.log.warn(`disk cache write failed: ${err.message}`))
-        .finally(() => this.smallDiskWrites--);
+      void this.writeToDisk(sha, data)!.finally(() => this.smallDiskWrites--);
     }
     return this.memory.put(sha, data).then(() => data);
   }
@@ -452,6 +539,14 @@ function slice(data: Buffer, span: Span): Buffer {
 
 function joined(pieces: Buffer[]): Buffer {
   return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+function maxRunBlocks(pack: PackRef, maxBytes: number): number {
+  return Math.max(1, Math.floor(maxBytes / pack.blockSize));
+}
+
+function runLength(pack: PackRef, run: readonly number[]): number {
+  return run.reduce((n, index) => n + blockLength(pack, index), 0);
 }
 
 function blockLength(pack: PackRef, index: number): number {

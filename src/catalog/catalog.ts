@@ -12,6 +12,7 @@ import {
   type FamilyShard,
   type IndexedFamily,
   type Manifest,
+  type StartupProfile,
   type StoreConfig,
   type VersionRecord,
 } from './schema.js';
@@ -170,6 +171,7 @@ class DocumentCache<T> {
 export class Documents {
   readonly shards = new DocumentCache<FamilyShard>(SHARD_CACHE_BYTES, 'family shard', keys.shard);
   readonly manifests = new DocumentCache<Manifest>(MANIFEST_CACHE_BYTES, 'manifest', keys.manifest);
+  readonly profiles = new DocumentCache<StartupProfile>(PROFILE_CACHE_BYTES, 'startup profile', keys.profile);
   /** Inline manifests already checked against the hash their version record names. */
   readonly inlineChecked = new WeakSet<Manifest>();
 }
@@ -203,6 +205,7 @@ export interface ShardPreloadResult {
 /** Serialized bytes of documents kept parsed in memory (parsed objects take a few times more). */
 const SHARD_CACHE_BYTES = 64 * 1024 * 1024;
 const MANIFEST_CACHE_BYTES = 16 * 1024 * 1024;
+const PROFILE_CACHE_BYTES = 4 * 1024 * 1024;
 
 /**
  * One generation of the catalog as a mount sees it: the index is loaded up front, each family's
@@ -256,6 +259,11 @@ export class Catalog {
 
   manifest(hash: string): Promise<Manifest> {
     return this.documents.manifests.get(this.store, hash);
+  }
+
+  /** A startup profile, loaded in the background: its failure is only ever logged (a profile is a hint). */
+  profile(hash: string): Promise<StartupProfile> {
+    return this.documents.profiles.preload(this.store, hash);
   }
 
   /**

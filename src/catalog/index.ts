@@ -15,7 +15,7 @@ export {
   type ShardPreloadResult,
 } from './catalog.js';
 export * from './signing.js';
-export { CatalogError, canonicalJson, encodeDocument, sha256Hex } from './codec.js';
+export { CatalogError, canonicalJson, encodeDocument, parseVersioned, sha256Hex } from './codec.js';
 export * from './schema.js';
 export { ChunkHasher, ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
 export { blockCount, countSubdirs } from './tree.js';
@@ -40,3 +40,4 @@ export {
   claimedKey,
   type CollectionTiming,
 } from './gc-protocol.js';
+export { buildProfile, mergeRanges, profileBytes, profileProblem, type ProfileTarget } from './profile.js';

@@ -4,9 +4,10 @@
  * added here once and all three follow.
  *
  * A generation is its index; the index names family shards (and has a signature beside it when the store is
- * signed), shards name manifests, manifests name packs and their chunk hashes (format 1.2). A walker visits each
- * object once however many generations or versions name it, checks every document against its hash before reading
- * what it names, and never lists the store (a walk works on a read-only http:// store too).
+ * signed), shards name manifests and startup profiles (a profile names nothing to follow: its ranges point into
+ * packs its manifest names), manifests name packs and their chunk hashes (format 1.2). A walker visits each object
+ * once however many generations or versions name it, checks every document against its hash before reading what
+ * it names, and never lists the store (a walk works on a read-only http:// store too).
  *
  * Adding a kind: a row in OBJECT_KINDS (its key prefix, and where it goes in dependency order) and the place in
  * `walk` where its parent names it.
@@ -18,7 +19,7 @@ import { Documents, readIndex } from './catalog.js';
 import { keys, type CatalogIndex, type ChunkHashes, type FamilyShard, type Manifest, type VersionRecord } from './schema.js';
 import { inParallel } from '../parallel.js';
 
-export type ObjectKind = 'pack' | 'chunks' | 'manifest' | 'shard' | 'signature' | 'index';
+export type ObjectKind = 'pack' | 'chunks' | 'manifest' | 'profile' | 'shard' | 'signature' | 'index';
 
 /**
  * The kinds in dependency order: what an object names comes before it. A copy that goes in this order (and swaps
@@ -29,6 +30,7 @@ export const OBJECT_KINDS: readonly { kind: ObjectKind; prefix: string }[] = [
   { kind: 'pack', prefix: 'packs/' },
   { kind: 'chunks', prefix: 'chunks/' },
   { kind: 'manifest', prefix: 'manifests/' },
+  { kind: 'profile', prefix: 'profiles/' },
   { kind: 'shard', prefix: 'families/' },
   { kind: 'signature', prefix: 'index/' },
   { kind: 'index', prefix: 'index/' },
@@ -46,7 +48,7 @@ interface RefBase {
 
 /** One referenced object, with what its parent document says about it. */
 export type ObjectRef =
-  | (RefBase & { kind: 'index' | 'shard' | 'manifest' | 'chunks'; sha256: string })
+  | (RefBase & { kind: 'index' | 'shard' | 'manifest' | 'chunks' | 'profile'; sha256: string })
   /** Not content-addressed: it signs its index's bytes, and a trusting reader checks it against them. */
   | (RefBase & { kind: 'signature'; size: number })
   | (RefBase & { kind: 'pack'; sha256: string; size: number; blockSize: number; blocks: readonly string[]; chunks?: ChunkHashes });
@@ -120,6 +122,7 @@ export class CatalogWalker {
   }
 
   private async walkVersion(where: string, record: VersionRecord, visitor: WalkVisitor): Promise<void> {
+    if (record.profile) this.first({ kind: 'profile', key: keys.profile(record.profile), sha256: record.profile, where }, visitor);
     const fresh = this.first({ kind: 'manifest', key: keys.manifest(record.manifest), sha256: record.manifest, where }, visitor);
     // A manifest seen before was (or is being) read by its first version; only the visitor wants it again.
     if (!fresh && !visitor.version) return;

@@ -70,6 +70,8 @@ export interface VersionRecord {
    * trip. Its canonical JSON hashes to `manifest`, which stays in the store for older mounts (they ignore this).
    */
   inlineManifest?: Manifest;
+  /** Format 1.2.0: the hash of this version's startup profile (`profiles/<hash>.json`), when one was published. */
+  profile?: string;
   /** Hash of the tree without mtimes: tells a harmless re-copy from a real change on republish. */
   content: string;
 }
@@ -140,6 +142,36 @@ export interface LinkNode {
 
 export type TreeNode = DirNode | FileNode | LinkNode;
 
+/**
+ * `profiles/<sha256>.json` (format 1.2.0): what one package version's start-up read, recorded by a mount (`rezfs
+ * profile`), so that every mount can fetch it in parallel at the version's first use. Named from the version's
+ * shard record; it steers prefetching only, never what a read returns (blocks are verified as always).
+ */
+export interface StartupProfile {
+  format: string;
+  family: string;
+  version: string;
+  /** The manifest the ranges were read through: a profile fits exactly one payload. */
+  manifest: string;
+  /** How long after the version's first use reads were recorded, in ms. */
+  windowMs: number;
+  /** Per pack of the manifest (named by its hash), the byte ranges [start, end) read: sorted, not touching. */
+  packs: ProfilePack[];
+  /** Over the canonical JSON of the profile without this field; present when published to a signed catalog. */
+  signature?: DocumentSignature;
+}
+
+export interface ProfilePack {
+  pack: string;
+  ranges: [number, number][];
+}
+
+/** An ed25519 signature by the key `keyId` names (see signing.ts). */
+export interface DocumentSignature {
+  keyId: string;
+  signature: string; // base64
+}
+
 export const FORMAT_VERSION = '1.2.0';
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 /**
@@ -161,10 +193,11 @@ export const keys = {
   manifest: (hash: string) => `manifests/${hash}.json`,
   pack: (hash: string) => `packs/${hash}`,
   chunks: (hash: string) => `chunks/${hash}`,
+  profile: (hash: string) => `profiles/${hash}.json`,
 } as const;
 
 /** Catalog documents never change once written; a local copy of one is as good as the store's. */
 export const catalogCopyRules = {
-  immutable: (key: string) => /^(index\/[0-9a-f]{64}\.(json|sig)|families\/[0-9a-f]{64}\.json|manifests\/[0-9a-f]{64}\.json)$/.test(key),
+  immutable: (key: string) => /^(index\/[0-9a-f]{64}\.(json|sig)|families\/[0-9a-f]{64}\.json|(manifests|profiles)\/[0-9a-f]{64}\.json)$/.test(key),
   mutable: (key: string) => key === keys.head || key === keys.config,
 };

@@ -1,13 +1,11 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { sha256Hex } from '../hash.js';
-import { CatalogError } from './codec.js';
-import { FORMAT_VERSION } from './schema.js';
+import { CatalogError, canonicalJson } from './codec.js';
+import { FORMAT_VERSION, type DocumentSignature } from './schema.js';
 
 /** `index/<hash>.sig`: an ed25519 signature over the exact bytes of `index/<hash>.json`. */
-export interface IndexSignature {
+export interface IndexSignature extends DocumentSignature {
   format: string;
-  keyId: string;
-  signature: string; // base64
 }
 
 export class UntrustedCatalogError extends CatalogError {
@@ -60,10 +58,33 @@ export function signIndex(privateKey: KeyObject, indexBytes: Buffer): IndexSigna
 
 /** Accepts the index only if one of the trusted keys made the signature over exactly these bytes. */
 export function checkIndexSignature(trusted: readonly KeyObject[], indexBytes: Buffer, signature: IndexSignature | undefined, what: string): void {
-  if (!signature) throw new UntrustedCatalogError(`${what} is not signed; a mount with --trust-key serves only signed catalogs`);
+  const problem = signatureProblem(trusted, indexBytes, signature);
+  if (problem) throw new UntrustedCatalogError(`${what} ${problem}${signature ? '' : '; a mount with --trust-key serves only signed catalogs'}`);
+}
+
+/** Why `signature` is not a trusted key's signature over exactly `bytes` (e.g. "is not signed"), or undefined. */
+export function signatureProblem(trusted: readonly KeyObject[], bytes: Buffer, signature: DocumentSignature | undefined): string | undefined {
+  if (!signature) return 'is not signed';
   const key = trusted.find((k) => keyIdOf(k) === signature.keyId);
-  if (!key) throw new UntrustedCatalogError(`${what} is signed by key ${signature.keyId}, which is not trusted`);
-  if (!verify(null, indexBytes, key, Buffer.from(signature.signature, 'base64'))) {
-    throw new UntrustedCatalogError(`${what} has a signature that does not match its bytes (tampered?)`);
-  }
+  if (!key) return `is signed by key ${signature.keyId}, which is not trusted`;
+  if (!verify(null, bytes, key, Buffer.from(signature.signature, 'base64'))) return 'has a signature that does not match its bytes (tampered?)';
+  return undefined;
+}
+
+/** A document signed in itself: the signature covers the canonical JSON of the document without it. */
+export function signDocument<T extends { signature?: DocumentSignature }>(privateKey: KeyObject, document: T): T {
+  const signature: DocumentSignature = {
+    keyId: keyIdOf(createPublicKey(privateKey)),
+    signature: sign(null, unsignedBytes(document), privateKey).toString('base64'),
+  };
+  return { ...document, signature };
+}
+
+/** Why a self-signed document is not signed by a trusted key, or undefined. */
+export function documentSignatureProblem(trusted: readonly KeyObject[], document: { signature?: DocumentSignature }): string | undefined {
+  return signatureProblem(trusted, unsignedBytes(document), document.signature);
+}
+
+function unsignedBytes(document: { signature?: DocumentSignature }): Buffer {
+  return canonicalJson({ ...document, signature: undefined });
 }

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { sha256Hex } from '../hash.js';
 import type { ObjectStore } from '../store/index.js';
+import { profileProblem } from './profile.js';
 import { Catalog, type TrustPolicy } from './catalog.js';
 import { ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
 import { encodeDocument } from './codec.js';
 import { CatalogWalker, type ObjectRef } from './references.js';
 import { blockCount } from './tree.js';
-import { keys, type DirNode, type Manifest } from './schema.js';
+import { keys, type DirNode, type Manifest, type VersionRecord } from './schema.js';
 
 export interface VerifyReport {
   generation: number;
@@ -22,8 +23,9 @@ export interface VerifyReport {
 
 /**
  * Checks the current generation end to end: the index (and its signature, given a trust policy), every shard,
- * every manifest, every block of every pack (and every chunk, where a pack has chunk hashes), and that inline
- * package definitions equal the bytes in the packs.
+ * every manifest, every block of every pack (and every chunk, where a pack has chunk hashes), that inline package
+ * definitions equal the bytes in the packs, and that every startup profile fits the version naming it (and is
+ * signed, given a trust policy).
  * The objects are the ones the shared walker (references.ts) finds; problems are collected, one line each,
  * rather than stopping at the first.
  */
@@ -32,6 +34,7 @@ export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undef
   const report: VerifyReport = { generation: catalog.index.generation, families: 0, versions: 0, packs: 0, blocks: 0, chunks: 0, bytes: 0, problems: [] };
   if (catalog.indexHash === undefined) return report;
   const packs: PackCheck[] = [];
+  const profiles: { where: string; record: VersionRecord; manifest: Manifest }[] = [];
   const laidOut = new Set<string>(); // manifests whose layout was checked: once each, however many versions share one
   report.families = catalog.familyNames().length;
   await new CatalogWalker(store).walk(catalog.indexHash, {
@@ -46,6 +49,7 @@ export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undef
       if (record.inlineManifest && encodeDocument(record.inlineManifest).hash !== record.manifest) {
         report.problems.push(`${where}: the shard's inline manifest differs from manifest ${record.manifest}`);
       }
+      if (record.profile) profiles.push({ where, record, manifest });
       for (const [name, inline] of Object.entries(record.definitions)) {
         const node = manifest.root.entries[name];
         if (node?.type !== 'file' || node.sha256 !== sha256Hex(Buffer.from(inline.data, 'base64'))) {
@@ -57,6 +61,12 @@ export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undef
     },
     problem: (where, err) => report.problems.push(`${where}: ${err.message}`),
   });
+  for (const { where, record, manifest } of profiles) {
+    const [family, version] = where.split('/') as [string, string];
+    const profile = await catalog.profile(record.profile!).catch((err: Error) => void report.problems.push(`${where}: ${err.message}`));
+    const problem = profile && profileProblem(profile, { family, version, manifestHash: record.manifest, manifest }, trust?.keys);
+    if (problem) report.problems.push(`${where}: startup profile ${record.profile}: ${problem}`);
+  }
   let done = 0;
   for (const pack of packs) {
     report.problems.push(...(await packProblems(store, pack, report)));

@@ -14,6 +14,7 @@ import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } 
 import { GcOptionError } from '../maintain/gc.js';
 import { SyncRefusedError } from '../maintain/sync.js';
 import { mountCommand, type FuseChoice } from './mount.js';
+import { profileCommand } from './profile.js';
 import { statusCommand } from './status.js';
 import { notifyMounts } from './registry.js';
 import { progressBar } from './progress.js';
@@ -25,6 +26,19 @@ const EXIT_USAGE = 2;
 
 function defaultCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'rezfs');
+}
+
+function fuseOption(): Option {
+  return new Option('--fuse <binding>', 'FUSE binding: native (libfuse3, rezfs\'s own), fuse-native (libfuse2), auto (native when built)')
+    .choices(['auto', 'native', 'fuse-native'])
+    .env('REZFS_FUSE')
+    .default('auto');
+}
+
+function recordWindowOption(): Option {
+  return new Option('--record-window <duration>', 'record what each version reads this long after its first use (its startup profile; 0: never)')
+    .env('REZFS_RECORD_WINDOW')
+    .default('20s');
 }
 
 function storeOption(): Option {
@@ -136,12 +150,8 @@ function program(): Command {
     .addOption(new Option('--refresh <duration>', 'look for newly published versions this often (0: only when a local publish says so)').env('REZFS_REFRESH').default('30s'))
     .addOption(new Option('--trust-key <file...>', 'serve only catalogs signed by one of these ed25519 public keys').env('REZFS_TRUST_KEYS'))
     .addOption(new Option('--log-file <file>', 'where a mount logs (default: <cache-dir>/mount.log in the background, stderr in the foreground)'))
-    .addOption(
-      new Option('--fuse <binding>', 'FUSE binding: native (libfuse3, rezfs\'s own), fuse-native (libfuse2), auto (native when built)')
-        .choices(['auto', 'native', 'fuse-native'])
-        .env('REZFS_FUSE')
-        .default('auto'),
-    )
+    .addOption(fuseOption())
+    .addOption(recordWindowOption())
     .action(async (mountpoint: string, opts: Record<string, string | string[] | boolean | undefined>) => {
       await mountCommand(
         {
@@ -158,9 +168,24 @@ function program(): Command {
           trustKeys: trustKeyFiles(opts.trustKey),
           refreshMs: parseDuration('--refresh', String(opts.refresh)),
           fuse: opts.fuse as FuseChoice,
+          recordWindowMs: parseDuration('--record-window', String(opts.recordWindow)),
         },
         process.argv.slice(1),
       );
+    });
+
+  cli
+    .command('profile')
+    .description('learn what the versions a command uses read at start-up, and publish it for every mount to prefetch')
+    .argument('[command...]', 'the command to profile (after --); it runs with REZ_PACKAGES_PATH set to a private mount')
+    .addOption(storeOption())
+    .addOption(new Option('--sign-key <file>', 'sign the profiles and the new index with this ed25519 private key').env('REZFS_SIGN_KEY'))
+    .option('--from-cache <dir>', 'publish what a mount of the store recorded under this cache dir instead of running a command')
+    .addOption(recordWindowOption())
+    .addOption(fuseOption())
+    .action(async (command: string[], opts: { store: string; signKey?: string; fromCache?: string; recordWindow: string; fuse: string }) => {
+      parseDuration('--record-window', opts.recordWindow);
+      await profileCommand({ store: opts.store, signKey: opts.signKey, fromCache: opts.fromCache, recordWindow: opts.recordWindow, fuse: opts.fuse, command });
     });
 
   cli

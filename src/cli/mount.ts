@@ -5,13 +5,13 @@ import type { Stats } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { resolve } from 'node:path';
-import { BlockSource, ByteBudget, DiskBlockCache, LocalCopyStore, MemoryBlockCache, planMemory } from '../cache/index.js';
-import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, type TrustPolicy } from '../catalog/index.js';
+import { BlockSource, ByteBudget, DiskBlockCache, LocalCopyStore, MemoryBlockCache, RecordedProfiles, planMemory } from '../cache/index.js';
+import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
 import { startControlServer } from './control.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
-import { FuseNativeBinding, NativeBinding, RezFs, generationChanges, nativeBindingAvailable, type FuseBinding, type Mounted } from '../fs/index.js';
+import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingAvailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { streamLog, type Log } from '../log.js';
 import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
@@ -35,6 +35,8 @@ export interface MountCommand {
   /** How often to look for a new generation; 0 never (a publish on this host still notifies). */
   refreshMs: number;
   fuse: FuseChoice;
+  /** How long after a version's first use its reads are recorded (its startup profile); 0 records nothing. */
+  recordWindowMs: number;
 }
 
 export type FuseChoice = 'auto' | 'native' | 'fuse-native';
@@ -110,6 +112,8 @@ async function serve(cmd: MountCommand): Promise<void> {
   let refresher: CatalogRefresher | undefined;
   let control: Server | undefined;
   let unregister: (() => Promise<void>) | undefined;
+  /** Writes what the mount still holds for its cache dir: its recordings, disk copies of background loads. */
+  let drain: (() => Promise<void>) | undefined;
   process.on('SIGHUP', () => void refresher?.refreshNow()); // a local publish: look now
   try {
     const remote = openStores(cmd.store, cmd.mirrors);
@@ -122,12 +126,24 @@ async function serve(cmd: MountCommand): Promise<void> {
     const memoryCache = new MemoryBlockCache(memory.cacheBytes);
     const budget = new ByteBudget(memory.inFlightBytes);
     const blocks = new BlockSource(store, memoryCache, new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, budget, cmd.readTimeoutMs);
+    const recorded = new RecordedProfiles(cmd.cacheDir, store.url);
+    const startup = new StartupSets(blocks, {
+      log,
+      ...(cmd.trustKeys.length > 0 ? { trustedKeys: trustedKeys(cmd) } : {}),
+      policy: { recordWindowMs: cmd.recordWindowMs },
+      ...(cmd.recordWindowMs > 0 ? { onRecorded: (profile: StartupProfile) => recorded.save(profile, log) } : {}),
+    });
+    drain = async () => {
+      startup.flush();
+      await Promise.all([recorded.idle(), blocks.flushed()]);
+    };
     const fs = new RezFs(catalog, blocks, {
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
       readDeadlineMs: cmd.readTimeoutMs,
       readaheadBlocks: Math.max(1, Math.floor(READAHEAD_BYTES / catalog.config.blockSize)),
       log,
+      startup,
     });
     const binding = chooseBinding(cmd.fuse);
     // Without invalidation the kernel's timeouts alone decide when new versions show: keep them within the interval.
@@ -158,7 +174,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     refresher.start();
     const started = Date.now();
     const status = () =>
-      mountStatus({ cmd, started, store, remote, fs, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, errors: log.errors });
+      mountStatus({ cmd, started, store, remote, fs, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
     unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url, socket });
@@ -180,6 +196,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     throw new Error(reason);
   }
   await untilSignalled(mounted, log);
+  await drain?.();
   refresher?.stop();
   control?.close();
   await unregister?.();

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { BlockSource, ByteBudget, MemoryBlockCache, blockSpan, packRef, type DiskBlockCache, type PackRef } from '../cache/index.js';
-import { Catalog } from '../catalog/index.js';
+import { BlockSource, ByteBudget, MemoryBlockCache, blockSpan, packRef, profileBlocks, type DiskBlockCache, type PackRef } from '../cache/index.js';
+import { profileProblem, type Catalog } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import { UsageError } from './units.js';
 
@@ -16,8 +16,6 @@ export interface PrefetchSummary {
   fetchedBytes: number;
   cachedBlocks: number;
 }
-
-const BLOCKS_IN_FLIGHT = 8;
 
 /** `family-1.2.3` (rez's qualified name; family names hold no `-`) or `family/1.2.3`. */
 export function parsePackageRef(text: string): PackageRef {
@@ -42,8 +40,11 @@ export async function packagesOfContext(file: string): Promise<PackageRef[]> {
 }
 
 /**
- * Pulls whole package payloads into the disk cache, several blocks at once: the farm warm-up before
- * a job starts. Blocks already cached are checked and kept; with `pin`, they are exempt from eviction.
+ * Pulls whole package payloads into the disk cache: the farm warm-up before a job starts. The catalog documents
+ * of every package load in parallel (one wave of shards, one of manifests and profiles), then the blocks through
+ * the mount's own background engine (BlockSource.preload: consecutive blocks in ranged GETs, many in flight):
+ * every package's startup set first, as its published profile names it, then the rest. Blocks already cached are
+ * checked and kept; with `pin`, they are exempt from eviction.
  */
 export async function prefetch(
   catalog: Catalog,
@@ -51,34 +52,56 @@ export async function prefetch(
   packages: readonly PackageRef[],
   options: { pin: boolean; log: Log; onProgress?: (done: number, total: number) => void },
 ): Promise<PrefetchSummary> {
-  const packs: { name: string; pack: PackRef }[] = [];
-  for (const { family, version } of packages) {
-    const name = `${family}-${version}`;
-    if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}`);
-    const record = (await catalog.shard(family)).versions[version];
-    if (!record) throw new UsageError(`no version ${version} of ${family} in ${catalog.store.url}`);
-    const manifest = await catalog.versionManifest(record);
-    packs.push({ name, pack: packRef(manifest, options.log) });
-  }
-  // No memory cache: prefetched blocks are for the disk, not for this short-lived process.
-  const blocks = new BlockSource(catalog.store, new MemoryBlockCache(1), cache, options.log, new ByteBudget(BLOCKS_IN_FLIGHT * catalog.config.blockSize));
-  const work = packs.flatMap(({ pack }) => pack.blocks.map((_, index) => ({ pack, index })));
-  let next = 0;
+  const packs = await Promise.all(packages.map((ref) => packOfPackage(catalog, ref, options.log)));
+  // No memory cache to speak of: prefetched blocks are for the disk, not for this short-lived process.
+  const blocks = new BlockSource(catalog.store, new MemoryBlockCache(1), cache, options.log, new ByteBudget(IN_FLIGHT_BYTES));
+  const total = packs.reduce((n, { pack }) => n + pack.blocks.length, 0);
   let done = 0;
-  const worker = async () => {
-    while (next < work.length) {
-      const { pack, index } = work[next++]!;
-      await blocks.read(pack, blockSpan(index, pack.blockSize, pack.size));
-      options.onProgress?.(++done, work.length);
+  const load = async (pack: PackRef, indexes: number[]) => {
+    if (indexes.length === 0) return;
+    // A preload never fails (its failures are nobody's answer): blocks that did not come are read, and fail, here.
+    if ((await blocks.preload(pack, indexes)) < indexes.length) {
+      await Promise.all(indexes.map((i) => blocks.read(pack, blockSpan(i, pack.blockSize, pack.size))));
     }
+    options.onProgress?.((done += indexes.length), total);
   };
-  await Promise.all(Array.from({ length: Math.min(BLOCKS_IN_FLIGHT, work.length) }, worker));
+  // Startup sets first, so that a job could start on the mount while the rest still comes.
+  await Promise.all(packs.map(({ pack, startup }) => load(pack, startup)));
+  await Promise.all(packs.flatMap(({ pack, startup }) => chunks(pack.blocks.map((_, i) => i).filter((i) => !startup.includes(i))).map((c) => load(pack, c))));
+  await blocks.flushed();
   if (options.pin) for (const { name, pack } of packs) await cache.pin(name, pack.blocks);
   return {
     packages: packs.length,
-    blocks: work.length,
-    fetchedBlocks: blocks.stats.storeGets,
+    blocks: total,
+    fetchedBlocks: total - blocks.stats.diskHits,
     fetchedBytes: blocks.stats.storeBytes,
     cachedBlocks: blocks.stats.diskHits,
   };
+}
+
+/** Blocks fetched at once, in bytes (each GET holds twice its size until its blocks are cut out of it). */
+const IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+/** Blocks per preload call beyond the startup set: progress is reported as each such chunk is in. */
+const CHUNK_BLOCKS = 16;
+
+function chunks(indexes: number[]): number[][] {
+  return Array.from({ length: Math.ceil(indexes.length / CHUNK_BLOCKS) }, (_, i) => indexes.slice(i * CHUNK_BLOCKS, (i + 1) * CHUNK_BLOCKS));
+}
+
+/** A package's pack and the blocks of its startup set (from its published profile, when it has a usable one). */
+async function packOfPackage(catalog: Catalog, { family, version }: PackageRef, log: Log): Promise<{ name: string; pack: PackRef; startup: number[] }> {
+  if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}`);
+  const shard = await catalog.shard(family);
+  const record = Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
+  if (!record) throw new UsageError(`no version ${version} of ${family} in ${catalog.store.url}`);
+  const manifest = await catalog.versionManifest(record);
+  const pack = packRef(manifest, log);
+  let startup: number[] = [];
+  if (record.profile) {
+    const profile = await catalog.profile(record.profile).catch((err: Error) => void log.warn(`${family}-${version}: its startup profile is ignored: ${err.message}`));
+    const problem = profile && profileProblem(profile, { family, version, manifestHash: record.manifest, manifest });
+    if (problem) log.warn(`${family}-${version}: its startup profile is ignored: ${problem}`);
+    else if (profile) startup = profileBlocks(profile, pack);
+  }
+  return { name: `${family}-${version}`, pack, startup };
 }

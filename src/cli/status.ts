@@ -1,5 +1,5 @@
 import type { BlockSource, ByteBudget, LocalCopyStore, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
-import type { Mounted, RezFs } from '../fs/index.js';
+import type { Mounted, RezFs, StartupSets } from '../fs/index.js';
 import { MirroredStore, type ObjectStore } from '../store/index.js';
 import type { MountCommand } from './mount.js';
 import { requestControl } from './control.js';
@@ -17,6 +17,7 @@ export interface StatusParts {
   memoryCache: MemoryBlockCache;
   memoryLimit: MemoryPlan;
   budget: ByteBudget;
+  startup: StartupSets;
   errors: number;
 }
 
@@ -59,6 +60,8 @@ export async function mountStatus(p: StatusParts) {
       chunkReads,
       inFlightBytes: p.budget.inUse,
     },
+    /** Startup sets: profiles followed or ignored, small versions preloaded whole, blocks preloaded, recordings kept. */
+    startup: { ...p.startup.stats },
     errors: p.errors,
     rssBytes: process.memoryUsage.rss(),
   };
@@ -83,6 +86,7 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
     ...s.stores.map((st) => `  store ${st.url}: ${st.healthy ? 'healthy' : `down (${st.lastError})`}`),
     `  memory cache ${formatBytes(cache.memory.bytes)} of ${formatBytes(cache.memory.limit)}, hits ${pct(cache.memory.hitRatio)}; disk hits ${pct(cache.disk.hitRatio)}; store ${cache.store.gets} GETs (${formatBytes(cache.store.bytes)}); ${cache.chunkReads} reads from chunks`,
     `  FUSE binding ${s.fuse}; requests that reached rezfs: ${s.requests.metadata} metadata, ${s.requests.reads} reads`,
+    `  startup sets: ${s.startup.profilesFollowed} profiles followed, ${s.startup.profilesIgnored} ignored, ${s.startup.wholePacks} small versions whole; ${s.startup.preloadedBlocks} blocks preloaded; ${s.startup.recorded} recorded`,
     `  errors logged: ${s.errors}; rss ${formatBytes(s.rssBytes)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -4,3 +4,4 @@ export { FuseNativeBinding } from './fuse-native-binding.js';
 export { RezFs, type Attr, type DirEntry, type RezFsOptions, type StatFs } from './rezfs.js';
 export { NativeBinding, nativeBindingAvailable } from './native-binding.js';
 export { generationChanges, type TreeChanges } from './changes.js';
+export { DEFAULT_STARTUP_SETS, StartupSets, type StartupSetPolicy, type StartupSetStats } from './startup-sets.js';

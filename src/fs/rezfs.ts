@@ -6,6 +6,7 @@ import type { Log } from '../log.js';
 import { FsError } from './errors.js';
 import { InodeTable } from './inodes.js';
 import { childPath, splitPath } from './paths.js';
+import type { StartupSets } from './startup-sets.js';
 import { withDeadline } from '../deadline.js';
 
 const S_IFDIR = 0o040000;
@@ -55,6 +56,8 @@ export interface RezFsOptions {
   /** The most blocks a sequential reader gets fetched ahead of it. */
   readaheadBlocks: number;
   log: Log;
+  /** Told when a version is first looked into and of every pack read: startup sets are learned and preloaded. */
+  startup?: StartupSets;
 }
 
 /** What a path names, resolved against the catalog. */
@@ -67,7 +70,7 @@ type Resolved =
 
 type OpenFile =
   | { kind: 'inline'; data: Buffer }
-  | { kind: 'pack'; pack: PackRef; node: FileNode; readahead: ReadaheadWindow };
+  | { kind: 'pack'; pack: PackRef; packHash: string; manifest: Manifest; node: FileNode; readahead: ReadaheadWindow };
 
 /**
  * The filesystem's semantics, independent of any FUSE binding: a read-only view of the catalog as
@@ -220,6 +223,7 @@ export class RezFs {
     if (!sparse && (ahead > 0 || packAhead > 0)) {
       this.readAhead(file.pack, span.end, Math.max(ahead, packAhead), packAhead > ahead ? file.pack.size : file.node.offset + file.node.size);
     }
+    this.options.startup?.packRead(file.manifest, file.packHash, span.start, span.end);
     try {
       const reading = sparse ? this.blocks.readChunks(file.pack, span) : this.blocks.read(file.pack, span);
       const data = await withDeadline(reading, this.options.readDeadlineMs, `reading ${file.pack.key}`);
@@ -319,7 +323,7 @@ export class RezFs {
       // A short forward skip keeps a sequential reader sequential: the kernel skips pages it has cached (those a
       // random reader left: a few pages each). Not much more: random reads landing that close would pass too.
       const slack = pack.blockSize / 8;
-      return { kind: 'pack', pack, node: resolved.node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack) };
+      return { kind: 'pack', pack, packHash: resolved.manifest.pack, manifest: resolved.manifest, node: resolved.node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack) };
     }
     throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
   }
@@ -381,12 +385,15 @@ export class RezFs {
     }
   }
 
+  /** The manifest of the version `path` lies in: whoever needs it is looking inside the version (its first use). */
   private async manifestOf(catalog: Catalog, record: VersionRecord, path: string): Promise<Manifest> {
-    const version = `/${splitPath(path).slice(0, 2).join('/')}`;
+    const [family, version] = splitPath(path) as [string, string];
     try {
-      return this.loaded(version, await withDeadline(catalog.versionManifest(record), this.options.readDeadlineMs, `loading manifest ${record.manifest}`));
+      const manifest = await withDeadline(catalog.versionManifest(record), this.options.readDeadlineMs, `loading manifest ${record.manifest}`);
+      this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, this.packOf(manifest));
+      return this.loaded(`/${family}/${version}`, manifest);
     } catch (err) {
-      this.failedLoads.add(version);
+      this.failedLoads.add(`/${family}/${version}`);
       this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);
       throw new FsError('ENOENT');
     }

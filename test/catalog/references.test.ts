@@ -1,9 +1,9 @@
 import { rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CatalogWalker, OBJECT_KINDS, dependencyRank, generateSigningKeys, keys, loadPrivateKey, readHead, readIndex, type ObjectRef } from '../../src/catalog/index.js';
+import { Catalog, CatalogWalker, OBJECT_KINDS, buildProfile, dependencyRank, generateSigningKeys, keys, loadPrivateKey, readHead, readIndex, type ObjectRef } from '../../src/catalog/index.js';
 import { silentLog } from '../../src/log.js';
-import { publish } from '../../src/publish/index.js';
+import { attachProfiles, publish } from '../../src/publish/index.js';
 import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { packageDefinition, tempDir, TWO_FAMILIES, writeTree } from '../support/small-repo.js';
 
@@ -115,6 +115,22 @@ describe('CatalogWalker', () => {
     expect(chunks.map((r) => r.where)).toEqual(['big/1.0']); // the small packages have none
     const pack = order.find((r): r is Extract<ObjectRef, { kind: 'pack' }> => r.kind === 'pack' && r.where === 'big/1.0')!;
     expect(chunks[0]!.key).toBe(keys.chunks(pack.chunks!.object));
+  });
+
+  it('names a version\'s startup profile before its shard, so gc keeps it and sync copies it first', async () => {
+    await run();
+    const catalog = await Catalog.open(store);
+    const record = (await catalog.shard('foo')).versions['1.0.0']!;
+    const manifest = await catalog.versionManifest(record);
+    const profile = buildProfile({ family: 'foo', version: '1.0.0', manifestHash: record.manifest }, 1000, new Map([[manifest.pack, [[0, 10] as [number, number]]]]));
+    const attached = await attachProfiles(store, [profile], { log: silentLog });
+    const order: ObjectRef[] = [];
+    const walker = new CatalogWalker(store);
+    await walker.walk(await headHash(), { object: (ref) => order.push(ref) });
+    const key = keys.profile(attached.attached[0]!.profile);
+    expect(order.filter((r) => r.kind === 'profile')).toEqual([{ kind: 'profile', key, sha256: attached.attached[0]!.profile, where: 'foo/1.0.0' }]);
+    expect(await storedObjects()).toContain(key);
+    expect(dependencyRank('profile')).toBeLessThan(dependencyRank('shard'));
   });
 
   it('orders kinds so that what a document names comes before it', () => {

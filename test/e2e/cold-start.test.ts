@@ -2,9 +2,9 @@
  * Cold start over a network (issue 12), with real processes: s3rver behind the latency proxy (40 ms to the first
  * byte of every response), a fresh `rezfs mount` with an empty cache dir, stock rez. What is asserted is counted at
  * the proxy: how many catalog requests are in flight at once, the longest serial chain of requests, the methods
- * sent. Needs rez (REZ_BIN or rez on PATH); skipped, saying so, without it.
+ * sent (and one fault injected at the store: a profile served cut short). Needs rez (REZ_BIN or rez on PATH); skipped, saying so, without it.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runRez, type MountHandle } from '../support/cli.js';
@@ -26,6 +26,7 @@ let proxy: LatencyProxy;
 let env: Record<string, string>;
 let repo: StartupRepo;
 let mounts = 0;
+let localLaunch = '';
 
 async function freshMount(store: string): Promise<MountHandle> {
   const id = `m${++mounts}`;
@@ -36,15 +37,39 @@ function rezEnv(packagesPath: string, args: string[]) {
   return runRez(['env', ...args], { rez: REZ!, packagesPath, cleanEnv: true, cwd: work, timeoutMs: 180_000, env: isolatedRezEnv(path.join(work, 'home'), packagesPath) });
 }
 
+async function launch(packagesPath: string): Promise<string> {
+  const r = await rezEnv(packagesPath, [...repo.launchRequest, '--', ...repo.launchCommand]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+}
+
+/** A cold launch on a fresh mount of `prefix` (its own, empty cache dir): what it printed and what the proxy saw. */
+async function coldLaunch(prefix: string): Promise<{ printed: string; cacheDir: string; requests: ProxiedRequest[] }> {
+  proxy.reset();
+  const mount = await freshMount(s3.storeUrl(prefix));
+  try {
+    return { printed: await launch(mount.mountpoint), cacheDir: path.join(work, `m${mounts}-cache`), requests: proxy.requests() };
+  } finally {
+    await mount.unmount();
+  }
+}
+
+const packs = (requests: ProxiedRequest[]) => trafficStats(requests.filter((r) => r.path.includes('/packs/')));
+
 describe.skipIf(SKIP !== undefined)(`a cold mount behind ${LATENCY_MS} ms of latency`, () => {
   beforeAll(async () => {
     await mkdir(work, { recursive: true });
-    repo = generateStartupRepo(path.join(work, 'repo'), { families: 34, versions: 2, appModules: 40, bigBinaries: [3 << 20], scatteredReads: 12 });
+    // The app's pack (32 MiB) is too big to be preloaded whole: without a profile, its scattered reads wait on the store.
+    repo = generateStartupRepo(path.join(work, 'repo'), { families: 34, versions: 2, appModules: 60, bigBinaries: [32 << 20], scatteredReads: 48 });
     s3 = await startS3Server();
     proxy = await startLatencyProxy(s3.endpoint);
     env = { ...s3.env, AWS_ENDPOINT_URL: proxy.url };
-    const published = await runCli(['publish', repo.root, '--store', s3.storeUrl('cold')], { env, timeoutMs: 120_000 });
-    expect(published.code, published.stderr).toBe(0);
+    for (const prefix of ['cold', 'profiled']) {
+      const published = await runCli(['publish', repo.root, '--store', s3.storeUrl(prefix)], { env, timeoutMs: 120_000 });
+      expect(published.code, published.stderr).toBe(0);
+    }
+    localLaunch = await launch(repo.root);
+    expect(localLaunch).toMatch(/^app-start: \d+ modules, \d+ bytes read, sha256 [0-9a-f]{64}$/);
     proxy.setShape({ firstByteMs: LATENCY_MS });
   });
   afterAll(async () => {
@@ -78,5 +103,87 @@ describe.skipIf(SKIP !== undefined)(`a cold mount behind ${LATENCY_MS} ms of lat
     // Mount (2 waves), then the shards in waves of 16: nothing waits one round trip per family.
     expect(trafficStats(requests).chain).toBeLessThanOrEqual(10);
     expect(requests.every((r) => r.method === 'GET' || r.method === 'HEAD')).toBe(true);
+  });
+
+  it('follows a profile recorded by one mount: a second mount with an empty cache reads the same bytes in far fewer waves', async () => {
+    const first = await coldLaunch('profiled');
+    expect(first.printed).toBe(localLaunch);
+    const attached = await runCli(['profile', '--store', s3.storeUrl('profiled'), '--from-cache', first.cacheDir], { env, timeoutMs: 60_000 });
+    expect(attached.code, attached.stderr).toBe(0);
+    expect(attached.stdout).toMatch(/^profiled \d+ versions \(.* of startup reads\) into s3:\/\/.*generation \d+/);
+
+    const second = await coldLaunch('profiled');
+    expect(second.printed).toBe(localLaunch); // the same modules and the same bytes of the binaries, hash for hash
+    const before = packs(first.requests);
+    const after = packs(second.requests);
+    console.log(`[cold-start] payload GETs without a profile: ${before.requests}, chain ${before.chain}, peak ${before.peakInFlight}; with: ${after.requests}, chain ${after.chain}, peak ${after.peakInFlight}; whole launch chain ${trafficStats(first.requests).chain} -> ${trafficStats(second.requests).chain}`);
+    expect(before.chain).toBeGreaterThanOrEqual(20);
+    expect(after.chain).toBeLessThanOrEqual(before.chain / 3);
+    expect(after.peakInFlight).toBeGreaterThanOrEqual(8);
+    expect(trafficStats(second.requests).chain).toBeLessThan(trafficStats(first.requests).chain / 2);
+    expect([...first.requests, ...second.requests].every((r) => r.method === 'GET' || r.method === 'HEAD')).toBe(true);
+  });
+
+  it('ignores a truncated profile with one log line, and the launch reads the same bytes', async () => {
+    // The store answers the profile's GET with a cut-short body, as a broken transfer or cache would.
+    s3.setInterceptor((r) => (r.method === 'GET' && r.key.includes('/profiles/') ? { status: 200, body: '{"format":"1.2.0","family":"app","packs":[', headers: { 'content-type': 'application/json' } } : undefined));
+    let launched: Awaited<ReturnType<typeof coldLaunch>>;
+    try {
+      launched = await coldLaunch('profiled');
+    } finally {
+      s3.setInterceptor(null);
+    }
+    expect(launched.printed).toBe(localLaunch);
+    // Asked for (a document failing its hash is asked for once more, from the store itself rather than a copy).
+    expect(launched.requests.filter((r) => r.path.includes('/profiles/')).length).toBeGreaterThanOrEqual(1);
+    const lines = (await readFile(path.join(launched.cacheDir, 'mount.log'), 'utf8')).split('\n').filter((l) => l.includes('startup profile'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/startup profile profiles\/[0-9a-f]{64}\.json of app\/[^ ]+ ignored: /);
+  });
+
+  it('prefetch --context loads a saved context in a few waves, many GETs in flight, startup sets first', async () => {
+    const rxt = path.join(work, 'job.rxt');
+    const saved = await rezEnv(repo.root, [...repo.launchRequest, '--output', rxt]);
+    expect(saved.code, saved.stderr).toBe(0);
+    proxy.reset();
+    const cacheDir = path.join(work, 'prefetch-cache');
+    const prefetched = await runCli(['prefetch', '--context', rxt, '--store', s3.storeUrl('profiled'), '--cache-dir', cacheDir], { env, timeoutMs: 120_000 });
+    expect(prefetched.code, prefetched.stderr).toBe(0);
+    expect(prefetched.stdout).toMatch(new RegExp(`^prefetched ${repo.resolvedPackages + 1} packages`));
+    const requests = proxy.requests();
+    const payload = packs(requests);
+    const { chain } = trafficStats(requests);
+    console.log(`[cold-start] prefetch: ${requests.length} requests, chain ${chain}, payload peak in flight ${payload.peakInFlight}`);
+    // Catalog (2 waves), shards, manifests and profiles (a wave each), then the blocks side by side, not in a row.
+    expect(chain).toBeLessThanOrEqual(requests.length / 4);
+    expect(payload.peakInFlight).toBeGreaterThanOrEqual(8);
+    // The app's startup set (its profile's blocks) is asked for before the rest of its pack.
+    const app = requests.filter((r) => r.path.includes('/packs/') && r.range && Number(/bytes=(\d+)/.exec(r.range)![1]) > 0);
+    const profile = requests.find((r) => r.path.includes('/profiles/'));
+    expect(profile).toBeDefined();
+    expect(app.length).toBeGreaterThan(0);
+    const mount = await mountStore({ store: s3.storeUrl('profiled'), mountpoint: path.join(work, 'prefetched'), cacheDir, env, extraArgs: ['--fuse', FUSE] });
+    try {
+      proxy.reset();
+      expect(await launch(mount.mountpoint)).toBe(localLaunch);
+      expect(packs(proxy.requests()).requests).toBe(0); // everything it reads was prefetched
+    } finally {
+      await mount.unmount();
+    }
+  });
+
+  it('rezfs profile runs a command on a private mount and publishes what the versions it used read', async () => {
+    const run = await runCli(['profile', '--store', s3.storeUrl('cold'), '--', REZ!, 'env', ...repo.launchRequest, '--', ...repo.launchCommand], {
+      env: { ...env, ...isolatedRezEnv(path.join(work, 'home'), repo.root) },
+      timeoutMs: 180_000,
+    });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(localLaunch); // the command's own output comes through
+    const versions = Number(/profiled (\d+) versions/.exec(run.stdout)?.[1]);
+    expect(versions).toBeGreaterThan(30); // the app and the libraries it imports
+    const profiled = await coldLaunch('cold');
+    expect(profiled.printed).toBe(localLaunch);
+    expect(profiled.requests.filter((r) => r.path.includes('/profiles/'))).toHaveLength(1); // the app's; the libraries are small: preloaded whole
+    expect(packs(profiled.requests).chain).toBeLessThanOrEqual(10);
   });
 });

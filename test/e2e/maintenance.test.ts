@@ -71,6 +71,23 @@ describe('store and cache maintenance through the CLI', () => {
     expect((await runCli(['cache', 'stats', '--cache-dir', cacheDir])).stdout).toMatch(/: 0 blocks, 0 B;/);
   });
 
+  it('profile refuses bad usage with one line and exit 2, and writes nothing', async () => {
+    const head = await readFile(join(storeDir, 'index', 'HEAD'), 'utf8');
+    const cases: [string[], RegExp][] = [
+      [['profile', '--store', store], /needs either a command \(after --\) or --from-cache DIR/],
+      [['profile', '--store', store, '--from-cache', cacheDir, '--', 'true'], /needs either a command .* not both/],
+      [['profile', '--store', store, '--from-cache', join(work.path, 'no-such-dir')], /no startup profiles of file:\/\/.* recorded under/],
+      [['profile', '--store', store, '--record-window', 'soon', '--', 'true'], /--record-window/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+    }
+    expect(await readFile(join(storeDir, 'index', 'HEAD'), 'utf8')).toBe(head);
+  });
+
   it('prefetch takes a saved rez context and refuses unknown packages', async () => {
     const rxt = join(work.path, 'job.rxt');
     await writeFile(rxt, JSON.stringify({ resolved_packages: [{ key: 'filesystem.variant', variables: { name: 'bar', version: '2.0', index: null } }] }));

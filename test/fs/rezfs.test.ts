@@ -240,16 +240,18 @@ describe('RezFs data', () => {
   });
 
   it('replaces a corrupted disk-cache block with a fresh one from the store', async () => {
-    const { fs, cacheDir } = await freshFs();
-    await readAll(fs, '/foo/1.0.0/lib/libfoo.so.1.2.3');
+    const first = await freshFs();
+    const { cacheDir } = first;
+    await readAll(first.fs, '/foo/1.0.0/lib/libfoo.so.1.2.3');
+    await first.blocks.flushed();
     const sub = (await readdir(join(cacheDir, 'blocks')))[0]!;
     const file = join(cacheDir, 'blocks', sub, (await readdir(join(cacheDir, 'blocks', sub)))[0]!);
     await writeFile(file, Buffer.from('rotten'));
     const catalog = await Catalog.open(store);
-    const fresh = new RezFs(catalog, new BlockSource(store, new MemoryBlockCache(1 << 20), new DiskBlockCache(cacheDir), log), {
-      uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 4, log,
-    });
+    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 20), new DiskBlockCache(cacheDir), log);
+    const fresh = new RezFs(catalog, blocks, { uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 4, log });
     expect((await readAll(fresh, '/foo/1.0.0/lib/libfoo.so.1.2.3')).equals(big)).toBe(true);
+    await blocks.flushed(); // readahead's disk copies are written behind the reads
     const repaired = await readFile(file);
     expect(createHash('sha256').update(repaired).digest('hex')).toBe(file.split('/').pop());
   });

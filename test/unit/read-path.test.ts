@@ -69,6 +69,30 @@ describe('ByteBudget', () => {
   });
 });
 
+describe('ByteBudget, background work', () => {
+  it('gives background work only room no demand read waits for, even a demand read that came later', async () => {
+    const budget = new ByteBudget(4);
+    await budget.acquire(4);
+    const order: string[] = [];
+    const behind = budget.acquireBehind(2).then(() => order.push('background'));
+    const demand = budget.acquire(2).then(() => order.push('demand'));
+    expect(budget.tryAcquire(1)).toBe(false); // readahead never overtakes waiting background work either
+    budget.release(2);
+    await demand;
+    expect(order).toEqual(['demand']);
+    budget.release(2);
+    await behind;
+    expect(order).toEqual(['demand', 'background']);
+    expect(budget.inUse).toBe(4);
+  });
+
+  it('starts background work at once when there is room and nobody waits', async () => {
+    const budget = new ByteBudget(4);
+    await budget.acquireBehind(3);
+    expect(budget.inUse).toBe(3);
+  });
+});
+
 describe('planMemory', () => {
   it('keeps cached plus in-flight blocks within the limit less the process reserve', () => {
     for (const limit of [256 * MiB, 512 * MiB, 2048 * MiB]) {
