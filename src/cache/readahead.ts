@@ -1,35 +1,61 @@
 import { ALIGN_MIN_BLOCKS } from '../catalog/index.js';
 
+/** Sequential readers one window follows at once, each with its own run and window (see ReadaheadWindow). */
+const DEFAULT_STREAMS = 4;
+
+interface Stream {
+  /** Where a read continuing this stream starts. */
+  expectedOffset: number;
+  runStart: number;
+  blocks: number;
+}
+
 /**
- * Sequential-read detection for one open file (or one pack): a read that starts where the previous
- * one ended (or, once reading is sequential, up to `slackBytes` past it) grows the readahead window
- * (doubling up to a maximum) and extends the current run; any other read resets the window and
- * starts a new run. Pure state, no I/O.
+ * Sequential-read detection for one open file (or one pack): a read that starts where an earlier one ended (or,
+ * once that stream is sequential, up to `slackBytes` past it) continues that stream: it grows the stream's
+ * readahead window (doubling up to a maximum) and extends its run; any other read starts a new stream, in place
+ * of the one read longest ago. Several streams, not one: two threads reading one file, or the kernel's requests
+ * for one reader arriving a little out of order, would otherwise break each other's runs at every read, and every
+ * read would look random (no readahead, and small ones served from chunks). Pure state, no I/O.
  */
 export class ReadaheadWindow {
-  private expectedOffset = 0;
-  private runStart = 0;
-  private blocks = 0;
+  /** Most recently read first. Before any read, one stream waits at offset 0: a reader from the start is sequential. */
+  private readonly streams: Stream[] = [{ expectedOffset: 0, runStart: 0, blocks: 0 }];
 
   constructor(
     private readonly initialBlocks: number,
     private readonly maxBlocks: number,
     private readonly slackBytes = 0,
+    private readonly maxStreams = DEFAULT_STREAMS,
   ) {}
 
   /** Records a read and returns how many blocks past it to fetch ahead (0 for a random read). */
   onRead(offset: number, length: number): number {
-    const gap = offset - this.expectedOffset;
-    const sequential = gap === 0 || (this.blocks > 0 && gap > 0 && gap <= this.slackBytes);
-    if (!sequential) this.runStart = offset;
-    this.expectedOffset = offset + length;
-    this.blocks = sequential ? Math.min(this.maxBlocks, this.blocks === 0 ? this.initialBlocks : this.blocks * 2) : 0;
-    return this.blocks;
+    const at = this.continued(offset);
+    let stream: Stream;
+    if (at >= 0) {
+      stream = this.streams.splice(at, 1)[0]!;
+      stream.blocks = Math.min(this.maxBlocks, stream.blocks === 0 ? this.initialBlocks : stream.blocks * 2);
+    } else {
+      stream = { expectedOffset: 0, runStart: offset, blocks: 0 };
+      if (this.streams.length >= this.maxStreams) this.streams.pop();
+    }
+    stream.expectedOffset = offset + length;
+    this.streams.unshift(stream);
+    return stream.blocks;
   }
 
-  /** What the current run has covered: from where it began (0 for a reader that began at the start) to the last read's end. */
+  /** What the last read's run has covered: from where it began (0 for a reader that began at the start) to that read's end. */
   get run(): { start: number; end: number } {
-    return { start: this.runStart, end: this.expectedOffset };
+    const stream = this.streams[0]!;
+    return { start: stream.runStart, end: stream.expectedOffset };
+  }
+
+  /** The stream a read at `offset` continues (one it starts exactly after first), or -1. */
+  private continued(offset: number): number {
+    const exact = this.streams.findIndex((s) => s.expectedOffset === offset);
+    if (exact >= 0) return exact;
+    return this.streams.findIndex((s) => s.blocks > 0 && offset > s.expectedOffset && offset - s.expectedOffset <= this.slackBytes);
   }
 }
 

@@ -349,8 +349,9 @@ export class RezFs {
   private packReader(pack: PackRef): ReadaheadWindow {
     let window = this.packReaders.get(pack.key);
     if (!window) {
-      // A small gap (a file served inline, like package.py) does not end a front-to-back reading.
-      window = new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), pack.blockSize);
+      // A small gap (a file served inline, like package.py) does not end a front-to-back reading. One stream: with
+      // a block of slack, following several would read ahead for files read in an order unrelated to the pack's.
+      window = new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), pack.blockSize, 1);
       this.packReaders.set(pack.key, window);
     }
     return window;

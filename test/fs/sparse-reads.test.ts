@@ -171,6 +171,25 @@ describe('sparse reads', () => {
     expect(blocks.stats.chunkReads).toBe(1);
   });
 
+  it('keep two readers of one handle sequential, their reads interleaved: whole blocks after their first, exact', async () => {
+    const { fs, blocks } = await freshFs();
+    const handle = await fs.open(BIG_PATH, 0);
+    // Two threads scanning different parts of the file through one descriptor, one page at a time, by turns.
+    const starts = [2 * BLOCK + CHUNK, 12 * BLOCK + CHUNK];
+    const pages = (6 * BLOCK) / CHUNK;
+    for (let page = 0; page < pages; page++) {
+      for (const start of starts) {
+        const offset = start + page * CHUNK;
+        expectBytes(await fs.read(handle, offset, CHUNK), big.subarray(offset, offset + CHUNK), `${offset}`);
+      }
+    }
+    fs.release(handle);
+    // Each reader's first page is a short run like any random read (its chunks); from its second on it is
+    // sequential: whole blocks, at most one GET per block touched (6 blocks and a bit each, readahead included).
+    expect(blocks.stats.chunkReads).toBe(starts.length);
+    expect(store.count('getRange', 'packs/')).toBeLessThanOrEqual(starts.length * (1 + 7));
+  });
+
   it('serve a random read from its block when the block is already here', async () => {
     const { fs, blocks } = await freshFs();
     await readOnce(fs, 0, BLOCK); // from the start of the file: sequential, a whole block

@@ -27,6 +27,34 @@ describe('ReadaheadWindow', () => {
     expect(new ReadaheadWindow(1, 8, 4096).onRead(100, 10)).toBe(0); // slack only once reading is sequential
   });
 
+  it('follows interleaved sequential readers each with its own window and run', () => {
+    const w = new ReadaheadWindow(1, 8);
+    expect(w.onRead(0, 100)).toBe(1);
+    expect(w.onRead(10_000, 100)).toBe(0); // a second reader begins: a new run, not the end of the first
+    expect(w.onRead(100, 100)).toBe(2);
+    expect(w.run).toEqual({ start: 0, end: 200 });
+    expect(w.onRead(10_100, 100)).toBe(1);
+    expect(w.run).toEqual({ start: 10_000, end: 10_200 });
+    expect(w.onRead(200, 100)).toBe(4);
+  });
+
+  it('takes a request that arrives a little late as a run of its own, leaving the one it lags sequential', () => {
+    const w = new ReadaheadWindow(1, 8, 4096);
+    w.onRead(0, 4096);
+    expect(w.onRead(2 * 4096, 4096)).toBe(2); // page 1 not here yet: within the slack
+    expect(w.onRead(4096, 4096)).toBe(0); // page 1, late
+    expect(w.onRead(3 * 4096, 4096)).toBe(4);
+  });
+
+  it('forgets the reader it heard from longest ago when more come than it follows', () => {
+    const w = new ReadaheadWindow(1, 8, 0, 2);
+    w.onRead(0, 100);
+    w.onRead(1000, 100);
+    w.onRead(2000, 100); // the reader at 0 is forgotten
+    expect(w.onRead(1100, 100)).toBe(1);
+    expect(w.onRead(100, 100)).toBe(0);
+  });
+
   it('treats a first read that does not start at 0 as random', () => {
     expect(new ReadaheadWindow(1, 8).onRead(4096, 10)).toBe(0);
   });
