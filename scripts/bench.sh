@@ -41,7 +41,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 [ -e /dev/fuse ] || { echo "bench.sh: /dev/fuse is missing" >&2; exit 2; }
-[ -d node_modules/s3rver ] || { echo "bench.sh: run npm ci (or scripts/setup.sh) first" >&2; exit 2; }
+[ -d node_modules/s3rver ] && [ -x node_modules/.bin/vite-node ] || { echo "bench.sh: run npm ci (or scripts/setup.sh) first" >&2; exit 2; }
 
 if [ "$install_peers" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -84,4 +84,4 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-run_driver bench.sh node scripts/bench/bench.mjs --tmp "$TMP" "${args[@]}"
+run_driver bench.sh node_modules/.bin/vite-node scripts/bench/bench.ts -- --tmp "$TMP" "${args[@]}"

@@ -20,3 +20,16 @@ export async function withDeadline<T>(work: Promise<T>, ms: number, what: string
     clearTimeout(timer);
   }
 }
+
+/**
+ * Polls `fn` every `intervalMs` until it returns true or `timeoutMs` has passed; resolves with its last answer. For
+ * waiting on another process (a daemon gone, a mount up), where there is nothing to be notified by.
+ */
+export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return true;
+    if (Date.now() >= end) return false;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

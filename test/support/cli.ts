@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSyn
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '../../src/deadline.js';
 import { isRunning } from '../../src/pid.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -57,17 +58,8 @@ function buildEnv(opts: RunCliOptions): NodeJS.ProcessEnv {
 
 export const pidAlive = isRunning;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll `fn` every `intervalMs` until it returns true or `timeoutMs` elapses; returns the last result. */
-export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return true;
-    if (Date.now() >= end) return false;
-    await sleep(intervalMs);
-  }
-}
+/** Poll until true or a deadline (src/deadline.ts: the benchmark polls with it too). */
+export { waitFor };
 
 /** Spawn any command with a timeout, never through a shell. Resolves once it exits (stdio drained or 1 s grace). */
 export function runProcess(

@@ -4,8 +4,15 @@ import { randomFillSync } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** What treePackage wrote. */
+export interface GeneratedTree {
+  root: string;
+  files: number;
+  bytes: number;
+}
+
 /** mulberry32. */
-export function rng(seed) {
+export function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     let t = (s = (s + 0x6d2b79f5) >>> 0);
@@ -15,12 +22,12 @@ export function rng(seed) {
   };
 }
 
-function packagePy(name, version, extra = '') {
+function packagePy(name: string, version: string, extra = ''): string {
   return `name = "${name}"\nversion = "${version}"\n${extra}`;
 }
 
 /** A file of `bytes` random bytes, written in 8 MiB chunks. */
-export function writeRandomFile(path, bytes) {
+export function writeRandomFile(path: string, bytes: number): void {
   const fd = openSync(path, 'w');
   const chunk = Buffer.allocUnsafe(8 << 20);
   try {
@@ -36,7 +43,7 @@ export function writeRandomFile(path, bytes) {
 }
 
 /** `<repo>/<family>/1.0.0/{package.py,data/<file>}`: one package holding one big file. Returns the file's path. */
-export function bigFilePackage(repo, family, file, bytes) {
+export function bigFilePackage(repo: string, family: string, file: string, bytes: number): string {
   const dir = join(repo, family, '1.0.0');
   mkdirSync(join(dir, 'data'), { recursive: true });
   writeFileSync(join(dir, 'package.py'), packagePy(family, '1.0.0'));
@@ -47,9 +54,9 @@ export function bigFilePackage(repo, family, file, bytes) {
 
 /**
  * `<repo>/<family>/1.0.0/`: package.py plus `dirs` directories of `perDir` files of 1-20 KiB each.
- * Returns {root, files, bytes} (files/bytes of the payload, package.py excluded).
+ * Returns its root and the payload's file count and bytes (package.py excluded).
  */
-export function treePackage(repo, family, dirs, perDir, seed = 42) {
+export function treePackage(repo: string, family: string, dirs: number, perDir: number, seed = 42): GeneratedTree {
   const root = join(repo, family, '1.0.0');
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, 'package.py'), packagePy(family, '1.0.0'));
@@ -74,14 +81,14 @@ export function treePackage(repo, family, dirs, perDir, seed = 42) {
   return { root, files: dirs * perDir, bytes };
 }
 
-export const catalogFamily = (i) => `fam${String(i).padStart(5, '0')}`;
+export const catalogFamily = (i: number): string => `fam${String(i).padStart(5, '0')}`;
 
 /**
  * A catalog-only repository: `families` x `versions` package versions holding just a package.py. Family i requires
  * family i+1 (except every tenth), with a version bound that walks down the chain, so a request for fam00010 resolves
  * a chain of 10 families.
  */
-export function catalogRepo(repo, families, versions) {
+export function catalogRepo(repo: string, families: number, versions: number): void {
   for (let i = 0; i < families; i++) {
     const family = catalogFamily(i);
     for (let v = 0; v < versions; v++) {

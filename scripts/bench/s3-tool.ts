@@ -1,13 +1,17 @@
-// S3 helper for scripts/bench: raw baselines and bulk copies, straight through @aws-sdk/client-s3.
-// Endpoint and credentials come from the AWS_* environment (as for rezfs itself). Prints one JSON line.
+// S3 helper for scripts/bench: raw baselines and bulk copies, straight through @aws-sdk/client-s3, in a process of its
+// own (vite-node scripts/bench/s3-tool.ts -- <command> ...) so its CPU and memory are not the driver's. Endpoint and
+// credentials come from the AWS_* environment (as for rezfs itself). Prints one JSON line; every timing in it
+// (`seconds`) is of the S3 work alone, the process's start-up excluded.
 //   get <bucket> <key>                         one GetObject, body streamed and discarded   -> {bytes, seconds}
 //   get-keep <bucket> <key> <dir> <block>      one GetObject, body cut into <block>-byte blocks, each sha256-hashed
 //                                              and written to <dir>: what any verifying, caching reader must do,
 //                                              without FUSE                                  -> {bytes, seconds}
 //   multipart <bucket> <key> <file>            CreateMultipartUpload + UploadPart (8 MiB parts, 4 in flight) + Complete
+//                                                                                            -> {bytes, parts, seconds}
 //   put-dir <bucket> <prefix> <dir> [inflight [markers]]  every file below <dir> as <prefix>/<relative path>;
 //                                              with `markers`, every directory also as an empty <prefix>/<dir>/ object
-//   rm <bucket> <prefix>                       delete every object under <prefix>
+//                                                                                            -> {objects, bytes, seconds}
+//   rm <bucket> <prefix>                       delete every object under <prefix>                -> {objects}
 //   ls <bucket> <prefix>                       [{key, size}] of every object under <prefix>
 import {
   CompleteMultipartUploadCommand,
@@ -23,6 +27,25 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/** What `get`, `get-keep` and `multipart` print. */
+export interface Transfer {
+  bytes: number;
+  seconds: number;
+  parts?: number;
+}
+/** What `put-dir` prints. */
+export interface Copy {
+  objects: number;
+  bytes: number;
+  seconds: number;
+}
+/** One entry of what `ls` prints. */
+export interface Listed {
+  key: string;
+  size: number;
+}
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const PART_SIZE = 8 * 1024 * 1024;
@@ -35,21 +58,21 @@ const client = new S3Client({
   responseChecksumValidation: 'WHEN_REQUIRED',
 });
 
-async function get(bucket, key) {
+async function get(bucket: string, key: string): Promise<Transfer> {
   const t0 = performance.now();
   const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   let bytes = 0;
-  for await (const chunk of res.Body) bytes += chunk.length;
+  for await (const chunk of res.Body as Readable) bytes += (chunk as Buffer).length;
   return { bytes, seconds: (performance.now() - t0) / 1000 };
 }
 
-async function getKeep(bucket, key, dir, blockSize) {
+async function getKeep(bucket: string, key: string, dir: string, blockSize: string): Promise<Transfer> {
   const size = Number(blockSize);
   await mkdir(dir, { recursive: true });
   const t0 = performance.now();
   const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  const writes = new Set();
-  const keep = async (block) => {
+  const writes = new Set<Promise<void>>();
+  const keep = async (block: Buffer) => {
     const name = createHash('sha256').update(block).digest('hex');
     const write = writeFile(join(dir, name), block).finally(() => writes.delete(write));
     writes.add(write);
@@ -58,7 +81,7 @@ async function getKeep(bucket, key, dir, blockSize) {
   let bytes = 0;
   let block = Buffer.allocUnsafe(size);
   let filled = 0;
-  for await (const chunk of res.Body) {
+  for await (const chunk of res.Body as AsyncIterable<Buffer>) {
     bytes += chunk.length;
     for (let at = 0; at < chunk.length; ) {
       const n = chunk.copy(block, filled, at);
@@ -77,27 +100,27 @@ async function getKeep(bucket, key, dir, blockSize) {
 }
 
 /** The file in PART_SIZE buffers, in order. */
-async function* parts(file) {
-  let pending = [];
+async function* parts(file: string): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
   let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
     pending.push(chunk);
     size += chunk.length;
     while (size >= PART_SIZE) {
       const all = Buffer.concat(pending);
       yield all.subarray(0, PART_SIZE);
       pending = [all.subarray(PART_SIZE)];
-      size = pending[0].length;
+      size = pending[0]!.length;
     }
   }
   if (size > 0) yield Buffer.concat(pending);
 }
 
-async function multipart(bucket, key, file) {
+async function multipart(bucket: string, key: string, file: string): Promise<Transfer> {
   const t0 = performance.now();
   const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
-  const done = [];
-  const inFlight = new Set();
+  const done: { PartNumber: number; ETag: string | undefined }[] = [];
+  const inFlight = new Set<Promise<void>>();
   let number = 0;
   let bytes = 0;
   for await (const body of parts(file)) {
@@ -106,7 +129,9 @@ async function multipart(bucket, key, file) {
     bytes += body.length;
     const task = client
       .send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber, Body: body }))
-      .then((r) => done.push({ PartNumber, ETag: r.ETag }))
+      .then((r) => {
+        done.push({ PartNumber, ETag: r.ETag });
+      })
       .finally(() => inFlight.delete(task));
     inFlight.add(task);
   }
@@ -117,7 +142,7 @@ async function multipart(bucket, key, file) {
 }
 
 /** Files below `dir`, and each directory as `<path>/` (for its marker object). */
-async function* walk(dir, markers) {
+async function* walk(dir: string, markers: boolean): AsyncGenerator<string> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) {
@@ -127,8 +152,8 @@ async function* walk(dir, markers) {
   }
 }
 
-async function pool(items, limit, work) {
-  const it = items[Symbol.asyncIterator] ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
+async function pool<T>(items: AsyncIterable<T> | Iterable<T>, limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  const it: AsyncIterator<T> | Iterator<T> = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : items[Symbol.iterator]();
   await Promise.all(
     Array.from({ length: limit }, async () => {
       for (let next = await it.next(); !next.done; next = await it.next()) await work(next.value);
@@ -136,13 +161,13 @@ async function pool(items, limit, work) {
   );
 }
 
-async function putDir(bucket, prefix, dir, inflight = 32, markers = '') {
+async function putDir(bucket: string, prefix: string, dir: string, inflight = '32', markers = ''): Promise<Copy> {
   const t0 = performance.now();
   let objects = 0;
   let bytes = 0;
   // With `markers`, directories get an empty `dir/` marker object, as s3fs and the S3 console create them: s3rver's delimiter
   // listing (which s3fs and rclone use) does not find keys nested below a level that has no object of its own.
-  await pool(walk(dir, markers === 'markers'), inflight, async (path) => {
+  await pool(walk(dir, markers === 'markers'), Number(inflight), async (path) => {
     const marker = path.endsWith('/');
     const body = marker ? Buffer.alloc(0) : await readFile(path);
     const key = `${prefix.replace(/\/+$/, '')}/${relative(dir, path)}${marker ? '/' : ''}`;
@@ -153,12 +178,12 @@ async function putDir(bucket, prefix, dir, inflight = 32, markers = '') {
   return { objects, bytes, seconds: (performance.now() - t0) / 1000 };
 }
 
-async function rm(bucket, prefix) {
+async function rm(bucket: string, prefix: string): Promise<{ objects: number }> {
   let objects = 0;
-  let token;
+  let token: string | undefined;
   do {
     const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    await pool((page.Contents ?? []).map((o) => o.Key), 16, async (Key) => {
+    await pool((page.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : [])), 16, async (Key) => {
       await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
       objects++;
     });
@@ -167,28 +192,30 @@ async function rm(bucket, prefix) {
   return { objects };
 }
 
-async function ls(bucket, prefix) {
-  const objects = [];
-  let token;
+async function ls(bucket: string, prefix: string): Promise<Listed[]> {
+  const objects: Listed[] = [];
+  let token: string | undefined;
   do {
     const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) objects.push({ key: o.Key, size: o.Size });
+    for (const o of page.Contents ?? []) objects.push({ key: o.Key ?? '', size: o.Size ?? 0 });
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return objects;
 }
 
-const [command, ...args] = process.argv.slice(2);
-const commands = { get, 'get-keep': getKeep, multipart, 'put-dir': putDir, rm, ls };
-if (!commands[command]) {
-  process.stderr.write(`usage: s3-tool.mjs get|get-keep|multipart|put-dir|rm|ls ...\n`);
+type Command = (...args: string[]) => Promise<unknown>;
+const commands: Record<string, Command> = { get, 'get-keep': getKeep, multipart, 'put-dir': putDir, rm, ls };
+const [command, ...args] = process.argv.slice(2).filter((a) => a !== '--');
+const run = command === undefined ? undefined : commands[command];
+if (!run) {
+  process.stderr.write(`usage: s3-tool.ts get|get-keep|multipart|put-dir|rm|ls ...\n`);
   process.exit(2);
 }
 try {
-  const result = await commands[command](...args.map((a, i) => (command === 'put-dir' && i === 3 ? Number(a) : a)));
+  const result = await run(...args);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   client.destroy();
 } catch (err) {
-  process.stderr.write(`s3-tool ${command}: ${err?.stack ?? err}\n`);
+  process.stderr.write(`s3-tool ${command}: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);
 }

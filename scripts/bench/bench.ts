@@ -1,5 +1,5 @@
 // The rezfs benchmark (issues 4 and 7). Run through scripts/bench.sh, which owns the temp dir and the last-resort cleanup:
-//   node scripts/bench/bench.mjs --tmp <dir> [--quick] [--peers] [--reps N] [--peer-reps N] [--fuse native,fuse-native]
+//   vite-node scripts/bench/bench.ts -- --tmp <dir> [--quick] [--peers] [--reps N] [--peer-reps N] [--fuse native,fuse-native]
 // Starts s3rver on 127.0.0.1 (request counting preloaded into its own process, no proxy), generates the data, runs
 // workloads 1-9 through rezfs mounts (the CLI, each mount served by its own daemon), baselines in the same run,
 // and prints one table. Every workload that goes through a mount (1-7) runs once per FUSE adapter (`rezfs mount
@@ -9,48 +9,76 @@
 // Rules kept here: nothing in this process ever serves a mount; every command that touches a mount runs as a child
 // with a timeout (never a synchronous exec); only pids this run started (or that `rezfs mount` reported as its
 // serving daemon) are ever signalled; every mount is unmounted on the way out (umount -l as the last resort).
-import { spawn } from 'node:child_process';
+// What rezfs itself knows (the FUSE mount table, whether a pid runs, polling until a deadline) is imported from src/,
+// not written again here; the helpers that run as their own processes (pread.ts, s3-tool.ts) go through vite-node
+// like this file, s3-count.cjs is preloaded into s3rver with `node -r`.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bigFilePackage, catalogRepo, treePackage } from './data.mjs';
+import { fuseMountpoints } from '../../src/cli/unmount.js';
+import { waitFor } from '../../src/deadline.js';
+import { isRunning as alive } from '../../src/pid.js';
+import { bigFilePackage, catalogRepo, treePackage } from './data.js';
+import type { PreadResult } from './pread.js';
+import type { Copy, Listed, Transfer } from './s3-tool.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const S3RVER_MAIN = join(ROOT, 'test', 'support', 's3rver-main.cjs');
 const S3_COUNT = join(HERE, 's3-count.cjs');
-const S3_TOOL = join(HERE, 's3-tool.mjs');
-const PREAD = join(HERE, 'pread.mjs');
+const S3_TOOL = join(HERE, 's3-tool.ts');
+const PREAD = join(HERE, 'pread.ts');
 const FOLIOS = join(HERE, 'folios.py');
 const NODE = process.execPath;
+/** The TypeScript helpers run as `node <vite-node> <script> -- args`, on the same Node as this driver. */
+const VITE_NODE = join(ROOT, 'node_modules', 'vite-node', 'vite-node.mjs');
 const MiB = 1024 * 1024;
 const BUCKET = 'bench';
 // A warm 256 MiB read takes ~10-40 ms, so one sample is mostly noise (and the first one after a cold read competes
 // with that read's write-back): each repetition reads warm this many times, on every side alike.
 const WARM_READS = 3;
 /** The FUSE adapters `rezfs mount --fuse` takes; native is the default (what `auto` picks when it is built). */
-const ADAPTERS = ['native', 'fuse-native'];
+const ADAPTERS = ['native', 'fuse-native'] as const;
+type Adapter = (typeof ADAPTERS)[number];
+type Peer = 's3fs' | 'rclone';
+const PEERS: readonly Peer[] = ['s3fs', 'rclone'];
 const NATIVE_ADDON = join(ROOT, 'native', 'build', 'Release', 'rezfs_fuse.node');
 
 // ------------------------------------------------------------------------------------------------------------------
 // options
 
-function parseArgs(argv) {
-  const opts = { quick: false, peers: false, tmp: undefined, reps: undefined, peerReps: undefined, fuse: [...ADAPTERS] };
+interface Options {
+  quick: boolean;
+  peers: boolean;
+  tmp: string;
+  reps: number | undefined;
+  peerReps: number | undefined;
+  fuse: Adapter[];
+}
+
+const isAdapter = (a: string): a is Adapter => (ADAPTERS as readonly string[]).includes(a);
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { quick: false, peers: false, tmp: '', reps: undefined, peerReps: undefined, fuse: [...ADAPTERS] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--quick') opts.quick = true;
+    if (a === '--') continue;
+    else if (a === '--quick') opts.quick = true;
     else if (a === '--peers') opts.peers = true;
-    else if (a === '--tmp') opts.tmp = argv[++i];
+    else if (a === '--tmp') opts.tmp = argv[++i] ?? '';
     else if (a === '--reps') opts.reps = Number(argv[++i]);
     else if (a === '--peer-reps') opts.peerReps = Number(argv[++i]);
-    else if (a === '--fuse') opts.fuse = [...new Set((argv[++i] ?? '').split(',').map((x) => x.trim()).filter(Boolean))];
-    else throw new Error(`unknown argument ${a}`);
+    else if (a === '--fuse') {
+      const asked = [...new Set((argv[++i] ?? '').split(',').map((x) => x.trim()).filter(Boolean))];
+      const bad = asked.filter((x) => !isAdapter(x));
+      if (bad.length || asked.length === 0) throw new Error(`--fuse takes a comma-separated list of ${ADAPTERS.join(', ')}; got ${bad.join(',') || 'nothing'}`);
+      opts.fuse = asked.filter(isAdapter);
+    } else throw new Error(`unknown argument ${a}`);
   }
   if (!opts.tmp) throw new Error('--tmp <dir> is required (scripts/bench.sh passes it)');
-  const bad = opts.fuse.filter((a) => !ADAPTERS.includes(a));
-  if (bad.length || opts.fuse.length === 0) throw new Error(`--fuse takes a comma-separated list of ${ADAPTERS.join(', ')}; got ${bad.join(',') || 'nothing'}`);
   return opts;
 }
 
@@ -74,37 +102,54 @@ const cfg = {
 };
 const memoryLimitMiB = parseSizeMiB(cfg.memoryLimit);
 
-function parseSizeMiB(text) {
+function parseSizeMiB(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([KMG]?)/i.exec(text);
-  const unit = { '': 1 / MiB, K: 1 / 1024, M: 1, G: 1024 }[m[2].toUpperCase()];
+  if (!m) throw new Error(`BENCH_MEMORY_LIMIT takes a size such as 256M; got ${text}`);
+  const unit = { '': 1 / MiB, K: 1 / 1024, M: 1, G: 1024 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
   return Number(m[1]) * unit;
 }
+
+const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 // ------------------------------------------------------------------------------------------------------------------
 // processes, mounts and cleanup
 
-const started = new Set(); // pids this run started (or that rezfs mount reported), still possibly alive
-const mounted = new Map(); // mountpoint -> mount record
-const notes = [];
-const problems = [];
-const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** A FUSE mount this run made: a `rezfs mount` daemon, or a peer (s3fs, rclone) this process started. */
+interface MountBase {
+  mnt: string;
+  pid: number;
+  /** What the serving process's command line must contain for this run to signal it. */
+  expect: string;
+  /** How the table and the problem lines name it. */
+  label?: string;
+}
+interface RezfsMount extends MountBase {
+  kind: 'rezfs';
+  adapter: Adapter;
+  cacheDir: string;
+  logFile: string;
+  logOffset: number;
+  /** Wall time of `rezfs mount` (it returns once the mount is usable). */
+  seconds: number;
+}
+interface PeerMount extends MountBase {
+  kind: Peer;
+}
+type Mount = RezfsMount | PeerMount;
 
-function track(pid) {
+const started = new Set<number>(); // pids this run started (or that rezfs mount reported), still possibly alive
+const mounted = new Map<string, Mount>(); // mountpoint -> mount record
+const notes: string[] = [];
+const problems: string[] = [];
+const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function track(pid: number): void {
   started.add(pid);
   appendFileSync(join(TMP, 'pids'), `${pid}\n`);
 }
 
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code === 'EPERM';
-  }
-}
-
-function cmdlineOf(pid) {
+function cmdlineOf(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
   } catch {
@@ -113,7 +158,7 @@ function cmdlineOf(pid) {
 }
 
 /** Signals a pid we started, only while its command line still contains `expect`. */
-function signalOurs(pid, signal, expect) {
+function signalOurs(pid: number | undefined, signal: NodeJS.Signals, expect?: string): void {
   if (!pid || !alive(pid)) return;
   if (expect && !cmdlineOf(pid).includes(expect)) return;
   try {
@@ -123,19 +168,33 @@ function signalOurs(pid, signal, expect) {
   }
 }
 
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  seconds: number;
+}
+interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  cwd?: string;
+}
+
 /** Runs a command without a shell; resolves with its output, exit code and wall time. Kills its process group on timeout. */
-function run(cmd, args, { env, timeoutMs = 600_000, cwd } = {}) {
+function run(cmd: string, args: string[], { env, timeoutMs = 600_000, cwd }: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     const child = spawn(cmd, args, { env: env ?? process.env, cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const kill = (signal) => {
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const kill = (signal: NodeJS.Signals) => {
       try {
-        process.kill(-child.pid, signal);
+        if (child.pid !== undefined) process.kill(-child.pid, signal);
       } catch {
         /* gone */
       }
@@ -156,11 +215,18 @@ function run(cmd, args, { env, timeoutMs = 600_000, cwd } = {}) {
   });
 }
 
+/** Runs one of the TypeScript helpers next to this file as its own process (see VITE_NODE). */
+const runScript = (script: string, args: (string | number)[], options?: RunOptions) =>
+  run(NODE, [VITE_NODE, script, '--', ...args.map(String)], options);
+
+/** The last line a helper printed, parsed as JSON: its result. */
+const lastJsonLine = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\n').pop() ?? '') as T;
+
 /**
  * Times a shell snippet from inside bash ($EPOCHREALTIME around it), so process start-up of the harness is not
- * counted. Throws unless it exits 0. Returns {seconds, output}.
+ * counted. Throws unless it exits 0.
  */
-async function timed(script, { timeoutMs = 900_000, env } = {}) {
+async function timed(script: string, { timeoutMs = 900_000, env }: RunOptions = {}): Promise<{ seconds: number; output: string }> {
   const outFile = join(TMP, 'timed.out');
   const wrapped = `s=$EPOCHREALTIME; ( ${script} ) > ${outFile} 2>&1; rc=$?; e=$EPOCHREALTIME; echo "__T $s $e $rc" >&2`;
   const r = await run('bash', ['-c', wrapped], { env: { ...(env ?? process.env), LC_ALL: 'C' }, timeoutMs });
@@ -172,7 +238,7 @@ async function timed(script, { timeoutMs = 900_000, env } = {}) {
 }
 
 let dropWarned = false;
-async function dropCaches() {
+async function dropCaches(): Promise<void> {
   const r = await run('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], { timeoutMs: 120_000 });
   if (r.code !== 0 && !dropWarned) {
     dropWarned = true;
@@ -180,7 +246,7 @@ async function dropCaches() {
   }
 }
 
-function vmHWM(pid) {
+function vmHWM(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : NaN;
@@ -189,25 +255,12 @@ function vmHWM(pid) {
   }
 }
 
-function fuseMountpoints() {
-  return readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f[2]?.startsWith('fuse') && f[2] !== 'fusectl')
-    .map((f) => f[1].replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8))));
-}
-
-async function waitFor(fn, timeoutMs, intervalMs = 100) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (fn()) return true;
-    if (Date.now() > end) return false;
-    await sleep(intervalMs);
-  }
-}
+const isFuseMounted = async (mnt: string) => (await fuseMountpoints()).includes(mnt);
+/** The bench polls every 100 ms: it waits for daemons and mounts, which take that long anyway. */
+const POLL_MS = 100;
 
 let mountSeq = 0;
-function newMountpoint(kind) {
+function newMountpoint(kind: string): string {
   const mnt = join(TMP, 'mnt', `${kind}${++mountSeq}`);
   mkdirSync(mnt, { recursive: true });
   return mnt;
@@ -216,8 +269,8 @@ function newMountpoint(kind) {
 let cacheSeq = 0;
 const freshCacheDir = () => join(TMP, 'cache', `c${++cacheSeq}`);
 
-/** `rezfs mount --fuse <adapter>` (daemonizes, returns once usable). Returns {kind, adapter, mnt, pid, cacheDir, seconds}. */
-async function mountRezfs(store, cacheDir, adapter, memoryLimit = cfg.memoryLimit) {
+/** `rezfs mount --fuse <adapter>` (daemonizes, returns once usable). */
+async function mountRezfs(store: string, cacheDir: string, adapter: Adapter, memoryLimit = cfg.memoryLimit): Promise<RezfsMount> {
   const mnt = newMountpoint(adapter);
   mkdirSync(cacheDir, { recursive: true });
   const logFile = join(cacheDir, 'mount.log');
@@ -227,22 +280,22 @@ async function mountRezfs(store, cacheDir, adapter, memoryLimit = cfg.memoryLimi
   const pid = Number(/pid (\d+)/.exec(r.stdout)?.[1]);
   if (pid) track(pid);
   if (r.code !== 0 || !pid) throw new Error(`rezfs mount --fuse ${adapter} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
-  const m = { kind: 'rezfs', adapter, mnt, pid, cacheDir, logFile, logOffset, seconds: r.seconds, expect: CLI };
+  const m: RezfsMount = { kind: 'rezfs', adapter, mnt, pid, cacheDir, logFile, logOffset, seconds: r.seconds, expect: CLI };
   mounted.set(mnt, m);
   return m;
 }
 
 /** Per adapter: the highest VmHWM among its mounts of workloads 1-5, and which mount it was. */
-const peakRss = {};
+const peakRss: Partial<Record<Adapter, { data: number; dataMount: string }>> = {};
 
 /** Unmounts, waits for the serving process to go; returns the mount process's VmHWM in MiB. */
-async function unmount(m) {
+async function unmount(m: Mount): Promise<number> {
   const hwm = vmHWM(m.pid);
   if (m.kind === 'rezfs') await run(NODE, [CLI, 'unmount', m.mnt], { timeoutMs: 30_000 });
   else await run('fusermount', ['-u', m.mnt], { timeoutMs: 30_000 });
-  if (!(await waitFor(() => !alive(m.pid), 15_000))) signalOurs(m.pid, 'SIGTERM', m.expect);
-  if (!(await waitFor(() => !alive(m.pid), 5_000))) signalOurs(m.pid, 'SIGKILL', m.expect);
-  if (fuseMountpoints().includes(m.mnt)) {
+  if (!(await waitFor(() => !alive(m.pid), 15_000, POLL_MS))) signalOurs(m.pid, 'SIGTERM', m.expect);
+  if (!(await waitFor(() => !alive(m.pid), 5_000, POLL_MS))) signalOurs(m.pid, 'SIGKILL', m.expect);
+  if (await isFuseMounted(m.mnt)) {
     problems.push(`${m.kind} mount ${m.mnt} did not unmount cleanly; used umount -l`);
     await run('umount', ['-l', m.mnt], { timeoutMs: 30_000 });
   }
@@ -253,7 +306,7 @@ async function unmount(m) {
 }
 
 /** Error and warning lines a rezfs mount logged while this benchmark used it; checks it served with the adapter asked for. */
-function collectLog(m) {
+function collectLog(m: RezfsMount): void {
   if (!existsSync(m.logFile)) return;
   const text = readFileSync(m.logFile).subarray(m.logOffset).toString('utf8');
   const binding = /FUSE binding: (\S+)/.exec(text)?.[1];
@@ -264,7 +317,7 @@ function collectLog(m) {
 }
 
 /** The mounts of workloads 1-5 count towards the first peak RSS row of their adapter. */
-async function unmountData(m, label) {
+async function unmountData(m: RezfsMount, label: string): Promise<number> {
   m.label = `${label}, ${m.adapter}`;
   const hwm = await unmount(m);
   const peak = (peakRss[m.adapter] ??= { data: 0, dataMount: '' });
@@ -275,34 +328,41 @@ async function unmountData(m, label) {
   return hwm;
 }
 
-async function cleanup() {
+async function cleanup(): Promise<void> {
   for (const m of [...mounted.values()]) {
     await run(m.kind === 'rezfs' ? NODE : 'fusermount', m.kind === 'rezfs' ? [CLI, 'unmount', m.mnt] : ['-u', m.mnt], { timeoutMs: 15_000 });
-    if (fuseMountpoints().includes(m.mnt)) await run('umount', ['-l', m.mnt], { timeoutMs: 15_000 });
+    if (await isFuseMounted(m.mnt)) await run('umount', ['-l', m.mnt], { timeoutMs: 15_000 });
     mounted.delete(m.mnt);
   }
   if (s3) {
-    s3.child.stdin.end(); // s3rver-main.cjs shuts down when its stdin closes
-    if (!(await waitFor(() => !alive(s3.child.pid), 5_000))) signalOurs(s3.child.pid, 'SIGKILL', 's3rver-main');
+    const pid = s3.child.pid;
+    s3.child.stdin?.end(); // s3rver-main.cjs shuts down when its stdin closes
+    if (pid !== undefined && !(await waitFor(() => !alive(pid), 5_000, POLL_MS))) signalOurs(pid, 'SIGKILL', 's3rver-main');
   }
   await sleep(200);
   for (const pid of started) signalOurs(pid, 'SIGTERM');
 }
 
 let exiting = false;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(sig, () => {
     if (exiting) return;
     exiting = true;
     log(`${sig}: cleaning up`);
-    cleanup().finally(() => process.exit(130));
+    void cleanup().finally(() => process.exit(130));
   });
 }
 
 // ------------------------------------------------------------------------------------------------------------------
 // S3 server and request counting
 
-let s3;
+/** The S3 server of this run: s3rver in a child process, request counting preloaded into it. */
+interface S3Server {
+  child: ChildProcess;
+  port: number;
+  endpoint: string;
+}
+let s3: S3Server | undefined;
 const AWS_ENV = {
   AWS_ACCESS_KEY_ID: 'S3RVER',
   AWS_SECRET_ACCESS_KEY: 'S3RVER',
@@ -312,15 +372,15 @@ const AWS_ENV = {
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
 };
 
-async function startS3() {
+async function startS3(): Promise<S3Server> {
   const dataDir = join(TMP, 's3');
   mkdirSync(dataDir, { recursive: true });
   const child = spawn(NODE, ['--openssl-legacy-provider', '-r', S3_COUNT, S3RVER_MAIN, dataDir, BUCKET], { stdio: ['pipe', 'pipe', 'pipe'] });
-  track(child.pid);
-  const port = await new Promise((resolve, reject) => {
+  if (child.pid !== undefined) track(child.pid);
+  const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`s3rver did not start: ${out}`)), 20_000);
-    child.stdout.on('data', (d) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d;
       const m = /S3RVER_READY (\d+)/.exec(out);
       if (m) {
@@ -328,7 +388,7 @@ async function startS3() {
         resolve(Number(m[1]));
       }
     });
-    child.stderr.on('data', (d) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (out += d));
     child.on('exit', (code) => reject(new Error(`s3rver exited (${code}): ${out}`)));
   });
   const endpoint = `http://127.0.0.1:${port}`;
@@ -336,18 +396,22 @@ async function startS3() {
   return { child, port, endpoint };
 }
 
-async function counters(reset = false) {
+/** What s3-count.cjs serves at /__bench/stats: per "<METHOD> <class>[ range]", requests and bytes. */
+type Counters = Record<string, { n: number; bytesOut: number; bytesIn: number }>;
+
+async function counters(reset = false): Promise<Counters> {
+  if (!s3) throw new Error('the S3 server is not running');
   const res = await fetch(`${s3.endpoint}/__bench/${reset ? 'reset' : 'stats'}`);
-  return (await res.json()).requests;
+  return ((await res.json()) as { requests: Counters }).requests;
 }
 const resetCounters = () => counters(true);
 
 /** GET requests (count, bytes) since the last reset, optionally only those whose class matches. */
-async function gets(match = /./) {
+async function gets(match = /./): Promise<{ n: number; bytes: number; by: string }> {
   const all = await counters();
   let n = 0;
   let bytes = 0;
-  const by = {};
+  const by: Record<string, number> = {};
   for (const [name, c] of Object.entries(all)) {
     if (!name.startsWith('GET ') || !match.test(name)) continue;
     n += c.n;
@@ -357,67 +421,75 @@ async function gets(match = /./) {
   return { n, bytes, by: Object.entries(by).map(([k, v]) => `${v} ${k}`).join(', ') };
 }
 
-async function s3tool(...args) {
-  const r = await run(NODE, [S3_TOOL, ...args.map(String)], { timeoutMs: 1_800_000 });
+/** Runs s3-tool.ts (see there for each command and what it prints as T). */
+async function s3tool<T>(...args: (string | number)[]): Promise<T> {
+  const r = await runScript(S3_TOOL, args, { timeoutMs: 1_800_000 });
   if (r.code !== 0) throw new Error(`s3-tool ${args[0]} failed: ${r.stderr.trim().slice(-500)}`);
-  const value = JSON.parse(r.stdout.trim().split('\n').pop());
-  return Array.isArray(value) ? value : { ...value, wall: r.seconds };
+  return lastJsonLine<T>(r.stdout);
 }
 
 // ------------------------------------------------------------------------------------------------------------------
 // workloads
 
-/** How many of a cached file's pages are in large folios ({pages, large}), or undefined without python3 or root. */
-async function folios(path) {
-  const r = await run('python3', [FOLIOS, path], { timeoutMs: 60_000 }).catch(() => undefined);
-  return r?.code === 0 ? JSON.parse(r.stdout.trim()) : undefined;
+/** How many of a cached file's pages are in large folios (folios.py's answer). */
+interface Folios {
+  pages: number;
+  large: number;
 }
 
-async function ddRead(path, expectBytes) {
+/** The page cache's folios of a file, or undefined without python3 or root. */
+async function folios(path: string): Promise<Folios | undefined> {
+  const r = await run('python3', [FOLIOS, path], { timeoutMs: 60_000 }).catch(() => undefined);
+  return r?.code === 0 ? (JSON.parse(r.stdout.trim()) as Folios) : undefined;
+}
+
+async function ddRead(path: string, expectBytes: number): Promise<number> {
   const { seconds, output } = await timed(`dd if='${path}' of=/dev/null bs=1M`);
   const bytes = Number(/(\d+) bytes/.exec(output)?.[1]);
   if (bytes !== expectBytes) throw new Error(`read ${bytes} bytes of ${path}, expected ${expectBytes}`);
   return expectBytes / MiB / seconds;
 }
 
-async function findTree(dir) {
+async function findTree(dir: string): Promise<{ seconds: number; entries: number }> {
   const { seconds, output } = await timed(`find '${dir}' -printf '%s %T@\\n' | wc -l`);
   return { seconds, entries: Number(output.trim()) };
 }
 
-async function tarTree(parent, name) {
+async function tarTree(parent: string, name: string): Promise<{ seconds: number; bytes: number }> {
   const { seconds, output } = await timed(`tar -cf - -C '${parent}' '${name}' | wc -c`);
   return { seconds, bytes: Number(output.trim()) };
 }
 
-async function preads(file) {
-  const r = await run(NODE, [PREAD, file, cfg.preads, cfg.preadSize, 7], { timeoutMs: 900_000 });
+async function preads(file: string): Promise<PreadResult> {
+  const r = await runScript(PREAD, [file, cfg.preads, cfg.preadSize, 7], { timeoutMs: 900_000 });
   if (r.code !== 0) throw new Error(`pread failed: ${r.stderr.trim().slice(-300)}`);
-  return JSON.parse(r.stdout.trim());
+  return lastJsonLine<PreadResult>(r.stdout);
 }
 
-const median = (xs) => {
+const median = (xs: number[]): number => {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (v.length === 0) return NaN;
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
 };
 
 /** Collected figures: results[name] = array of repetitions. */
-const results = {};
-const add = (name, value) => (results[name] ??= []).push(value);
-const med = (name) => median(results[name] ?? []);
-const errors = {};
+const results: Record<string, number[]> = {};
+const add = (name: string, value: number) => (results[name] ??= []).push(value);
+const med = (name: string) => median(results[name] ?? []);
+/** The first error of each step that failed, by step name. */
+const errors: Record<string, string> = {};
 
 /** Runs one step; on failure records the error under `name` and goes on with the benchmark. */
-async function step(name, fn) {
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
   const t = performance.now();
   try {
     const value = await fn();
     log(`  ${name}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
     return value;
   } catch (err) {
-    errors[name] ??= err.message.replace(/\s+/g, ' ').slice(0, 400);
-    log(`${name}: ${err.message.replace(/\s+/g, ' ').slice(0, 400)}`);
+    const message = messageOf(err).replace(/\s+/g, ' ').slice(0, 400);
+    errors[name] ??= message;
+    log(`${name}: ${message}`);
     return undefined;
   }
 }
@@ -426,15 +498,26 @@ async function step(name, fn) {
 // main
 
 const t0 = performance.now();
-const paths = {};
-const gate = { sanity: [] };
+/** Where setup() put the data. */
+const paths = { big: '', treeParent: '', treeFiles: 0, treeBytes: 0, pubRepo: '', pubFile: '', bigPackKey: '' };
+/** What the runs must agree on (local vs each mount), and what the details lines show besides the figures. */
+const gate: {
+  sanity: string[];
+  findEntries?: number;
+  tarBytes?: number;
+  preadSum?: number;
+  /** By adapter, or `local`. */
+  folios: Record<string, Folios | undefined>;
+  /** GETs by object class, by "tree <adapter>" or "rez <catalog> <adapter>". */
+  requestsBy: Record<string, string>;
+} = { sanity: [], folios: {}, requestsBy: {} };
 /** The adapters measured in this run (--fuse, less any that is not built), in the order of the table's columns. */
-let adapters = [];
+let adapters: Adapter[] = [];
 /** The adapters in the order repetition r runs them: rotated each repetition, so neither always goes first. */
-const adapterOrder = (r) => adapters.map((_, i) => adapters[(i + r) % adapters.length]);
+const adapterOrder = (r: number): Adapter[] => adapters.map((_, i) => adapters[(i + r) % adapters.length]!);
 
 /** Why the native addon cannot be used (not built, or it does not load), or undefined when it can. */
-async function nativeUnavailable() {
+async function nativeUnavailable(): Promise<string | undefined> {
   if (!existsSync(NATIVE_ADDON)) return `${NATIVE_ADDON} is not built (npm run build:native; needs libfuse3-dev)`;
   const r = await run(NODE, ['-e', `require(${JSON.stringify(NATIVE_ADDON)})`], { timeoutMs: 30_000 });
   const why = r.stderr.split('\n').find((l) => /error/i.test(l)) ?? r.stderr.trim();
@@ -460,24 +543,24 @@ async function setup() {
   const pub = await run(NODE, [CLI, 'publish', repo, '--store', `s3://${BUCKET}/main`], { timeoutMs: 1_800_000 });
   if (pub.code !== 0) throw new Error(`publish of the benchmark repository failed: ${pub.stderr.trim()}`);
   notes.push(`setup: data generated; \`rezfs publish\` of bigfile + tree to s3://${BUCKET}/main took ${pub.seconds.toFixed(1)} s (${pub.stdout.trim().replace(/^published /, '')})`);
-  const packs = await s3tool('ls', BUCKET, 'main/packs/');
+  const packs = await s3tool<Listed[]>('ls', BUCKET, 'main/packs/');
   paths.bigPackKey = packs.reduce((a, b) => (b.size > a.size ? b : a)).key;
 }
 
 async function bigFile() {
-  const rezBig = (m) => join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
+  const rezBig = (m: Mount) => join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
   for (let r = 0; r < cfg.reps; r++) {
     log(`big file, repetition ${r + 1}/${cfg.reps}`);
     await step('1 raw', async () => {
       await dropCaches();
-      const g = await s3tool('get', BUCKET, paths.bigPackKey);
+      const g = await s3tool<Transfer>('get', BUCKET, paths.bigPackKey);
       add('1 raw', g.bytes / MiB / g.seconds);
     });
     // The work any verifying, caching reader must do (hash every block, write it to disk), without FUSE.
     await step('1 keep', async () => {
       const dir = join(TMP, 'keep');
       await dropCaches();
-      const g = await s3tool('get-keep', BUCKET, paths.bigPackKey, dir, MiB);
+      const g = await s3tool<Transfer>('get-keep', BUCKET, paths.bigPackKey, dir, MiB);
       add('1 keep', g.bytes / MiB / g.seconds);
       rmSync(dir, { recursive: true, force: true });
     });
@@ -495,7 +578,7 @@ async function bigFile() {
           await step(`2 ${a}`, async () => {
             for (let i = 0; i < WARM_READS; i++) add(`2 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
           });
-          gate[`folios ${a}`] ??= await folios(rezBig(m));
+          gate.folios[a] ??= await folios(rezBig(m));
         } finally {
           await unmountData(m, 'big file cold+warm');
         }
@@ -516,13 +599,13 @@ async function bigFile() {
       await dropCaches();
       add('3 local', await ddRead(paths.big, cfg.bigBytes));
       for (let i = 0; i < WARM_READS; i++) add('2 local', await ddRead(paths.big, cfg.bigBytes));
-      gate['folios local'] ??= await folios(paths.big);
+      gate.folios.local ??= await folios(paths.big);
     });
   }
 }
 
 async function tree() {
-  const rezTree = (m) => join(m.mnt, 'tree', '1.0.0');
+  const rezTree = (m: Mount) => join(m.mnt, 'tree', '1.0.0');
   for (let r = 0; r < cfg.reps; r++) {
     log(`tree of ${paths.treeFiles} files, repetition ${r + 1}/${cfg.reps}`);
     await step('4 local', async () => {
@@ -559,7 +642,7 @@ async function tree() {
           add(`4 tar cold ${a}`, tar.seconds);
           const g = await gets();
           add(`4 gets ${a}`, g.n);
-          gate[`treeGets ${a}`] = g.by;
+          gate.requestsBy[`tree ${a}`] = g.by;
           add(`4 gets packs ${a}`, (await gets(/packs/)).n);
           if (gate.tarBytes !== undefined && tar.bytes !== gate.tarBytes) gate.sanity.push(`tar of the tree is ${tar.bytes} bytes on rezfs ${a}, ${gate.tarBytes} locally`);
           add(`4 tar warm ${a}`, (await tarTree(join(m.mnt, 'tree'), '1.0.0')).seconds);
@@ -615,11 +698,11 @@ async function memoryStress() {
         await dropCaches();
         const big = join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
         const t = performance.now();
-        const took = (what) => () => log(`  ${what} done after ${((performance.now() - t) / 1000).toFixed(1)} s`);
+        const took = (what: string) => () => log(`  ${what} done after ${((performance.now() - t) / 1000).toFixed(1)} s`);
         await Promise.all([
           run('dd', [`if=${big}`, 'of=/dev/null', 'bs=1M'], { timeoutMs: 900_000 }).then(took('dd')),
           run('bash', ['-c', `tar -cf - -C '${join(m.mnt, 'tree')}' 1.0.0 | wc -c`], { timeoutMs: 900_000 }).then(took('tar')),
-          run(NODE, [PREAD, big, cfg.preads, cfg.preadSize, 11], { timeoutMs: 900_000 }).then(took('preads')),
+          runScript(PREAD, [big, cfg.preads, cfg.preadSize, 11], { timeoutMs: 900_000 }).then(took('preads')),
           run('bash', ['-c', `for i in 1 2 3 4; do dd if='${big}' of=/dev/null bs=128k skip=$((i * 100)) 2>/dev/null & done; wait`], { timeoutMs: 900_000 }).then(took('4 x dd')),
         ]);
       } finally {
@@ -630,8 +713,8 @@ async function memoryStress() {
   }
 }
 
-function rezExecutable() {
-  const candidates = [];
+function rezExecutable(): string | undefined {
+  const candidates: string[] = [];
   if (process.env.REZ_BIN) candidates.push(join(process.env.REZ_BIN, 'rez'), process.env.REZ_BIN);
   for (const dir of (process.env.PATH ?? '').split(':')) if (dir) candidates.push(join(dir, 'rez'));
   candidates.push('/opt/rez/bin/rez/rez'); // rez's install.py default layout
@@ -644,14 +727,14 @@ function rezExecutable() {
   });
 }
 
-async function catalogScale() {
-  const stores = {};
+async function catalogScale(): Promise<void> {
+  const stores: Record<string, string> = {};
   const rez = rezExecutable();
   if (!rez) notes.push('7: rez not found (REZ_BIN, PATH, /opt/rez/bin/rez): rez env rows skipped');
   for (const [name, families] of [
     ['big', cfg.catFamilies],
     ['small', cfg.smallFamilies],
-  ]) {
+  ] as const) {
     const ok = await step(`7 build ${name}`, async () => {
       let t = performance.now();
       const repo = join(TMP, `catrepo-${name}`);
@@ -660,7 +743,7 @@ async function catalogScale() {
       const fileStore = join(TMP, `catstore-${name}`);
       const pub = await run(NODE, [CLI, 'publish', repo, '--store', `file://${fileStore}`], { timeoutMs: 3_600_000 });
       if (pub.code !== 0) throw new Error(`publish failed: ${pub.stderr.trim()}`);
-      const copy = await s3tool('put-dir', BUCKET, `cat-${name}`, fileStore, 48);
+      const copy = await s3tool<Copy>('put-dir', BUCKET, `cat-${name}`, fileStore, 48);
       notes.push(
         `7: ${families * cfg.catVersions} versions (${families} families x ${cfg.catVersions}, package.py only): repo written in ${genS.toFixed(1)} s, ` +
           `\`rezfs publish\` to a file:// store ${pub.seconds.toFixed(1)} s, its ${copy.objects} objects copied to s3://${BUCKET}/cat-${name} in ${copy.seconds.toFixed(1)} s (48 PUTs in flight)`,
@@ -672,7 +755,7 @@ async function catalogScale() {
     });
     if (!ok) return;
   }
-  const rezEnv = (mnt) => ({
+  const rezEnv = (mnt: string): NodeJS.ProcessEnv => ({
     ...process.env,
     REZ_PACKAGES_PATH: mnt,
     REZ_LOCAL_PACKAGES_PATH: join(TMP, 'rez', 'local'),
@@ -684,10 +767,12 @@ async function catalogScale() {
   for (let r = 0; r < cfg.reps; r++) {
     log(`catalog scale, repetition ${r + 1}/${cfg.reps}`);
     for (const a of adapterOrder(r)) {
-      for (const name of ['big', 'small']) {
+      for (const name of ['big', 'small'] as const) {
         await step(`7 ${name} ${a}`, async () => {
           await dropCaches();
-          const m = await mountRezfs(stores[name], freshCacheDir(), a, '512M');
+          const store = stores[name];
+          if (!store) throw new Error(`the ${name} catalog was not built`);
+          const m = await mountRezfs(store, freshCacheDir(), a, '512M');
           try {
             add(`7 mount ${name} ${a}`, m.seconds);
             const ls = await timed(`ls '${m.mnt}' | wc -l`);
@@ -700,7 +785,7 @@ async function catalogScale() {
               add(`7 rez cold ${name} ${a}`, (await timed(cmd, { env: rezEnv(m.mnt), timeoutMs: 300_000 })).seconds);
               const g = await gets();
               add(`7 rez gets ${name} ${a}`, g.n);
-              gate[`rez gets ${name} ${a}`] = g.by;
+              gate.requestsBy[`rez ${name} ${a}`] = g.by;
               add(`7 rez warm ${name} ${a}`, (await timed(cmd, { env: rezEnv(m.mnt), timeoutMs: 300_000 })).seconds);
             }
           } finally {
@@ -719,8 +804,8 @@ async function publishBench() {
     log(`publish ${mib} MiB, repetition ${r + 1}/${cfg.reps}`);
     await step('8 raw', async () => {
       await timed(`cat '${paths.pubFile}' > /dev/null`);
-      const up = await s3tool('multipart', BUCKET, `raw${r}/payload.bin`, paths.pubFile);
-      add('8 raw', mib / up.wall);
+      const up = await s3tool<Transfer>('multipart', BUCKET, `raw${r}/payload.bin`, paths.pubFile);
+      add('8 raw', mib / up.seconds);
       await s3tool('rm', BUCKET, `raw${r}/`);
     });
     await step('8 rezfs', async () => {
@@ -735,7 +820,7 @@ async function publishBench() {
 
 // ---- peers (s3fs, rclone) ----
 
-function which(cmd) {
+function which(cmd: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(':')) {
     try {
       if (dir && statSync(join(dir, cmd)).isFile()) return join(dir, cmd);
@@ -746,10 +831,13 @@ function which(cmd) {
   return undefined;
 }
 
-async function mountPeer(peer) {
+async function mountPeer(peer: Peer): Promise<PeerMount> {
+  if (!s3) throw new Error('the S3 server is not running');
+  const program = which(peer);
+  if (!program) throw new Error(`${peer} is not installed`);
   const mnt = newMountpoint(peer);
   const logFile = join(TMP, `${peer}.log`);
-  let args;
+  let args: string[];
   if (peer === 's3fs') {
     const pass = join(TMP, 's3fs.passwd');
     writeFileSync(pass, 'S3RVER:S3RVER\n', { mode: 0o600 });
@@ -764,25 +852,27 @@ async function mountPeer(peer) {
   // rclone 1.60 refuses any AWS_CA_BUNDLE ("unable to load custom CA bundle"); all traffic is plain http on loopback.
   const env = { ...process.env };
   delete env.AWS_CA_BUNDLE;
-  const child = spawn(which(peer), args, { stdio: ['ignore', out, out], detached: true, env });
-  track(child.pid);
-  const m = { kind: peer, mnt, pid: child.pid, expect: peer };
+  const child = spawn(program, args, { stdio: ['ignore', out, out], detached: true, env });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${peer} did not start`);
+  track(pid);
+  const m: PeerMount = { kind: peer, mnt, pid, expect: peer };
   mounted.set(mnt, m);
-  if (!(await waitFor(() => fuseMountpoints().includes(mnt) || !alive(child.pid), 30_000))) throw new Error(`${peer} did not mount within 30 s`);
-  if (!alive(child.pid)) throw new Error(`${peer} exited: ${readFileSync(logFile, 'utf8').trim().split('\n').pop().slice(-300)}`);
+  if (!(await waitFor(async () => (await isFuseMounted(mnt)) || !alive(pid), 30_000, POLL_MS))) throw new Error(`${peer} did not mount within 30 s`);
+  if (!alive(pid)) throw new Error(`${peer} exited: ${(readFileSync(logFile, 'utf8').trim().split('\n').pop() ?? '').slice(-300)}`);
   return m;
 }
 
-async function peers() {
-  const wanted = ['s3fs', 'rclone'].filter((p) => which(p));
-  const missing = ['s3fs', 'rclone'].filter((p) => !which(p));
+async function peers(): Promise<Peer[]> {
+  const wanted = PEERS.filter((p) => which(p));
+  const missing = PEERS.filter((p) => !which(p));
   if (missing.length) notes.push(`9: ${missing.join(', ')} not installed${opts.peers ? ' (run with --install-peers)' : ''}: rows skipped`);
   if (wanted.length === 0) return [];
   log('peers: uploading the same files as plain objects');
-  const up = await step('9 upload', () => s3tool('put-dir', BUCKET, 'peer', join(TMP, 'repo'), 32, 'markers'));
+  const up = await step('9 upload', () => s3tool<Copy>('put-dir', BUCKET, 'peer', join(TMP, 'repo'), 32, 'markers'));
   if (!up) return [];
   notes.push(`9: ${up.objects} plain objects (files + a dir/ marker per directory) uploaded to s3://${BUCKET}/peer for the peers in ${up.seconds.toFixed(1)} s; peers mounted with default caching (s3fs: no use_cache; rclone: --vfs-cache-mode off), ${cfg.peerReps} repetition(s)`);
-  const big = (m) => join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
+  const big = (m: Mount) => join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin');
   for (const peer of wanted) {
     for (let r = 0; r < cfg.peerReps; r++) {
       log(`${peer}: big file, repetition ${r + 1}`);
@@ -853,7 +943,7 @@ async function peers() {
 // ------------------------------------------------------------------------------------------------------------------
 // the table
 
-function fmt(x, unit) {
+function fmt(x: number | undefined, unit: string): string {
   if (x === undefined || Number.isNaN(x)) return 'n/a';
   if (unit === 's') return x >= 100 ? `${x.toFixed(0)} s` : x >= 10 ? `${x.toFixed(1)} s` : x >= 0.1 ? `${x.toFixed(2)} s` : `${(x * 1000).toFixed(1)} ms`;
   if (unit === 'x') return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
@@ -862,7 +952,10 @@ function fmt(x, unit) {
 }
 
 /** A figure: a results key (its median), a number, or a function of the adapter giving either. */
-function figure(f, a) {
+type Figure = string | number | undefined;
+type FigureOf = Figure | ((a: Adapter) => Figure);
+
+function figure(f: FigureOf, a: Adapter): number | undefined {
   const v = typeof f === 'function' ? f(a) : f;
   return typeof v === 'number' ? v : v ? med(v) : undefined;
 }
@@ -874,32 +967,48 @@ function figure(f, a) {
  * {abs: fn(value)} on the rezfs figure alone, with `text` shown in the target column. `err(adapter)` names the steps
  * whose errors explain a missing figure.
  */
-function row(workload, unit, rez, base, target = null, err = () => []) {
+interface Target {
+  min?: number;
+  max?: number;
+  abs?: (value: number) => boolean;
+  text: string;
+}
+interface Row {
+  workload: string;
+  unit: string;
+  rez: FigureOf;
+  base: FigureOf;
+  target: Target | null;
+  err: (a: Adapter) => string[];
+  perAdapter: boolean;
+}
+
+function row(workload: string, unit: string, rez: FigureOf, base: FigureOf, target: Target | null = null, err: (a: Adapter) => string[] = () => []): Row {
   return { workload, unit, rez, base, target, err, perAdapter: typeof rez === 'function' };
 }
 
 /** A row's figures for one adapter: {rez, base, ratio, ok}; ok is yes, NO, n/a, ERR or - (no target). */
-function evaluate(r, a) {
+function evaluate(r: Row, a: Adapter): { rez: number | undefined; base: number | undefined; ratio: number | undefined; ok: string; failed: boolean } {
   const rez = figure(r.rez, a);
   const base = figure(r.base, a);
-  const ratio = base !== undefined && Number.isFinite(rez) && Number.isFinite(base) && base !== 0 ? rez / base : undefined;
-  const failed = !Number.isFinite(rez) && r.err(a).some((k) => errors[k]);
+  const ratio = rez !== undefined && base !== undefined && Number.isFinite(rez) && Number.isFinite(base) && base !== 0 ? rez / base : undefined;
+  const failed = !Number.isFinite(rez) && r.err(a).some((k) => errors[k] !== undefined);
   let ok = '-';
   if (r.target) {
     const t = r.target;
-    const v = t.abs ? t.abs(rez) : t.min !== undefined ? ratio >= t.min : t.max !== undefined ? ratio <= t.max : undefined;
+    const v = t.abs ? rez !== undefined && t.abs(rez) : ratio === undefined ? undefined : t.min !== undefined ? ratio >= t.min : t.max !== undefined ? ratio <= t.max : undefined;
     ok = !Number.isFinite(rez) || (ratio === undefined && !t.abs) ? 'n/a' : v ? 'yes' : 'NO';
   }
   return { rez, base, ratio, ok: failed ? 'ERR' : ok, failed };
 }
 
-function rows(peerList) {
+function rows(peerList: Peer[]): Row[] {
   const files = paths.treeFiles;
   const bigMiB = cfg.bigBytes / MiB;
   const versions = cfg.catFamilies * cfg.catVersions;
   const vs = `${cfg.smallFamilies} families`;
-  const rss = { abs: (v) => v <= memoryLimitMiB + 64, text: `<= ${memoryLimitMiB + 64} MiB` };
-  const cat = (a) => [`7 big ${a}`, `7 small ${a}`, '7 build big', '7 build small'];
+  const rss: Target = { abs: (v) => v <= memoryLimitMiB + 64, text: `<= ${memoryLimitMiB + 64} MiB` };
+  const cat = (a: Adapter) => [`7 big ${a}`, `7 small ${a}`, '7 build big', '7 build small'];
   const out = [
     row(`1 ${bigMiB} MiB file cold, fresh mount (vs raw SDK GET)`, 'MiB/s', (a) => `1 ${a}`, '1 raw', { min: 0.8, text: '>= 0.8x' }, (a) => [`1 ${a}`, '1 raw']),
     row(`1 the same, vs raw GET + sha256 + block writes, no FUSE`, 'MiB/s', (a) => `1 ${a}`, '1 keep', null, (a) => [`1 ${a}`, '1 keep']),
@@ -940,7 +1049,7 @@ function rows(peerList) {
 }
 
 /** The table: workload, target, baseline, then figure / ratio to the baseline / target met? for each adapter. */
-function table(specs) {
+function table(specs: Row[]): string {
   const cells = [['workload', 'target', 'baseline', ...adapters.flatMap((a) => [`rezfs ${a}`, 'ratio', 'ok?'])]];
   for (const r of specs) {
     const per = adapters.map((a) => evaluate(r, a));
@@ -957,22 +1066,24 @@ function table(specs) {
       ),
     ]);
   }
-  const widths = cells[0].map((_, i) => Math.max(...cells.map((c) => c[i].length)));
-  const line = (c) => `| ${c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join(' | ')} |`;
+  const header = cells[0]!;
+  const widths = header.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => `| ${c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join(' | ')} |`;
   const sep = `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`;
-  return [line(cells[0]), sep, ...cells.slice(1).map(line)].join('\n');
+  return [line(header), sep, ...cells.slice(1).map(line)].join('\n');
 }
 
 /** Issue 4's targets (the table's target column) per adapter: how many are met, and a line for each one that is not. */
-function issue4Lines(specs) {
+function issue4Lines(specs: Row[]): string[] {
   return adapters.flatMap((a) => {
     const judged = specs.filter((r) => r.target && (r.perAdapter || a === adapters[0])).map((r) => ({ r, e: evaluate(r, a) }));
     const other = judged.filter(({ e }) => e.ok !== 'yes');
     return [
       `issue #4 targets, ${a}${a === 'native' ? ' (the default)' : ''}: ${judged.length - other.length} of ${judged.length} met${other.length ? ':' : ''}`,
       ...other.map(({ r, e }) => {
-        const got = r.target.abs ? fmt(e.rez, r.unit) : e.ratio === undefined ? 'n/a' : `${fmt(e.ratio, 'x')}x`;
-        return `  ${e.ok === 'NO' ? 'MISSED' : e.ok} ${r.workload}: ${got}, target ${r.target.text}`;
+        const target = r.target!;
+        const got = target.abs ? fmt(e.rez, r.unit) : e.ratio === undefined ? 'n/a' : `${fmt(e.ratio, 'x')}x`;
+        return `  ${e.ok === 'NO' ? 'MISSED' : e.ok} ${r.workload}: ${got}, target ${target.text}`;
       }),
     ];
   });
@@ -982,15 +1093,15 @@ function issue4Lines(specs) {
 const COLD_NOISE = 0.1;
 
 /** Issue 7's targets for native: warm find and tar within 1.5x local warm; cold figures no worse than fuse-native. */
-function issue7Lines() {
+function issue7Lines(): string[] {
   if (!adapters.includes('native')) return ['issue #7 targets: native not measured in this run'];
   const files = paths.treeFiles;
-  const verdict = (ok) => (ok === undefined ? 'n/a' : ok ? 'met' : 'MISSED');
+  const verdict = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'met' : 'MISSED');
   const out = ['issue #7 targets, native:'];
   for (const [what, key, local] of [
     [`warm find over the ${files}-file tree`, '4 find warm native', '4 find warm local'],
     [`warm read of all ${files} files (tar|wc)`, '4 tar warm native', '4 tar warm local'],
-  ]) {
+  ] as const) {
     const ratio = med(key) / med(local);
     out.push(`  ${what} <= 1.5x local warm: ${fmt(ratio, 'x')}x ${verdict(Number.isFinite(ratio) ? ratio <= 1.5 : undefined)}`);
   }
@@ -999,7 +1110,8 @@ function issue7Lines() {
     return out;
   }
   // cost = how much more native costs than fuse-native: time ratio, or the inverse rate ratio. > 1 is worse.
-  const cold = [
+  const cold = (
+    [
     ['file cold', '1', 'rate'],
     ['disk cache after drop_caches', '3', 'rate'],
     ['find cold', '4 find cold', 'time'],
@@ -1008,7 +1120,8 @@ function issue7Lines() {
     ['catalog mount', '7 mount big', 'time'],
     ['catalog ls', '7 ls big', 'time'],
     ['rez env on a fresh mount', '7 rez cold big', 'time'],
-  ].map(([what, key, kind]) => {
+    ] as const
+  ).map(([what, key, kind]) => {
     const [n, f] = [med(`${key} native`), med(`${key} fuse-native`)];
     const cost = kind === 'time' ? n / f : f / n;
     return { what, cost, ok: Number.isFinite(cost) ? cost <= 1 + COLD_NOISE : undefined };
@@ -1021,7 +1134,7 @@ function issue7Lines() {
 }
 
 /** Issue 12's sparse-read target, per adapter: bytes fetched (payload and chunk hashes) per byte read by the random preads. */
-function issue12Lines() {
+function issue12Lines(): string[] {
   return adapters.map((a) => {
     const amp = med(`5 amp ${a}`);
     const verdict = Number.isFinite(amp) ? (amp <= 4 ? 'met' : 'MISSED') : 'n/a';
@@ -1029,15 +1142,16 @@ function issue12Lines() {
   });
 }
 
-function details(peerList) {
-  const out = [];
+function details(peerList: Peer[]): string[] {
+  const out: string[] = [];
   const files = paths.treeFiles;
-  const f = (k) => fmt(med(k), '');
+  const f = (k: string) => fmt(med(k), '');
   for (const a of adapters) {
     out.push(`GETs ${a}: cold ${cfg.bigBytes / MiB} MiB file ${f(`1 gets ${a}`)} (${(med(`1 getbytes ${a}`) / MiB).toFixed(0)} MiB); disk-cache-warm re-read ${f(`3 gets ${a}`)} pack GETs; ` +
       `cold tar of ${files} files ${f(`4 gets ${a}`)} GETs (${f(`4 gets packs ${a}`)} pack); cold preads ${f(`5 gets ${a}`)} pack and chunk-hash GETs; ` +
-      `rez env on a fresh mount ${f(`7 rez gets big ${a}`)} (${cfg.catFamilies * cfg.catVersions} versions: ${gate[`rez gets big ${a}`] ?? '-'}) / ${f(`7 rez gets small ${a}`)} (${cfg.smallFamilies} families)`);
-    if (gate[`treeGets ${a}`]) out.push(`GETs of the cold tar, ${a}: ${gate[`treeGets ${a}`]}`);
+      `rez env on a fresh mount ${f(`7 rez gets big ${a}`)} (${cfg.catFamilies * cfg.catVersions} versions: ${gate.requestsBy[`rez big ${a}`] ?? '-'}) / ${f(`7 rez gets small ${a}`)} (${cfg.smallFamilies} families)`);
+    const tree = gate.requestsBy[`tree ${a}`];
+    if (tree) out.push(`GETs of the cold tar, ${a}: ${tree}`);
   }
   for (const p of peerList) {
     out.push(`GETs ${p}: cold file ${f(`9 ${p} 1 gets`)}, cold find ${f(`9 ${p} find gets`)}, cold tar ${f(`9 ${p} tar gets`)} (${fmt(med(`9 ${p} tar gets`) / files, '')} per file); preads fetched ${f(`9 ${p} pread amp`)} bytes per byte read`);
@@ -1048,9 +1162,12 @@ function details(peerList) {
     out.push(`FUSE cost over local, warm, ${a}: find ${fmt(perDir, 'us')} per directory, tar ${fmt(perFile, 'us')} per file; ` +
       `peak RSS of the mounts of 1-5 ${fmt(peakRss[a]?.data, 'MiB')} (${peakRss[a]?.dataMount ?? '-'})`);
   }
-  const inLarge = (k) => (gate[k] ? `${((100 * gate[k].large) / gate[k].pages).toFixed(0)}%` : 'n/a');
-  out.push(`page cache of the warm ${cfg.bigBytes / MiB} MiB file, share of its pages in large folios: local ${inLarge('folios local')}, ` +
-    `${adapters.map((a) => `rezfs ${a} ${inLarge(`folios ${a}`)}`).join(', ')} (copying out of the page cache costs per folio)`);
+  const inLarge = (k: string) => {
+    const f = gate.folios[k];
+    return f ? `${((100 * f.large) / f.pages).toFixed(0)}%` : 'n/a';
+  };
+  out.push(`page cache of the warm ${cfg.bigBytes / MiB} MiB file, share of its pages in large folios: local ${inLarge('local')}, ` +
+    `${adapters.map((a) => `rezfs ${a} ${inLarge(a)}`).join(', ')} (copying out of the page cache costs per folio)`);
   out.push('ratio = rezfs / baseline: for times lower is better, for rates higher is better; where the baseline shows ' +
     `one figure per adapter (7: the ${cfg.smallFamilies}-family catalog through the same adapter), they are in column order (${adapters.join(' / ')})`);
   return out;
@@ -1059,7 +1176,7 @@ function details(peerList) {
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const loadAtStart = loadavg();
 
-async function main() {
+async function main(): Promise<void> {
   log(`rezfs benchmark${Q ? ' (--quick)' : ''}: ${cfg.reps} repetition(s), temp ${TMP}`);
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
   const nativeWhyNot = opts.fuse.includes('native') ? await nativeUnavailable() : undefined;
@@ -1073,13 +1190,13 @@ async function main() {
   await memoryStress();
   await catalogScale();
   await publishBench();
-  const peerList = opts.peers || ['s3fs', 'rclone'].some(which) ? await peers() : [];
+  const peerList = opts.peers || PEERS.some((p) => which(p)) ? await peers() : [];
   if (!opts.peers && peerList.length === 0) notes.push('9: s3fs/rclone not installed and --peers not given: peer rows skipped');
   const wall = (performance.now() - t0) / 1000;
 
   const out = [];
   out.push(`rezfs benchmark${Q ? ' --quick' : ''}: medians of ${cfg.reps} repetition(s); ${cfg.bigBytes / MiB} MiB file, ${paths.treeFiles} files in ${cfg.treeDirs} dirs (${(paths.treeBytes / MiB).toFixed(0)} MiB), ` +
-    `${cfg.preads} x ${cfg.preadSize} B preads, --memory-limit ${cfg.memoryLimit}; s3rver on 127.0.0.1; ${(await import('node:os')).cpus().length} CPUs; ` +
+    `${cfg.preads} x ${cfg.preadSize} B preads, --memory-limit ${cfg.memoryLimit}; s3rver on 127.0.0.1; ${cpus().length} CPUs; ` +
     `FUSE adapters (rezfs mount --fuse): ${adapters.join(', ')}`);
   if (nativeWhyNot) out.push(`NOTE: native not measured: ${nativeWhyNot}`);
   const specs = rows(peerList);
@@ -1104,7 +1221,7 @@ let code = 0;
 try {
   await main();
 } catch (err) {
-  process.stderr.write(`bench: ${err.stack ?? err}\n`);
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
   code = 1;
 } finally {
   if (!exiting) {
