@@ -316,6 +316,25 @@ function collectLog(m: RezfsMount): void {
   if (bad.length > 5) problems.push(`mount.log (${m.label ?? m.mnt}): ... ${bad.length - 5} more error/warning lines`);
 }
 
+/**
+ * A mount measured cold: mounts, drops the page cache, zeroes the request counters, runs `measure`, and lets the
+ * mount go with `release` even when `measure` throws.
+ */
+async function measureCold<M extends Mount>(mount: () => Promise<M>, release: (m: M) => Promise<unknown>, measure: (m: M) => Promise<void>): Promise<void> {
+  const m = await mount();
+  try {
+    await dropCaches();
+    await resetCounters();
+    await measure(m);
+  } finally {
+    await release(m);
+  }
+}
+
+/** A data mount of workloads 1-5 (the main store), measured cold; it counts towards the peak RSS row. */
+const coldDataMount = (cacheDir: string, adapter: Adapter, label: string, measure: (m: RezfsMount) => Promise<void>) =>
+  measureCold(() => mountRezfs(`s3://${BUCKET}/main`, cacheDir, adapter), (m) => unmountData(m, label), measure);
+
 /** The mounts of workloads 1-5 count towards the first peak RSS row of their adapter. */
 async function unmountData(m: RezfsMount, label: string): Promise<number> {
   m.label = `${label}, ${m.adapter}`;
@@ -567,10 +586,7 @@ async function bigFile() {
     for (const a of adapterOrder(r)) {
       const cacheDir = freshCacheDir();
       await step(`1 ${a}`, async () => {
-        const m = await mountRezfs(`s3://${BUCKET}/main`, cacheDir, a);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldDataMount(cacheDir, a, 'big file cold+warm', async (m) => {
           add(`1 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
           const g = await gets();
           add(`1 gets ${a}`, g.n);
@@ -579,20 +595,13 @@ async function bigFile() {
             for (let i = 0; i < WARM_READS; i++) add(`2 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
           });
           gate.folios[a] ??= await folios(rezBig(m));
-        } finally {
-          await unmountData(m, 'big file cold+warm');
-        }
+        });
       });
       await step(`3 ${a}`, async () => {
-        const m = await mountRezfs(`s3://${BUCKET}/main`, cacheDir, a);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldDataMount(cacheDir, a, 'big file disk-cache-warm', async (m) => {
           add(`3 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
           add(`3 gets ${a}`, (await gets(/packs/)).n);
-        } finally {
-          await unmountData(m, 'big file disk-cache-warm');
-        }
+        });
       });
     }
     await step('local big', async () => {
@@ -622,22 +631,15 @@ async function tree() {
     });
     for (const a of adapterOrder(r)) {
       await step(`4 find ${a}`, async () => {
-        const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
-        try {
-          await dropCaches();
+        await coldDataMount(freshCacheDir(), a, 'tree find', async (m) => {
           const cold = await findTree(rezTree(m));
           add(`4 find cold ${a}`, cold.seconds);
           add(`4 find warm ${a}`, (await findTree(rezTree(m))).seconds);
           if (gate.findEntries !== undefined && cold.entries !== gate.findEntries) gate.sanity.push(`find lists ${cold.entries} entries on rezfs ${a}, ${gate.findEntries} locally`);
-        } finally {
-          await unmountData(m, 'tree find');
-        }
+        });
       });
       await step(`4 tar ${a}`, async () => {
-        const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldDataMount(freshCacheDir(), a, 'tree tar', async (m) => {
           const tar = await tarTree(join(m.mnt, 'tree'), '1.0.0');
           add(`4 tar cold ${a}`, tar.seconds);
           const g = await gets();
@@ -646,9 +648,7 @@ async function tree() {
           add(`4 gets packs ${a}`, (await gets(/packs/)).n);
           if (gate.tarBytes !== undefined && tar.bytes !== gate.tarBytes) gate.sanity.push(`tar of the tree is ${tar.bytes} bytes on rezfs ${a}, ${gate.tarBytes} locally`);
           add(`4 tar warm ${a}`, (await tarTree(join(m.mnt, 'tree'), '1.0.0')).seconds);
-        } finally {
-          await unmountData(m, 'tree tar');
-        }
+        });
       });
     }
   }
@@ -668,10 +668,7 @@ async function randomReads() {
     });
     for (const a of adapterOrder(r)) {
       await step(`5 ${a}`, async () => {
-        const m = await mountRezfs(`s3://${BUCKET}/main`, freshCacheDir(), a);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldDataMount(freshCacheDir(), a, 'random preads', async (m) => {
           const cold = await preads(join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin'));
           // Payload and the chunk hashes that verify it (chunks/): all a sparse read costs.
           const g = await gets(/packs|chunks/);
@@ -680,9 +677,7 @@ async function randomReads() {
           add(`5 gets ${a}`, g.n);
           if (gate.preadSum !== undefined && cold.checksum !== gate.preadSum) gate.sanity.push(`random preads returned different bytes on rezfs ${a} and locally`);
           add(`5 warm ${a}`, (await preads(join(m.mnt, 'bigfile', '1.0.0', 'data', 'big.bin'))).opsPerSec);
-        } finally {
-          await unmountData(m, 'random preads');
-        }
+        });
       });
     }
   }
@@ -863,6 +858,9 @@ async function mountPeer(peer: Peer): Promise<PeerMount> {
   return m;
 }
 
+/** A peer's mount of the same files, measured cold. */
+const coldPeerMount = (peer: Peer, measure: (m: PeerMount) => Promise<void>) => measureCold(() => mountPeer(peer), unmount, measure);
+
 async function peers(): Promise<Peer[]> {
   const wanted = PEERS.filter((p) => which(p));
   const missing = PEERS.filter((p) => !which(p));
@@ -877,63 +875,39 @@ async function peers(): Promise<Peer[]> {
     for (let r = 0; r < cfg.peerReps; r++) {
       log(`${peer}: big file, repetition ${r + 1}`);
       await step(`9 ${peer} big`, async () => {
-        let m = await mountPeer(peer);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldPeerMount(peer, async (m) => {
           add(`9 ${peer} 1`, await ddRead(big(m), cfg.bigBytes));
           add(`9 ${peer} 1 gets`, (await gets()).n);
           for (let i = 0; i < WARM_READS; i++) add(`9 ${peer} 2`, await ddRead(big(m), cfg.bigBytes));
-        } finally {
-          await unmount(m);
-        }
-        m = await mountPeer(peer);
-        try {
-          await dropCaches();
+        });
+        await coldPeerMount(peer, async (m) => {
           add(`9 ${peer} 3`, await ddRead(big(m), cfg.bigBytes));
-        } finally {
-          await unmount(m);
-        }
+        });
       });
       log(`${peer}: tree, repetition ${r + 1}`);
       await step(`9 ${peer} find`, async () => {
-        const m = await mountPeer(peer);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldPeerMount(peer, async (m) => {
           add(`9 ${peer} find cold`, (await findTree(join(m.mnt, 'tree', '1.0.0'))).seconds);
           add(`9 ${peer} find gets`, (await gets()).n);
           add(`9 ${peer} find warm`, (await findTree(join(m.mnt, 'tree', '1.0.0'))).seconds);
-        } finally {
-          await unmount(m);
-        }
+        });
       });
       await step(`9 ${peer} tar`, async () => {
-        const m = await mountPeer(peer);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldPeerMount(peer, async (m) => {
           const tar = await tarTree(join(m.mnt, 'tree'), '1.0.0');
           add(`9 ${peer} tar cold`, tar.seconds);
           add(`9 ${peer} tar gets`, (await gets()).n);
           if (gate.tarBytes !== undefined && tar.bytes !== gate.tarBytes) gate.sanity.push(`tar of the tree is ${tar.bytes} bytes on ${peer}, ${gate.tarBytes} locally`);
           add(`9 ${peer} tar warm`, (await tarTree(join(m.mnt, 'tree'), '1.0.0')).seconds);
-        } finally {
-          await unmount(m);
-        }
+        });
       });
       log(`${peer}: random preads, repetition ${r + 1}`);
       await step(`9 ${peer} pread`, async () => {
-        const m = await mountPeer(peer);
-        try {
-          await dropCaches();
-          await resetCounters();
+        await coldPeerMount(peer, async (m) => {
           add(`9 ${peer} pread cold`, (await preads(big(m))).opsPerSec);
           add(`9 ${peer} pread amp`, (await gets()).bytes / (cfg.preads * cfg.preadSize));
           add(`9 ${peer} pread warm`, (await preads(big(m))).opsPerSec);
-        } finally {
-          await unmount(m);
-        }
+        });
       });
     }
   }
