@@ -10,8 +10,9 @@
 // with a timeout (never a synchronous exec); only pids this run started (or that `rezfs mount` reported as its
 // serving daemon) are ever signalled; every mount is unmounted on the way out (umount -l as the last resort).
 // What rezfs itself knows (the FUSE mount table, whether a pid runs, polling until a deadline) is imported from src/,
-// not written again here; the helpers that run as their own processes (pread.ts, s3-tool.ts) go through vite-node
-// like this file, s3-count.cjs is preloaded into s3rver with `node -r`.
+// and where rez and the peers' programs are found from test/support (as the tests find them): not written again
+// here. The helpers that run as their own processes (pread.ts, s3-tool.ts) go through vite-node like this file;
+// s3-count.cjs is preloaded into s3rver with `node -r`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -20,6 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { fuseMountpoints } from '../../src/cli/unmount.js';
 import { waitFor } from '../../src/deadline.js';
 import { isRunning as alive } from '../../src/pid.js';
+import { findRez } from '../../test/support/cli.js';
+import { findProgram } from '../../test/support/programs.js';
 import { bigFilePackage, catalogRepo, treePackage } from './data.js';
 import type { PreadResult } from './pread.js';
 import type { Copy, Listed, Transfer } from './s3-tool.js';
@@ -708,23 +711,9 @@ async function memoryStress() {
   }
 }
 
-function rezExecutable(): string | undefined {
-  const candidates: string[] = [];
-  if (process.env.REZ_BIN) candidates.push(join(process.env.REZ_BIN, 'rez'), process.env.REZ_BIN);
-  for (const dir of (process.env.PATH ?? '').split(':')) if (dir) candidates.push(join(dir, 'rez'));
-  candidates.push('/opt/rez/bin/rez/rez'); // rez's install.py default layout
-  return candidates.find((c) => {
-    try {
-      return statSync(c).isFile();
-    } catch {
-      return false;
-    }
-  });
-}
-
 async function catalogScale(): Promise<void> {
   const stores: Record<string, string> = {};
-  const rez = rezExecutable();
+  const rez = findRez();
   if (!rez) notes.push('7: rez not found (REZ_BIN, PATH, /opt/rez/bin/rez): rez env rows skipped');
   for (const [name, families] of [
     ['big', cfg.catFamilies],
@@ -815,20 +804,9 @@ async function publishBench() {
 
 // ---- peers (s3fs, rclone) ----
 
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    try {
-      if (dir && statSync(join(dir, cmd)).isFile()) return join(dir, cmd);
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
-
 async function mountPeer(peer: Peer): Promise<PeerMount> {
   if (!s3) throw new Error('the S3 server is not running');
-  const program = which(peer);
+  const program = findProgram([peer]);
   if (!program) throw new Error(`${peer} is not installed`);
   const mnt = newMountpoint(peer);
   const logFile = join(TMP, `${peer}.log`);
@@ -862,8 +840,8 @@ async function mountPeer(peer: Peer): Promise<PeerMount> {
 const coldPeerMount = (peer: Peer, measure: (m: PeerMount) => Promise<void>) => measureCold(() => mountPeer(peer), unmount, measure);
 
 async function peers(): Promise<Peer[]> {
-  const wanted = PEERS.filter((p) => which(p));
-  const missing = PEERS.filter((p) => !which(p));
+  const wanted = PEERS.filter((p) => findProgram([p]));
+  const missing = PEERS.filter((p) => !findProgram([p]));
   if (missing.length) notes.push(`9: ${missing.join(', ')} not installed${opts.peers ? ' (run with --install-peers)' : ''}: rows skipped`);
   if (wanted.length === 0) return [];
   log('peers: uploading the same files as plain objects');
@@ -1164,7 +1142,7 @@ async function main(): Promise<void> {
   await memoryStress();
   await catalogScale();
   await publishBench();
-  const peerList = opts.peers || PEERS.some((p) => which(p)) ? await peers() : [];
+  const peerList = opts.peers || PEERS.some((p) => findProgram([p])) ? await peers() : [];
   if (!opts.peers && peerList.length === 0) notes.push('9: s3fs/rclone not installed and --peers not given: peer rows skipped');
   const wall = (performance.now() - t0) / 1000;
 
