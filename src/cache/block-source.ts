@@ -1,4 +1,4 @@
-import { ChunkLayout, HASH_BYTES, keys, unusableChunks, type Manifest } from '../catalog/index.js';
+import { ChunkLayout, HASH_BYTES, keys, unusableChunks, type Manifest, type PackRecord } from '../catalog/index.js';
 import { DeadlineError, withDeadline } from '../deadline.js';
 import { sha256Hex as sha256 } from '../hash.js';
 import type { Log } from '../log.js';
@@ -25,17 +25,21 @@ export interface PackChunks {
   layout: ChunkLayout;
 }
 
-/** The PackRef of a manifest's pack. Chunk hashes it cannot use are left out, with a warning: whole blocks are read. */
-export function packRef(manifest: Pick<Manifest, 'pack' | 'packSize' | 'blocks' | 'blockSize' | 'chunks'>, log: Log): PackRef {
-  const pack: PackRef = { key: keys.pack(manifest.pack), size: manifest.packSize, blockSize: manifest.blockSize, blocks: manifest.blocks };
-  const { chunks } = manifest;
+/**
+ * The reader's view of one of a manifest's packs (see packOf / packsOf in the catalog). Chunk hashes it cannot use
+ * are left out, with a warning: whole blocks are read.
+ */
+export function packRef(manifest: Pick<Manifest, 'blockSize'>, record: PackRecord, log: Log): PackRef {
+  const { blockSize } = manifest;
+  const pack: PackRef = { key: keys.pack(record.pack), size: record.packSize, blockSize, blocks: record.blocks };
+  const { chunks } = record;
   if (!chunks) return pack;
-  const unusable = unusableChunks(chunks, manifest.blockSize);
+  const unusable = unusableChunks(chunks, blockSize);
   if (unusable) {
     log.warn(`${pack.key}: chunk hashes ignored (${unusable}); small reads fetch whole blocks`);
     return pack;
   }
-  return { ...pack, chunks: { key: keys.chunks(chunks.object), index: chunks.index, layout: new ChunkLayout(manifest.packSize, manifest.blockSize, chunks.chunkSize) } };
+  return { ...pack, chunks: { key: keys.chunks(chunks.object), index: chunks.index, layout: new ChunkLayout(record.packSize, blockSize, chunks.chunkSize) } };
 }
 
 /** Blocks being fetched at once, in bytes, unless the mount sets its own budget. */

@@ -11,6 +11,7 @@ import {
   type CatalogIndex,
   type FamilyShard,
   type IndexedFamily,
+  type InlineFile,
   type Manifest,
   type StartupProfile,
   type StoreConfig,
@@ -119,6 +120,10 @@ export async function readShard(store: ObjectStore, hash: string): Promise<Famil
   return (await fetchDocument<FamilyShard>(store, keys.shard(hash), `family shard ${hash}`, hash)).value;
 }
 
+export async function readManifest(store: ObjectStore, hash: string): Promise<Manifest> {
+  return (await fetchDocument<Manifest>(store, keys.manifest(hash), `manifest ${hash}`, hash)).value;
+}
+
 /** Parsed documents of one kind, bounded in (serialized) bytes, each loaded once however many ask at once. */
 class DocumentCache<T> {
   private readonly loaded: LRUCache<string, { value: T; size: number }>;
@@ -213,6 +218,7 @@ const PROFILE_CACHE_BYTES = 4 * 1024 * 1024;
  */
 export class Catalog {
   private readonly sortedFamilies: string[];
+  private readonly sortedRootFiles: string[];
 
   private constructor(
     readonly store: ObjectStore,
@@ -222,6 +228,7 @@ export class Catalog {
     private readonly documents: Documents,
   ) {
     this.sortedFamilies = Object.keys(index.families).sort();
+    this.sortedRootFiles = Object.keys(index.files ?? {}).sort();
   }
 
   /**
@@ -249,6 +256,16 @@ export class Catalog {
 
   family(name: string): IndexedFamily | undefined {
     return Object.hasOwn(this.index.families, name) ? this.index.families[name] : undefined;
+  }
+
+  /** Files at the root (single-file families), sorted; most stores have none. */
+  rootFileNames(): readonly string[] {
+    return this.sortedRootFiles;
+  }
+
+  rootFile(name: string): InlineFile | undefined {
+    const files = this.index.files;
+    return files && Object.hasOwn(files, name) ? files[name] : undefined;
   }
 
   shard(name: string): Promise<FamilyShard> {

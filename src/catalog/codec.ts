@@ -1,6 +1,6 @@
 import { sha256Hex } from '../hash.js';
 import semver from 'semver';
-import { FORMAT_VERSION } from './schema.js';
+import { READABLE_MAJORS } from './schema.js';
 
 export { sha256Hex };
 
@@ -52,16 +52,14 @@ export function parseVersioned<T extends { format: string }>(what: string, bytes
   return doc;
 }
 
-/** Readers accept any minor/patch of their own major: newer minors only add optional fields. */
+/** Readers accept any minor/patch of the majors they know: newer minors only add optional fields. */
 export function checkFormat(what: string, format: unknown): void {
-  const mine = semver.major(FORMAT_VERSION);
   if (typeof format !== 'string' || !semver.valid(format)) {
     throw new CatalogError(`${what} has no valid format version`);
   }
-  if (semver.major(format) !== mine) {
-    throw new CatalogError(
-      `${what} has format ${format}, this rezfs reads format ${mine}.x: install a rezfs that matches the store`,
-    );
+  if (!READABLE_MAJORS.includes(semver.major(format))) {
+    const readable = READABLE_MAJORS.map((major) => `${major}.x`).join(' and ');
+    throw new CatalogError(`${what} has format ${format}, this rezfs reads formats ${readable}: install a rezfs that matches the store`);
   }
 }
 

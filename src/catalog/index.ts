@@ -6,6 +6,7 @@ export {
   defaultStoreConfig,
   readHead,
   readIndex,
+  readManifest,
   readShard,
   readSignature,
   readStoreConfig,
@@ -41,3 +42,5 @@ export {
   type CollectionTiming,
 } from './gc-protocol.js';
 export { buildProfile, mergeRanges, profileBytes, profileProblem, type ProfileTarget } from './profile.js';
+export { packOf, packsOf } from './packs.js';
+export { indexFormat, manifestFormat, shardFormat } from './formats.js';

@@ -11,6 +11,7 @@
 import type { KeyObject } from 'node:crypto';
 import { FORMAT_VERSION, type Manifest, type ProfilePack, type StartupProfile } from './schema.js';
 import { documentSignatureProblem } from './signing.js';
+import { packsOf } from './packs.js';
 
 /** What a profile must match: the version it is followed for. */
 export interface ProfileTarget {
@@ -48,7 +49,7 @@ export function profileBytes(profile: StartupProfile): number {
 
 /** The packs of a manifest by hash, with their sizes. */
 function packSizes(manifest: Manifest): Map<string, number> {
-  return new Map([[manifest.pack, manifest.packSize]]);
+  return new Map(packsOf(manifest).map((record) => [record.pack, record.packSize]));
 }
 
 /**

@@ -4,10 +4,12 @@
  * added here once and all three follow.
  *
  * A generation is its index; the index names family shards (and has a signature beside it when the store is
- * signed), shards name manifests and startup profiles (a profile names nothing to follow: its ranges point into
- * packs its manifest names), manifests name packs and their chunk hashes (format 1.2). A walker visits each object
- * once however many generations or versions name it, checks every document against its hash before reading what
- * it names, and never lists the store (a walk works on a read-only http:// store too).
+ * signed), shards name manifests (of their versions, or of their unversioned package) and startup profiles (a
+ * profile names nothing to follow: its ranges point into packs its manifest names), manifests name packs (one or
+ * several, decision D6) and their chunk hashes (format 1.2). Root files (single-file families) live inside the
+ * index and name nothing. A walker visits each object once however many generations or versions name it, checks
+ * every document against its hash before reading what it names, and never lists the store (a walk works on a
+ * read-only http:// store too).
  *
  * Adding a kind: a row in OBJECT_KINDS (its key prefix, and where it goes in dependency order) and the place in
  * `walk` where its parent names it.
@@ -16,6 +18,7 @@
  */
 import type { ObjectStore } from '../store/index.js';
 import { Documents, readIndex } from './catalog.js';
+import { packsOf } from './packs.js';
 import { keys, type CatalogIndex, type ChunkHashes, type FamilyShard, type Manifest, type VersionRecord } from './schema.js';
 import { inParallel } from '../parallel.js';
 
@@ -114,8 +117,10 @@ export class CatalogWalker {
       const shard = await this.load(family, visitor, () => this.documents.shards.get(this.store, entry.shard));
       if (!shard) return;
       visitor.shard?.(family, shard);
-      await inParallel(Object.entries(shard.versions), this.options.concurrency, async ([version, record]) => {
-        await this.walkVersion(`${family}/${version}`, record, visitor);
+      const versions: [string, VersionRecord][] = Object.entries(shard.versions).map(([version, record]) => [`${family}/${version}`, record]);
+      if (shard.unversioned) versions.push([family, shard.unversioned]);
+      await inParallel(versions, this.options.concurrency, async ([versionWhere, record]) => {
+        await this.walkVersion(versionWhere, record, visitor);
       });
     });
     return index;
@@ -129,9 +134,10 @@ export class CatalogWalker {
     const manifest = await this.load(where, visitor, () => this.documents.manifests.get(this.store, record.manifest), fresh);
     if (!manifest) return;
     visitor.version?.(where, record, manifest);
-    const { pack, packSize, blocks, blockSize, chunks } = manifest;
-    this.first({ kind: 'pack', key: keys.pack(pack), sha256: pack, size: packSize, blockSize, blocks, chunks, where }, visitor);
-    if (chunks) this.first({ kind: 'chunks', key: keys.chunks(chunks.object), sha256: chunks.object, where }, visitor);
+    for (const { pack, packSize, blocks, chunks } of packsOf(manifest)) {
+      this.first({ kind: 'pack', key: keys.pack(pack), sha256: pack, size: packSize, blockSize: manifest.blockSize, blocks, chunks, where }, visitor);
+      if (chunks) this.first({ kind: 'chunks', key: keys.chunks(chunks.object), sha256: chunks.object, where }, visitor);
+    }
   }
 
   /** Marks `ref` visited; false when it was already. */

@@ -7,6 +7,11 @@
 export interface StoreConfig {
   format: string;
   blockSize: number;
+  /**
+   * Format 1.2: the store's catalog is signed, so an unsigned publish would strand every mount that trusts a key
+   * (they refuse the new generation); publish refuses one unless told otherwise.
+   */
+  signed?: boolean;
 }
 
 /** `index/<sha256>.json`: enough to list the root without loading any shard. */
@@ -20,6 +25,11 @@ export interface CatalogIndex {
    * written before 1.2.0). The chain of generations that `rezfs gc --keep-generations` keeps.
    */
   previous?: string;
+  /**
+   * Format 2.0: files at the repository's root, i.e. single-file families (`<family>.py` / `<family>.yaml`, one
+   * or many versions inside). An index that has them says format 2.0.0: a 1.x mount would silently lack them.
+   */
+  files?: Record<string, InlineFile>;
 }
 
 export interface IndexedFamily {
@@ -27,6 +37,11 @@ export interface IndexedFamily {
   /** Latest publish into this family: the family directory's mtime, read by rez's resolve cache. */
   mtimeMs: number;
   versions: number;
+  /**
+   * Format 1.2: subdirectories of the family directory that are not versions (an unversioned package's), for
+   * its link count without the shard.
+   */
+  subdirs?: number;
 }
 
 /** `families/<sha256>.json`: one family's versions with their package definitions inline. */
@@ -41,6 +56,12 @@ export interface FamilyShard {
    * repository does not bring them back (naming one, `<family>/<version>`, does).
    */
   retired?: Record<string, RetiredVersion>;
+  /**
+   * Format 2.0: the family directory is itself one unversioned package (`<family>/package.py`), whose tree is
+   * this record's manifest; `versions` and `extras` are then empty. A shard that has it says format 2.0.0: a 1.x
+   * mount would silently serve the family empty.
+   */
+  unversioned?: VersionRecord;
 }
 
 /** Format 1.2.0: what is remembered of a retired version. */
@@ -91,10 +112,8 @@ export interface InlineLink {
 
 export type InlineEntry = InlineFile | InlineLink;
 
-/** `manifests/<sha256>.json`: one package version's tree and where each file's bytes sit in its pack. */
-export interface Manifest {
-  format: string;
-  blockSize: number;
+/** One pack of a version: its bytes' hash (and key), size and block hashes. */
+export interface PackRecord {
   pack: string;
   packSize: number;
   /** sha256 of each blockSize slice of the pack, in order. */
@@ -104,7 +123,23 @@ export interface Manifest {
    * reads. Only on packs holding a big file; readers without it (or older than 1.2) read whole blocks.
    */
   chunks?: ChunkHashes;
+}
+
+/**
+ * `manifests/<sha256>.json`: one package version's tree and where each file's bytes sit. The manifest's own
+ * PackRecord fields are pack 0, the pack of the version's first publish.
+ */
+export interface Manifest extends PackRecord {
+  format: string;
+  blockSize: number;
   root: DirNode;
+  /**
+   * Format 2.0: packs added to the version after its first publish (a variant released later, a deliberate
+   * redefinition), so that what was published before is neither read nor uploaded again. Pack n >= 1 is
+   * `addedPacks[n - 1]`. A manifest that has them says format 2.0.0: a 1.x reader, which would read every file
+   * from pack 0, refuses it instead.
+   */
+  addedPacks?: PackRecord[];
 }
 
 /** Format 1.2: where a pack's chunk hashes are (a `chunks/<object>` object; layout in chunk-hashes.ts). */
@@ -129,8 +164,10 @@ export interface FileNode {
   mode: number;
   mtimeMs: number;
   size: number;
-  /** Where the file's bytes start in the pack. */
+  /** Where the file's bytes start in its pack. */
   offset: number;
+  /** Format 2.0: the pack holding the file's bytes (see Manifest.addedPacks); absent means pack 0. */
+  pack?: number;
   sha256: string;
 }
 
@@ -172,7 +209,12 @@ export interface DocumentSignature {
   signature: string; // base64
 }
 
+/** What this rezfs writes to documents that use no 2.0 feature; 1.x readers read them. */
 export const FORMAT_VERSION = '1.2.0';
+/** What it writes to a document that a 1.x reader would misread silently (see Manifest.addedPacks). */
+export const FORMAT_2 = '2.0.0';
+/** Majors this rezfs reads; newer minors only add optional fields. */
+export const READABLE_MAJORS: readonly number[] = [1, 2];
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 /**
  * Files of at least this many blocks are "big": they start on a block boundary in their pack, and (format 1.2)

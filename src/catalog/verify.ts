@@ -5,9 +5,10 @@ import { profileProblem } from './profile.js';
 import { Catalog, type TrustPolicy } from './catalog.js';
 import { ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
 import { encodeDocument } from './codec.js';
+import { packOf, packsOf } from './packs.js';
 import { CatalogWalker, type ObjectRef } from './references.js';
 import { blockCount } from './tree.js';
-import { keys, type DirNode, type Manifest, type VersionRecord } from './schema.js';
+import { keys, type DirNode, type Manifest, type PackRecord, type VersionRecord } from './schema.js';
 
 export interface VerifyReport {
   generation: number;
@@ -75,18 +76,29 @@ export async function verifyStore(store: ObjectStore, trust: TrustPolicy | undef
   return report;
 }
 
-/** Every file lies inside the pack and the block list covers the pack exactly. */
+/** Every file lies inside its pack and each pack's block list covers it exactly. */
 export function layoutProblems(where: string, manifest: Manifest): string[] {
   const problems: string[] = [];
-  const expectedBlocks = blockCount(manifest.packSize, manifest.blockSize);
-  if (manifest.blocks.length !== expectedBlocks) {
-    problems.push(`${where}: manifest lists ${manifest.blocks.length} blocks for a ${manifest.packSize}-byte pack of ${manifest.blockSize}-byte blocks (expected ${expectedBlocks})`);
+  for (const record of packsOf(manifest)) {
+    const expectedBlocks = blockCount(record.packSize, manifest.blockSize);
+    if (record.blocks.length !== expectedBlocks) {
+      problems.push(`${where}: manifest lists ${record.blocks.length} blocks for the ${record.packSize}-byte pack ${record.pack} of ${manifest.blockSize}-byte blocks (expected ${expectedBlocks})`);
+    }
   }
   const walk = (dir: DirNode, path: string) => {
     for (const [name, node] of Object.entries(dir.entries)) {
       if (node.type === 'dir') walk(node, `${path}/${name}`);
-      else if (node.type === 'file' && (node.offset < 0 || node.offset + node.size > manifest.packSize)) {
-        problems.push(`${where}${path}/${name}: bytes ${node.offset}+${node.size} lie outside the ${manifest.packSize}-byte pack`);
+      else if (node.type === 'file') {
+        let record: PackRecord;
+        try {
+          record = packOf(manifest, node);
+        } catch (err) {
+          problems.push(`${where}${path}/${name}: ${(err as Error).message}`);
+          continue;
+        }
+        if (node.offset < 0 || node.offset + node.size > record.packSize) {
+          problems.push(`${where}${path}/${name}: bytes ${node.offset}+${node.size} lie outside the ${record.packSize}-byte pack ${record.pack}`);
+        }
       }
     }
   };

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { BlockSource, ByteBudget, MemoryBlockCache, blockSpan, packRef, profileBlocks, type DiskBlockCache, type PackRef } from '../cache/index.js';
-import { profileProblem, type Catalog } from '../catalog/index.js';
+import { packsOf, profileProblem, type Catalog, type StartupProfile } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import { UsageError } from './units.js';
 
@@ -52,7 +52,8 @@ export async function prefetch(
   packages: readonly PackageRef[],
   options: { pin: boolean; log: Log; onProgress?: (done: number, total: number) => void },
 ): Promise<PrefetchSummary> {
-  const packs = await Promise.all(packages.map((ref) => packOfPackage(catalog, ref, options.log)));
+  const ofPackages = await Promise.all(packages.map((ref) => packsOfPackage(catalog, ref, options.log)));
+  const packs = ofPackages.flat();
   // No memory cache to speak of: prefetched blocks are for the disk, not for this short-lived process.
   const blocks = new BlockSource(catalog.store, new MemoryBlockCache(1), cache, options.log, new ByteBudget(IN_FLIGHT_BYTES));
   const total = packs.reduce((n, { pack }) => n + pack.blocks.length, 0);
@@ -69,9 +70,10 @@ export async function prefetch(
   await Promise.all(packs.map(({ pack, startup }) => load(pack, startup)));
   await Promise.all(packs.flatMap(({ pack, startup }) => chunks(pack.blocks.map((_, i) => i).filter((i) => !startup.includes(i))).map((c) => load(pack, c))));
   await blocks.flushed();
-  if (options.pin) for (const { name, pack } of packs) await cache.pin(name, pack.blocks);
+  // One pin per package, covering each of its packs.
+  if (options.pin) for (const ofPackage of ofPackages) await cache.pin(ofPackage[0]!.name, ofPackage.flatMap(({ pack }) => pack.blocks));
   return {
-    packages: packs.length,
+    packages: packages.length,
     blocks: total,
     fetchedBlocks: total - blocks.stats.diskHits,
     fetchedBytes: blocks.stats.storeBytes,
@@ -88,20 +90,20 @@ function chunks(indexes: number[]): number[][] {
   return Array.from({ length: Math.ceil(indexes.length / CHUNK_BLOCKS) }, (_, i) => indexes.slice(i * CHUNK_BLOCKS, (i + 1) * CHUNK_BLOCKS));
 }
 
-/** A package's pack and the blocks of its startup set (from its published profile, when it has a usable one). */
-async function packOfPackage(catalog: Catalog, { family, version }: PackageRef, log: Log): Promise<{ name: string; pack: PackRef; startup: number[] }> {
+/** A package's packs, each with the blocks of its startup set (from its published profile, when it has a usable one). */
+async function packsOfPackage(catalog: Catalog, { family, version }: PackageRef, log: Log): Promise<{ name: string; pack: PackRef; startup: number[] }[]> {
   if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}`);
   const shard = await catalog.shard(family);
   const record = Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
   if (!record) throw new UsageError(`no version ${version} of ${family} in ${catalog.store.url}`);
   const manifest = await catalog.versionManifest(record);
-  const pack = packRef(manifest, log);
-  let startup: number[] = [];
+  const packs = packsOf(manifest).map((pack) => packRef(manifest, pack, log));
+  let profile: StartupProfile | undefined;
   if (record.profile) {
-    const profile = await catalog.profile(record.profile).catch((err: Error) => void log.warn(`${family}-${version}: its startup profile is ignored: ${err.message}`));
-    const problem = profile && profileProblem(profile, { family, version, manifestHash: record.manifest, manifest });
+    const loaded = await catalog.profile(record.profile).catch((err: Error) => void log.warn(`${family}-${version}: its startup profile is ignored: ${err.message}`));
+    const problem = loaded && profileProblem(loaded, { family, version, manifestHash: record.manifest, manifest });
     if (problem) log.warn(`${family}-${version}: its startup profile is ignored: ${problem}`);
-    else if (profile) startup = profileBlocks(profile, pack);
+    else if (loaded) profile = loaded;
   }
-  return { name: `${family}-${version}`, pack, startup };
+  return packs.map((pack) => ({ name: `${family}-${version}`, pack, startup: profile ? profileBlocks(profile, pack) : [] }));
 }

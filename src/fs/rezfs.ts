@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { ReadaheadWindow, packRef, readableLength, readsChunks, type BlockSource, type PackRef } from '../cache/index.js';
-import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, Manifest, TreeNode, VersionRecord } from '../catalog/index.js';
-import { countSubdirs, keys } from '../catalog/index.js';
+import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, Manifest, PackRecord, TreeNode, VersionRecord } from '../catalog/index.js';
+import { countSubdirs, keys, packOf, packsOf } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import { FsError } from './errors.js';
 import { InodeTable } from './inodes.js';
@@ -89,7 +89,8 @@ export class RezFs {
    */
   private readonly packReaders = new LRUCache<string, ReadaheadWindow>({ max: UNOPENED_FILES });
   private readonly inlineData = new WeakMap<InlineFile, Buffer>();
-  private readonly packs = new WeakMap<Manifest, PackRef>();
+  /** By pack record (a manifest's own, or one of its addedPacks): built once, so a bad chunk record warns once. */
+  private readonly packs = new WeakMap<PackRecord, PackRef>();
   /** A version's top-level names as a set: a version may hold thousands, and every path below it is checked. */
   private readonly versionNames = new WeakMap<readonly string[], ReadonlySet<string>>();
   private nextHandle = 1;
@@ -147,15 +148,20 @@ export class RezFs {
     return [{ name: '.', attr: self }, { name: '..', attr: up }, ...children];
   }
 
-  private async children(catalog: Catalog, path: string): Promise<DirEntry[]> {
-    const resolved = await this.resolve(catalog, path);
+  private async children(catalog: Catalog, path: string, known?: Resolved): Promise<DirEntry[]> {
+    const resolved = known ?? (await this.resolve(catalog, path));
     const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(catalog, childPath(path, name), target) });
     switch (resolved.kind) {
       case 'root':
-        return catalog.familyNames().map((family) => entry(family, { kind: 'family', family }));
+        return [
+          ...catalog.familyNames().map((family) => entry(family, { kind: 'family', family })),
+          ...catalog.rootFileNames().map((name) => entry(name, { kind: 'inline', entry: catalog.rootFile(name)! })),
+        ];
       case 'family': {
         const shard = await this.shardOrEmpty(catalog, resolved.family);
         if (!shard) return [];
+        // An unversioned package: the family directory is the package's own tree.
+        if (shard.unversioned) return this.children(catalog, path, { kind: 'version', record: shard.unversioned });
         return [
           ...Object.entries(shard.versions).map(([version, record]) => entry(version, { kind: 'version', record })),
           ...Object.entries(shard.extras).map(([name, extra]) => entry(name, { kind: 'inline', entry: extra })),
@@ -265,9 +271,14 @@ export class RezFs {
   private async resolve(catalog: Catalog, path: string): Promise<Resolved> {
     const [family, version, ...rest] = splitPath(path);
     if (family === undefined) return { kind: 'root' };
-    if (!catalog.family(family)) throw new FsError('ENOENT');
+    if (!catalog.family(family)) {
+      const file = catalog.rootFile(family);
+      if (file && version === undefined) return { kind: 'inline', entry: file };
+      throw new FsError(file ? 'ENOTDIR' : 'ENOENT');
+    }
     if (version === undefined) return { kind: 'family', family };
     const shard = await this.shardOrEmpty(catalog, family);
+    if (shard?.unversioned) return this.resolveInVersion(catalog, shard.unversioned, [version, ...rest], path);
     const record = shard && Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
     if (!record) {
       const extra = shard && Object.hasOwn(shard.extras, version) ? shard.extras[version] : undefined;
@@ -275,6 +286,11 @@ export class RezFs {
       throw new FsError(extra ? 'ENOTDIR' : 'ENOENT');
     }
     if (rest.length === 0) return { kind: 'version', record };
+    return this.resolveInVersion(catalog, record, rest, path);
+  }
+
+  /** A path below a version directory (or an unversioned package's family directory): `rest` is non-empty. */
+  private async resolveInVersion(catalog: Catalog, record: VersionRecord, rest: string[], path: string): Promise<Resolved> {
     if (record.names && !this.namesOf(record.names).has(rest[0]!)) throw new FsError('ENOENT'); // no manifest needed to say so
     // package.py and package.yaml come from the shard: a resolve never waits on a manifest.
     const definition = rest.length === 1 && Object.hasOwn(record.definitions, rest[0]!) ? record.definitions[rest[0]!] : undefined;
@@ -291,7 +307,7 @@ export class RezFs {
         return dir(0o755, catalog.index.createdMs, catalog.familyNames().length);
       case 'family': {
         const indexed = catalog.family(resolved.family)!;
-        return dir(0o755, indexed.mtimeMs, indexed.versions);
+        return dir(0o755, indexed.mtimeMs, indexed.subdirs ?? indexed.versions);
       }
       case 'version':
         return dir(resolved.record.mode, resolved.record.mtimeMs, resolved.record.subdirs);
@@ -319,11 +335,13 @@ export class RezFs {
   private openFile(resolved: Resolved): OpenFile {
     if (resolved.kind === 'inline' && resolved.entry.type === 'file') return { kind: 'inline', data: this.inline(resolved.entry) };
     if (resolved.kind === 'tree' && resolved.node.type === 'file') {
-      const pack = this.packOf(resolved.manifest);
+      const { manifest, node } = resolved;
+      const record = packOf(manifest, node);
+      const pack = this.packRefOf(manifest, record);
       // A short forward skip keeps a sequential reader sequential: the kernel skips pages it has cached (those a
       // random reader left: a few pages each). Not much more: random reads landing that close would pass too.
       const slack = pack.blockSize / 8;
-      return { kind: 'pack', pack, packHash: resolved.manifest.pack, manifest: resolved.manifest, node: resolved.node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack) };
+      return { kind: 'pack', pack, packHash: record.pack, manifest, node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack) };
     }
     throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
   }
@@ -336,12 +354,12 @@ export class RezFs {
     if (next <= last) this.blocks.prefetch(pack, next, Math.min(blocks, last - next + 1));
   }
 
-  /** One PackRef per manifest: every open of its files shares it (and a warning about it is logged once). */
-  private packOf(manifest: Manifest): PackRef {
-    let pack = this.packs.get(manifest);
+  /** One PackRef per pack record: every open of its files shares it (and a warning about it is logged once). */
+  private packRefOf(manifest: Manifest, record: PackRecord): PackRef {
+    let pack = this.packs.get(record);
     if (!pack) {
-      pack = packRef(manifest, this.options.log);
-      this.packs.set(manifest, pack);
+      pack = packRef(manifest, record, this.options.log);
+      this.packs.set(record, pack);
     }
     return pack;
   }
@@ -391,7 +409,7 @@ export class RezFs {
     const [family, version] = splitPath(path) as [string, string];
     try {
       const manifest = await withDeadline(catalog.versionManifest(record), this.options.readDeadlineMs, `loading manifest ${record.manifest}`);
-      this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, this.packOf(manifest));
+      this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, packsOf(manifest).map((pack) => this.packRefOf(manifest, pack)));
       return this.loaded(`/${family}/${version}`, manifest);
     } catch (err) {
       this.failedLoads.add(`/${family}/${version}`);

@@ -83,18 +83,21 @@ export class StartupSets {
     this.policy = { ...DEFAULT_STARTUP_SETS, ...options.policy };
   }
 
-  /** The first look inside a version (read through `pack`): its startup set starts loading, its recording window opens. */
-  versionOpened(catalog: Catalog, target: OpenedVersion, manifest: Manifest, pack: PackRef): void {
+  /**
+   * The first look inside a version (read through `packs`, its manifest's packs in order): its startup set starts
+   * loading, its recording window opens.
+   */
+  versionOpened(catalog: Catalog, target: OpenedVersion, manifest: Manifest, packs: readonly PackRef[]): void {
     const hash = target.record.manifest;
     if (this.opened.has(hash)) return;
     this.opened.set(hash, true);
     this.startRecording(target, manifest);
     const profile = target.record.profile;
-    if (manifest.packSize <= this.policy.wholePackBytes) {
+    if (packs.reduce((n, pack) => n + pack.size, 0) <= this.policy.wholePackBytes) {
       // Whole, at once: its profile could only name part of it, one round trip later.
       this.stats.wholePacks++;
-      this.track(this.preload(pack, pack.blocks.map((_, i) => i)));
-    } else if (profile) this.track(this.follow(catalog, target, manifest, pack, profile));
+      for (const pack of packs) this.track(this.preload(pack, pack.blocks.map((_, i) => i)));
+    } else if (profile) this.track(this.follow(catalog, target, manifest, packs, profile));
   }
 
   /** Settles once every profile fetch and preload started so far has. */
@@ -141,7 +144,7 @@ export class StartupSets {
     this.options.onRecorded?.(profile);
   }
 
-  private async follow(catalog: Catalog, target: OpenedVersion, manifest: Manifest, pack: PackRef, hash: string): Promise<void> {
+  private async follow(catalog: Catalog, target: OpenedVersion, manifest: Manifest, packs: readonly PackRef[], hash: string): Promise<void> {
     const where = `startup profile ${keys.profile(hash)} of ${target.family}/${target.version}`;
     let profile: StartupProfile;
     try {
@@ -153,7 +156,7 @@ export class StartupSets {
     const problem = profileProblem(profile, { family: target.family, version: target.version, manifestHash: target.record.manifest, manifest }, this.options.trustedKeys);
     if (problem) return this.ignore(`${where} ignored: ${problem}`);
     this.stats.profilesFollowed++;
-    await this.preload(pack, profileBlocks(profile, pack));
+    await Promise.all(packs.map((pack) => this.preload(pack, profileBlocks(profile, pack))));
   }
 
   private track(work: Promise<void>): void {

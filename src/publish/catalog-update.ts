@@ -16,20 +16,27 @@
 import type { KeyObject } from 'node:crypto';
 import {
   EMPTY_INDEX,
-  FORMAT_VERSION,
   canonicalJson,
+  defaultStoreConfig,
   encodeDocument,
+  indexFormat,
   keys,
   readHead,
   readIndex,
   readShard,
+  readSignature,
+  readStoreConfig,
+  shardFormat,
   signIndex,
   type CatalogIndex,
   type FamilyShard,
   type Head,
+  type InlineFile,
+  type StoreConfig,
 } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
+import { PublishInputError } from './errors.js';
 import { Uploads } from './uploads.js';
 
 export interface CatalogUpdatePolicy {
@@ -45,6 +52,8 @@ export interface CatalogUpdateOptions {
   log: Log;
   /** Signs each new index (ed25519) so that mounts with --trust-key accept it. */
   signingKey?: KeyObject;
+  /** Write an unsigned index onto a store whose catalog is signed (every mount that trusts a key then stays behind). */
+  allowUnsigned?: boolean;
   /** Where uploads are counted; the caller's, when it uploaded payload too and reports one total. */
   uploads?: Uploads;
   policy?: Partial<CatalogUpdatePolicy>;
@@ -54,6 +63,8 @@ export interface CatalogUpdateResult {
   /** The new generation, or undefined when the edit changed nothing (HEAD untouched). */
   generation: number | undefined;
   indexHash: string | undefined;
+  /** The index HEAD names now: the new one, or when nothing changed the one the edit saw. */
+  index: CatalogIndex;
   /** How often HEAD had moved under this writer and the edit ran again. */
   merges: number;
 }
@@ -73,7 +84,7 @@ export class CatalogDraft {
     readonly nowMs: number,
     private readonly loadShard: (hash: string) => Promise<FamilyShard>,
   ) {
-    this.next = { ...structuredClone(base), format: FORMAT_VERSION, generation: base.generation + 1, createdMs: nowMs };
+    this.next = { ...structuredClone(base), generation: base.generation + 1, createdMs: nowMs };
     if (baseHash) this.next.previous = baseHash;
     else delete this.next.previous;
   }
@@ -89,12 +100,22 @@ export class CatalogDraft {
     return Object.keys(this.next.families).sort();
   }
 
-  /** Puts `shard` in place of its family's current one (a shard equal to the current one changes nothing). */
+  /** The shard's hash as the draft stores it. */
+  static shardHash(shard: FamilyShard): string {
+    return encodeDocument({ ...shard, format: shardFormat(shard) }).hash;
+  }
+
+  /**
+   * Puts `shard` in place of its family's current one (a shard equal to the current one changes nothing); its
+   * format is set here from what it holds.
+   */
   setShard(shard: FamilyShard): void {
+    shard = { ...shard, format: shardFormat(shard) };
     const { hash } = encodeDocument(shard);
     if (Object.hasOwn(this.next.families, shard.name) && this.next.families[shard.name]!.shard === hash) return;
     this.shards.set(shard.name, shard);
     this.next.families[shard.name] = { shard: hash, mtimeMs: this.nowMs, versions: Object.keys(shard.versions).length };
+    if (shard.unversioned) this.next.families[shard.name]!.subdirs = shard.unversioned.subdirs;
   }
 
   /** Drops a family from the next generation. */
@@ -104,10 +125,25 @@ export class CatalogDraft {
     this.shards.set(family, undefined);
   }
 
+  /** A file at the repository's root (a single-file family), as the draft has it now. */
+  rootFile(name: string): InlineFile | undefined {
+    const files = this.next.files ?? {};
+    return Object.hasOwn(files, name) ? files[name] : undefined;
+  }
+
+  /** Puts a root file in place, or with undefined removes it. */
+  setRootFile(name: string, entry: InlineFile | undefined): void {
+    const files = { ...(this.next.files ?? {}) };
+    if (entry) files[name] = entry;
+    else delete files[name];
+    if (Object.keys(files).length > 0) this.next.files = files;
+    else delete this.next.files;
+  }
+
   /** The shards this draft made (to upload) and the index it amounts to. */
   result(): { shards: FamilyShard[]; index: CatalogIndex } {
     const shards = [...this.shards.values()].filter((s): s is FamilyShard => s !== undefined);
-    return { shards, index: this.next };
+    return { shards, index: { ...this.next, format: indexFormat(this.next) } };
   }
 
   /** Whether the next index says anything the base did not (generation, creation time and lineage aside). */
@@ -140,11 +176,12 @@ export async function updateCatalog(
   };
 
   let head = await readHead(store);
+  await checkSigning(store, head, options, uploads);
   for (let attempt = 0; attempt < policy.swapAttempts; attempt++) {
     const base = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
     const draft = new CatalogDraft(store, base, head?.indexHash, Date.now(), loadShard);
     await edit(draft);
-    if (!draft.changed) return { generation: undefined, indexHash: head?.indexHash, merges: attempt };
+    if (!draft.changed) return { generation: undefined, indexHash: head?.indexHash, index: base, merges: attempt };
     const { shards, index } = draft.result();
     for (const shard of shards) {
       const doc = encodeDocument(shard);
@@ -156,13 +193,38 @@ export async function updateCatalog(
     await uploads.secure();
     if (await swapHead(store, indexDoc.hash, head)) {
       uploads.count(indexDoc.hash.length);
-      return { generation: index.generation, indexHash: indexDoc.hash, merges: attempt };
+      return { generation: index.generation, indexHash: indexDoc.hash, index, merges: attempt };
     }
     options.log.warn('index/HEAD moved during publish (another publisher); merging and retrying');
     await pause(Math.random() * policy.backoffStepMs * (attempt + 1));
     head = await readHead(store);
   }
   throw new Error(`could not update ${keys.head} after ${policy.swapAttempts} attempts: too many concurrent publishers`);
+}
+
+/**
+ * A store whose catalog is signed (rezfs.json says so, or its current index has a signature) takes only signed
+ * indexes: an unsigned one would leave every mount that trusts a key on the old generation for good. Refused
+ * before anything is written, unless `allowUnsigned`. A signing writer records in rezfs.json that the store is
+ * signed (decision D7), so that later writers know without looking.
+ */
+export async function checkSigning(
+  store: ObjectStore,
+  head: Head | undefined,
+  options: Pick<CatalogUpdateOptions, 'signingKey' | 'allowUnsigned'>,
+  uploads?: Uploads,
+  config?: StoreConfig,
+): Promise<void> {
+  config ??= await readStoreConfig(store);
+  if (options.signingKey) {
+    if (config?.signed !== true && uploads) await uploads.put(keys.config, canonicalJson({ ...(config ?? defaultStoreConfig()), signed: true }));
+    return;
+  }
+  if (options.allowUnsigned) return;
+  const signed = config?.signed === true || (head !== undefined && (await readSignature(store, head.indexHash)) !== undefined);
+  if (signed) {
+    throw new PublishInputError(store.url, 'its catalog is signed: sign with --sign-key KEY (or pass --allow-unsigned, and every mount that trusts a key stays on its last signed generation)');
+  }
 }
 
 function swapHead(store: ObjectStore, indexHash: string, expected: Head | undefined): Promise<boolean> {
