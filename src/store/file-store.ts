@@ -1,10 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { sha256Hex } from '../hash.js';
 import { isRunning } from '../pid.js';
 import { checkKey, ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
@@ -68,8 +65,18 @@ export class FileStore implements ObjectStore {
     await this.writeAtomically(key, async (tmp) => writeFile(tmp, body));
   }
 
+  /** Each chunk is written before the next is asked for: the source may reuse its buffer. */
   async putStream(key: string, source: () => AsyncIterable<Buffer>): Promise<void> {
-    await this.writeAtomically(key, async (tmp) => pipeline(Readable.from(source()), createWriteStream(tmp)));
+    await this.writeAtomically(key, async (tmp) => {
+      const handle = await open(tmp, 'w');
+      try {
+        for await (const chunk of source()) {
+          for (let written = 0; written < chunk.length; ) written += (await handle.write(chunk, written, chunk.length - written)).bytesWritten;
+        }
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   async putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {

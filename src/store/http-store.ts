@@ -11,6 +11,8 @@ import type { RequestPolicy } from './watchdog.js';
  * `list()` throws a StoreError: plain HTTP has no standard listing, and mounting never lists.
  */
 export class HttpStore extends HttpReadingStore implements ObjectStore {
+  readonly readOnly = true;
+
   constructor(url: string, policy: RequestPolicy) {
     super(new HttpTransport(url, baseUrl(url).href, policy));
   }

@@ -2,6 +2,7 @@ export { DavStore } from './dav-store.js';
 export { HttpStore } from './http-store.js';
 export { DEFAULT_MIRROR_OPTIONS, MirroredStore, MirrorsUnavailableError, type MirrorHealth, type MirrorOptions } from './mirrored-store.js';
 export {
+  localDirectoryOf,
   MIRRORED_MAX_ATTEMPTS,
   openStore,
   openStores,

@@ -66,6 +66,10 @@ export class MirroredStore implements ObjectStore {
     this.url = stores[0]!.url;
   }
 
+  get readOnly(): boolean {
+    return this.primary.readOnly ?? false;
+  }
+
   private get primary(): ObjectStore {
     return this.members[0]!.store;
   }

@@ -87,6 +87,11 @@ export function openStore(url: string, options: OpenStoreOptions = {}): ObjectSt
   }
 }
 
+/** The directory a file:// store URL (as FileStore.url spells it) names; undefined for any other store. */
+export function localDirectoryOf(url: string): string | undefined {
+  return url.startsWith('file://') ? url.slice('file://'.length) : undefined;
+}
+
 /**
  * A store to write to or delete from: an http(s):// URL is refused at once (ReadOnlyStoreError), before a command
  * does any work that would be lost.

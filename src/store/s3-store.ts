@@ -15,7 +15,7 @@ import {
 import { Readable } from 'node:stream';
 import { errorForStatus, networkError, unlessNotFound } from './responses.js';
 import { StoreAccessError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
-import { readObjectBody, resilient, type Attempt, type RequestPolicy } from './watchdog.js';
+import { readObjectBody, resilient, type Attempt, type RequestPolicy, type RequestWork } from './watchdog.js';
 
 export { requestedPart } from './responses.js';
 
@@ -65,9 +65,9 @@ export class S3Store implements ObjectStore {
   }
 
   /** One operation: attempts under the watchdog, errors typed, transient ones retried (unless `policy` says otherwise). */
-  private call<T>(method: string, key: string, run: (attempt: Attempt) => Promise<T>, uploadBytes?: number, policy = this.policy): Promise<T> {
+  private call<T>(method: string, key: string, run: (attempt: Attempt) => Promise<T>, work?: RequestWork, policy = this.policy): Promise<T> {
     const translate = (err: unknown) => this.translate(err, method, key);
-    return resilient(policy, `${method} ${key} at ${this.url}`, run, translate, uploadBytes);
+    return resilient(policy, `${method} ${key} at ${this.url}`, run, translate, work);
   }
 
   async get(key: string): Promise<Buffer> {
@@ -108,13 +108,19 @@ export class S3Store implements ObjectStore {
       'PUT',
       key,
       (attempt) => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Body: body }), { abortSignal: attempt.signal }),
-      body.length,
+      { uploadBytes: body.length },
     );
   }
 
-  /** Small objects in one PUT; large ones as a multipart upload that is aborted if the source fails. */
+  /**
+   * Small objects in one PUT; large ones as a multipart upload that is aborted if the source fails. Each chunk is
+   * copied into a part buffer before the next is asked for (the source may reuse its buffer); part buffers are
+   * reused once their part is up. The completion gets time in proportion to the object (the server assembles it),
+   * and a completion whose answer was lost (the retry finds the upload gone) counts once the object is there whole.
+   */
   async putStream(key: string, source: () => AsyncIterable<Buffer>): Promise<void> {
-    const parts = partition(source(), PART_SIZE);
+    const buffers = new PartBuffers(PART_SIZE, PARTS_IN_FLIGHT + 2);
+    const parts = partition(source(), buffers);
     const first = await parts.next();
     const second = first.done ? undefined : await parts.next();
     if (first.done || second?.done) {
@@ -126,20 +132,23 @@ export class S3Store implements ObjectStore {
       this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }), { abortSignal: attempt.signal }),
     );
     const UploadId = created.UploadId;
+    let totalBytes = 0;
     try {
       const completed: CompletedPart[] = [];
       const inFlight = new Set<Promise<void>>();
       let partNumber = 0;
       const upload = (body: Buffer) => {
         const PartNumber = ++partNumber;
+        totalBytes += body.length;
         const task = this.call(
           'PUT',
           `${key} part ${PartNumber}`,
           (attempt) => this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber, Body: body }), { abortSignal: attempt.signal }),
-          body.length,
+          { uploadBytes: body.length },
         )
           .then((res) => {
             completed.push({ PartNumber, ETag: res.ETag });
+            buffers.release(body);
           })
           .finally(() => inFlight.delete(task));
         inFlight.add(task);
@@ -152,11 +161,14 @@ export class S3Store implements ObjectStore {
       }
       await Promise.all(inFlight);
       completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      await this.call('POST', key, (attempt) =>
+      const complete = (attempt: Attempt) =>
         this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: completed } }), {
           abortSignal: attempt.signal,
-        }),
-      );
+        });
+      await this.call('POST', key, complete, { assembledBytes: totalBytes }).catch(async (err: unknown) => {
+        // An attempt that timed out may have completed the upload after all; its retry then fails.
+        if ((await this.head(key).catch(() => undefined))?.size !== totalBytes) throw err;
+      });
     } catch (err) {
       await this.call('DELETE', key, (attempt) =>
         this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }), { abortSignal: attempt.signal }),
@@ -181,7 +193,7 @@ export class S3Store implements ObjectStore {
           throw err;
         }
       },
-      body.length,
+      { uploadBytes: body.length },
     );
   }
 
@@ -230,24 +242,45 @@ export class S3Store implements ObjectStore {
   }
 }
 
-/** Regroups a byte stream into buffers of exactly `size` bytes (the last one shorter). */
-async function* partition(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+/** Part-sized buffers, reused once the part they held is uploaded: no allocation per part. */
+class PartBuffers {
+  private readonly idle: Buffer[] = [];
+
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): Buffer {
+    return this.idle.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  /** `part` is a buffer from take(), or the start of one (the last, short part): the whole buffer goes back. */
+  release(part: Buffer): void {
+    if (this.idle.length < this.keep && part.byteOffset === 0 && part.buffer.byteLength === this.size) this.idle.push(Buffer.from(part.buffer, 0, this.size));
+  }
+}
+
+/**
+ * Regroups a byte stream into parts of exactly `buffers.size` bytes (the last one shorter), copying each chunk
+ * in at once so that the source may reuse its own buffer.
+ */
+async function* partition(source: AsyncIterable<Buffer>, buffers: PartBuffers): AsyncGenerator<Buffer> {
+  let part = buffers.take();
+  let filled = 0;
   for await (const chunk of source) {
     let rest = chunk;
-    while (pendingBytes + rest.length >= size) {
-      const take = size - pendingBytes;
-      pending.push(rest.subarray(0, take));
-      yield Buffer.concat(pending);
+    while (rest.length > 0) {
+      const take = Math.min(rest.length, buffers.size - filled);
+      rest.copy(part, filled, 0, take);
+      filled += take;
       rest = rest.subarray(take);
-      pending = [];
-      pendingBytes = 0;
-    }
-    if (rest.length > 0) {
-      pending.push(rest);
-      pendingBytes += rest.length;
+      if (filled === buffers.size) {
+        yield part;
+        part = buffers.take();
+        filled = 0;
+      }
     }
   }
-  if (pendingBytes > 0) yield Buffer.concat(pending);
+  if (filled > 0) yield part.subarray(0, filled);
 }

@@ -30,6 +30,8 @@ export interface PutStreamOptions {
 export interface ObjectStore {
   /** The URL the store was opened from, without credentials: safe to log. */
   readonly url: string;
+  /** True for a store that refuses every write (an http:// mirror): writers refuse it before they start. */
+  readonly readOnly?: boolean;
   /** Whole object; throws ObjectNotFoundError when absent. */
   get(key: string): Promise<Buffer>;
   /** Bytes [start, end) of an object; throws ObjectNotFoundError when absent. */
@@ -40,8 +42,9 @@ export interface ObjectStore {
   put(key: string, body: Buffer): Promise<void>;
   /**
    * Streams an object in. If the source throws, nothing is written under `key`: this is how a
-   * publisher refuses to commit bytes whose hash no longer matches. `source` is called once per attempt: a store
-   * that must send the bytes again (an upload retried after a 5xx) asks for them again.
+   * publisher refuses to commit bytes whose hash no longer matches. A store is done with each chunk
+   * when it asks for the next, so a source may hand out views of one reused buffer. `source` is called once per
+   * attempt: a store that must send the bytes again (an upload retried after a 5xx) asks for them again.
    */
   putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void>;
   /**

@@ -68,6 +68,17 @@ export function uploadAllowanceMs(timeouts: StoreTimeouts, bytes: number): numbe
 }
 
 /**
+ * The slowest rate at which a server may put an uploaded object together (CompleteMultipartUpload: s3rver, for
+ * one, copies every part into place before it answers) without being taken for dead.
+ */
+export const ASSEMBLY_MIN_BYTES_PER_SECOND = 8 * 1024 * 1024;
+
+/** How long a request that makes the server assemble `bytes` (a multipart completion) may take to be answered. */
+export function assemblyAllowanceMs(timeouts: StoreTimeouts, bytes: number): number {
+  return timeouts.firstByteTimeoutMs + Math.ceil((bytes / ASSEMBLY_MIN_BYTES_PER_SECOND) * 1000);
+}
+
+/**
  * Runs one request attempt under a first-byte timer and, once it has responded, a stall detector. Either
  * aborts `attempt.signal`; the attempt then fails with the StoreTimeoutError naming `what`, whatever error the
  * aborted I/O raised.
@@ -150,18 +161,31 @@ export interface RequestPolicy {
   retry: RetryPolicy;
 }
 
+/** What stretches a request's first-byte timeout: a body it sends, or an object the server must assemble. */
+export interface RequestWork {
+  uploadBytes?: number;
+  assembledBytes?: number;
+}
+
+/** The first-byte timeout of a request doing `work`. */
+export function firstByteAllowanceMs(timeouts: StoreTimeouts, work: RequestWork = {}): number {
+  const upload = work.uploadBytes === undefined ? timeouts.firstByteTimeoutMs : uploadAllowanceMs(timeouts, work.uploadBytes);
+  const assembly = work.assembledBytes === undefined ? timeouts.firstByteTimeoutMs : assemblyAllowanceMs(timeouts, work.assembledBytes);
+  return Math.max(upload, assembly);
+}
+
 /**
  * One store operation: each attempt under the watchdog, its failure typed by `translate`, transient failures
- * retried per the policy. `uploadBytes` stretches the first-byte timeout for a request that sends a body.
+ * retried per the policy. `work` stretches the first-byte timeout (see firstByteAllowanceMs).
  */
 export function resilient<T>(
   policy: RequestPolicy,
   what: string,
   run: (attempt: Attempt) => Promise<T>,
   translate: (err: unknown) => StoreError,
-  uploadBytes?: number,
+  work?: RequestWork,
 ): Promise<T> {
-  const firstByteMs = uploadBytes === undefined ? policy.timeouts.firstByteTimeoutMs : uploadAllowanceMs(policy.timeouts, uploadBytes);
+  const firstByteMs = firstByteAllowanceMs(policy.timeouts, work);
   return withRetries(policy.retry, () =>
     guarded(policy.timeouts, what, run, firstByteMs).catch((err: unknown) => {
       throw translate(err);

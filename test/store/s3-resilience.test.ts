@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { CompleteMultipartUploadCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, StoreAccessError, StoreTimeoutError, TransientStoreError, type ObjectStore } from '../../src/store/index.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -33,6 +34,36 @@ function firstGets(n: number, result: ReturnType<Parameters<S3TestServer['setInt
 }
 
 describe('s3:// store under faults', () => {
+  it('a multipart completion whose answer is lost counts once the object is there whole', async () => {
+    // The first completion never gets an answer, but the server completes the upload all the same (done here
+    // behind the proxy's back); the client's retries then fail for want of the upload (s3rver says 500). 20 MiB: three parts.
+    const big = randomBytes(20 * 1024 * 1024);
+    const direct = new S3Client({ endpoint: server.directEndpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+    // A part's ETag is the MD5 of its bytes (8 MiB parts).
+    const Parts = [0, 1, 2].map((i) => ({ PartNumber: i + 1, ETag: `"${createHash('md5').update(big.subarray(i * 8 << 20, (i + 1) * 8 << 20)).digest('hex')}"` }));
+    let completions = 0;
+    let behindTheBack: Promise<unknown> | undefined;
+    server.setInterceptor((r) => {
+      if (r.method !== 'POST' || r.key !== 'res/big' || !/uploadId=/.test(r.query)) return undefined;
+      if (++completions > 1) return undefined;
+      const UploadId = new URLSearchParams(r.query).get('uploadId')!;
+      behindTheBack = direct.send(new CompleteMultipartUploadCommand({ Bucket: server.bucket, Key: 'res/big', UploadId, MultipartUpload: { Parts } }));
+      return { hang: true };
+    });
+    try {
+      await store.putStream('big', async function* () {
+        for (let o = 0; o < big.length; o += 1024 * 1024) yield big.subarray(o, o + 1024 * 1024);
+      });
+    } finally {
+      await behindTheBack;
+      direct.destroy();
+    }
+    expect(completions).toBeGreaterThanOrEqual(2);
+    // The retries really failed for want of the upload (s3rver answers 500, as in the issue): the path under test.
+    expect(server.requests.filter({ method: 'POST', keyPrefix: 'res/big' }).map((r) => r.status)).toContain(500);
+    expect(digest(await store.get('big'))).toBe(digest(big));
+  }, 30_000);
+
   it('retries a 503 SlowDown burst (our policy, not the SDK: one request per attempt)', async () => {
     firstGets(2, { status: 503, body: slowDown });
     const before = gets();

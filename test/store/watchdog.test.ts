@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Readable } from 'node:stream';
 import { StoreTimeoutError, TransientStoreError } from '../../src/store/index.js';
-import { guarded, readBody, StallDetector, uploadAllowanceMs, type Attempt, type StoreTimeouts } from '../../src/store/watchdog.js';
+import { ASSEMBLY_MIN_BYTES_PER_SECOND, firstByteAllowanceMs, guarded, readBody, StallDetector, uploadAllowanceMs, type Attempt, type StoreTimeouts } from '../../src/store/watchdog.js';
 
 describe('StallDetector', () => {
   it('judges only whole windows', () => {
@@ -68,6 +68,12 @@ describe('guarded', () => {
   it('gives an upload time for its bytes at the slowest rate that is not a stall', () => {
     expect(uploadAllowanceMs(timeouts, 0)).toBe(100);
     expect(uploadAllowanceMs(timeouts, 25)).toBe(100 + 3 * 100);
+  });
+
+  it('gives a multipart completion time in proportion to the object the server assembles', () => {
+    expect(firstByteAllowanceMs(timeouts)).toBe(100);
+    expect(firstByteAllowanceMs(timeouts, { assembledBytes: 10 * ASSEMBLY_MIN_BYTES_PER_SECOND })).toBe(100 + 10_000);
+    expect(firstByteAllowanceMs(timeouts, { uploadBytes: 25 })).toBe(uploadAllowanceMs(timeouts, 25));
   });
 });
 

@@ -10,6 +10,10 @@ export class CountingStore implements ObjectStore {
     return this.inner.url;
   }
 
+  get readOnly(): boolean {
+    return this.inner.readOnly ?? false;
+  }
+
   reset(): void {
     this.calls.length = 0;
   }
