@@ -6,20 +6,20 @@ import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
-import { publish, PublishInputError, retire, type PublishProgress } from '../publish/index.js';
+import { PublishInputError, retire } from '../publish/index.js';
 import { openStore, openWritableStore, ReadOnlyStoreError, StoreAccessError, StoreUrlError, WriteRefusedError } from '../store/index.js';
 import { parsePackageRef } from './prefetch.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } from './maintenance.js';
 import { GcOptionError } from '../maintain/gc.js';
 import { SyncRefusedError } from '../maintain/sync.js';
-import { mountCommand, type FuseChoice } from './mount.js';
 import { profileCommand } from './profile.js';
-import { statusCommand } from './status.js';
 import { notifyMounts } from './registry.js';
-import { progressBar } from './progress.js';
+import { mountCommand, type FuseChoice } from './mount.js';
+import { publishCommand, type PublishFlags } from './publish.js';
+import { statusCommand } from './status.js';
 import { unmountCommand } from './unmount.js';
-import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
+import { UsageError, parseDuration, parseSize } from './units.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -39,6 +39,10 @@ function recordWindowOption(): Option {
   return new Option('--record-window <duration>', 'record what each version reads this long after its first use (its startup profile; 0: never)')
     .env('REZFS_RECORD_WINDOW')
     .default('20s');
+}
+
+function defaultPublishStateDir(): string {
+  return join(defaultCacheDir(), 'publish');
 }
 
 function storeOption(): Option {
@@ -67,40 +71,17 @@ function program(): Command {
 
   cli
     .command('publish')
-    .description('upload released packages from a rez repository; idempotent')
-    .argument('<repo-dir>', 'released-package repository (family/version/package.py)')
+    .description('upload released packages from a rez repository; incremental and idempotent')
+    .argument('<repo-dir>', 'released-package repository (family/version/package.py, family.py, ...)')
     .argument('[packages...]', 'what to publish: <family> or <family>/<version> (default: everything)')
     .addOption(storeOption())
     .addOption(new Option('--sign-key <file>', 'sign the new index with this ed25519 private key (rezfs keygen)').env('REZFS_SIGN_KEY'))
-    .action(async (repoDir: string, packages: string[], opts: { store: string; signKey?: string }) => {
-      const signingKey = opts.signKey === undefined ? undefined : readPrivateKey(opts.signKey);
-      const store = openStore(opts.store);
-      const bar = progressBar();
-      try {
-        const log = streamLog((l) => process.stderr.write(l), false);
-        const onProgress = (p: PublishProgress) => {
-          const bytes = p.totalBytes ? `${formatBytes(p.doneBytes)}/${formatBytes(p.totalBytes)}` : formatBytes(p.doneBytes);
-          const fraction = p.totalBytes ? p.doneBytes / p.totalBytes : p.donePackages / Math.max(1, p.totalPackages);
-          bar.update(p.phase, fraction, `${p.donePackages}/${p.totalPackages} packages ${bytes}`);
-        };
-        const s = await publish(store, { repoDir, selectors: packages, log, onProgress, signingKey });
-        bar.done();
-        const took = `${(s.elapsedMs / 1000).toFixed(1)} s`;
-        if (s.generation === undefined) {
-          process.stdout.write(`nothing to publish: ${s.alreadyPublished} packages already in ${store.url}; 0 objects uploaded in ${took}\n`);
-        } else {
-          const told = await notifyMounts(store.url);
-          process.stdout.write(
-            `published ${s.packages} packages (${s.files} files, ${formatBytes(s.bytes)}; ${s.alreadyPublished} already there) ` +
-              `to ${store.url} in ${took}: ${s.objectsUploaded} objects uploaded (${formatBytes(s.bytesUploaded)}), generation ${s.generation}` +
-              `${told > 0 ? `; ${told} local mount(s) told to refresh` : ''}\n`,
-          );
-        }
-      } finally {
-        bar.done();
-        await store.close();
-      }
-    });
+    .addOption(new Option('--allow-unsigned', 'publish unsigned onto a store whose catalog is signed (mounts that trust a key stay behind)'))
+    .addOption(new Option('--allow-redefine', 'accept a changed package definition of a published version that gains no variant'))
+    .addOption(new Option('--rehash', 'read and compare every file, trusting neither stat data nor what this host remembers'))
+    .addOption(new Option('--dry-run', 'say what would be published, change nothing'))
+    .addOption(new Option('--state-dir <dir>', 'where this host remembers which versions it found unchanged').env('REZFS_PUBLISH_STATE_DIR').default(defaultPublishStateDir()))
+    .action(async (repoDir: string, packages: string[], opts: PublishFlags) => publishCommand(repoDir, packages, opts));
 
   cli
     .command('retire')

@@ -1,31 +1,37 @@
+/**
+ * Packs: a set of source files laid out back to back (the files of a directory adjacent, so one block serves
+ * many small neighbours; big files block-aligned, see packLayout), hashed per file, per block, per 4 KiB chunk (a
+ * pack holding a big file, format 1.2) and whole in one pass, then streamed to the store again under the whole
+ * hash, checked against it on the way; the upload pass makes the pack's `chunks/` object from the same bytes.
+ *
+ * Invariants: bytes are read through pooled, reused buffers (no allocation per chunk: publishing used to spend
+ * 41% of its CPU collecting garbage), so a consumer of a pack stream must be done with a chunk when it
+ * asks for the next (ObjectStore.putStream promises that). A file whose size or bytes change between listing,
+ * hashing and streaming fails the pack with a PublishInputError naming it. Imports the catalog's schema types.
+ */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import {
-  ALIGN_MIN_BLOCKS,
-  ChunkHasher,
-  ChunkLayout,
-  DEFAULT_CHUNK_SIZE,
-  FORMAT_VERSION,
-  canonicalJson,
-  sha256Hex,
-  type ChunkHashes,
-  type DirNode,
-  type FileNode,
-  type Manifest,
-  type TreeNode,
-} from '../catalog/index.js';
+import { open } from 'node:fs/promises';
+import { ALIGN_MIN_BLOCKS, ChunkHasher, ChunkLayout, DEFAULT_CHUNK_SIZE, type PackRecord } from '../catalog/index.js';
 import { PublishInputError } from './errors.js';
-import { describeSpecial, utf8Names } from './scan.js';
 
 const READ_CHUNK = 1024 * 1024;
+/** Read buffers not in use, kept for the next pass (a few: uploads run a handful of packs at once). */
+const idleBuffers: Buffer[] = [];
+const IDLE_BUFFERS_KEPT = 8;
 
-/** A file's place in the pack: where to read it from, the zero bytes before it, and the manifest node to fill in. */
-interface PackedFile {
+/** Runs `use` with a read buffer that no one else touches meanwhile, and keeps it for the next caller. */
+async function* withBuffer<T>(use: (buffer: Buffer) => AsyncGenerator<T>): AsyncGenerator<T> {
+  const buffer = idleBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
+  try {
+    yield* use(buffer);
+  } finally {
+    if (idleBuffers.length < IDLE_BUFFERS_KEPT) idleBuffers.push(buffer);
+  }
+}
+/** What a pack needs of a source file: where to read it and how many bytes it has. */
+export interface PackInput {
   path: string;
-  node: FileNode;
-  paddingBefore: number;
+  size: number;
 }
 
 /** Where each file starts in a pack of `blockSize` blocks, and the pack's size: back to back, big files aligned. */
@@ -40,182 +46,194 @@ export function packLayout(sizes: readonly number[], blockSize: number): { offse
   return { offsets, packSize: end };
 }
 
-export interface BuiltPackage {
-  manifest: Manifest;
-  /** Hash of the tree without mtimes: equal for a harmless re-copy, different for any real change. */
-  content: string;
-  /** The bytes of `package.py` / `package.yaml`, which shards carry inline. */
-  definitions: Record<string, Buffer>;
-  fileCount: number;
-  /** Streams the pack again from the source files, failing if any byte changed since hashing. */
-  packStream(onBytes?: (n: number) => void): AsyncIterable<Buffer>;
-  /**
-   * The bytes of the pack's `chunks/` object (when the manifest has chunk hashes). A packStream that ran to the
-   * end made them on the way, and they are handed out once; otherwise (the pack was already in the store) the
-   * source files are read again.
-   */
-  chunkObject?: () => Promise<Buffer>;
+export interface HashedPack {
+  record: PackRecord;
+  /** Per input, in order: where it starts in the pack and the sha256 of its bytes. */
+  files: { offset: number; sha256: string }[];
+  /** The bytes of the inputs `keep` asked for (package definitions, which shards carry inline), by input index. */
+  kept: Map<number, Buffer>;
 }
 
 /**
  * Packs holding a big file get chunk hashes: the files whose random reads would fetch whole blocks. Not with
  * blocks no bigger than a chunk (or not made of whole chunks): those are read whole anyway.
  */
-function wantsChunks(sizes: readonly number[], blockSize: number): boolean {
+function chunkLayoutOf(sizes: readonly number[], packSize: number, blockSize: number): ChunkLayout | undefined {
   const chunksFit = blockSize > DEFAULT_CHUNK_SIZE && blockSize % DEFAULT_CHUNK_SIZE === 0;
-  return chunksFit && sizes.some((size) => size >= ALIGN_MIN_BLOCKS * blockSize);
+  const big = sizes.some((size) => size >= ALIGN_MIN_BLOCKS * blockSize);
+  return chunksFit && big ? new ChunkLayout(packSize, blockSize, DEFAULT_CHUNK_SIZE) : undefined;
 }
 
-/**
- * Walks one version directory, lays its files out back to back (the files of a directory adjacent,
- * so one block serves many small neighbours; big files block-aligned, see packLayout), and hashes
- * each file, each block, each chunk (packs with a big file) and the whole pack in one pass.
- */
-export async function buildPackage(
-  dir: string,
+/** Reads `inputs` once, in order, and hashes them as one pack (its chunks too, when it holds a big file). */
+export async function hashPack(
+  inputs: readonly PackInput[],
   blockSize: number,
-  definitionNames: readonly string[],
+  keep: (index: number) => boolean,
   onBytes?: (n: number) => void,
-): Promise<BuiltPackage> {
-  const files: PackedFile[] = [];
-  const root = await readTree(dir, files);
-  const { offsets, packSize } = packLayout(files.map((f) => f.node.size), blockSize);
-  let end = 0;
-  files.forEach((file, i) => {
-    file.node.offset = offsets[i]!;
-    file.paddingBefore = file.node.offset - end;
-    end = file.node.offset + file.node.size;
-  });
+): Promise<HashedPack> {
+  const { offsets, packSize } = packLayout(inputs.map((f) => f.size), blockSize);
+  const layout = chunkLayoutOf(inputs.map((f) => f.size), packSize, blockSize);
+  const chunks = layout && new ChunkHasher(layout);
   const blocks = new BlockHasher(blockSize);
-  const chunkLayout = wantsChunks(files.map((f) => f.node.size), blockSize) ? new ChunkLayout(packSize, blockSize, DEFAULT_CHUNK_SIZE) : undefined;
-  const chunks = chunkLayout ? new ChunkHasher(chunkLayout) : undefined;
   const whole = createHash('sha256');
-  const definitions: Record<string, Buffer> = {};
-  for (const file of files) {
-    const fileHash = createHash('sha256');
-    const definition = definitionNames.find((name) => root.entries[name] === file.node);
-    const kept: Buffer[] = [];
-    const padding = Buffer.alloc(file.paddingBefore);
+  const files: HashedPack['files'] = [];
+  const kept = new Map<number, Buffer>();
+  let end = 0;
+  for (const [i, input] of inputs.entries()) {
+    const padding = zeros(offsets[i]! - end);
     whole.update(padding);
     blocks.update(padding);
     chunks?.update(padding);
-    for await (const chunk of readExactly(file)) {
-      if (definition) kept.push(chunk);
+    const fileHash = createHash('sha256');
+    const parts: Buffer[] = [];
+    for await (const chunk of withBuffer((buffer) => readExactly(input, buffer))) {
       fileHash.update(chunk);
       whole.update(chunk);
       blocks.update(chunk);
       chunks?.update(chunk);
+      if (keep(i)) parts.push(Buffer.from(chunk)); // a copy: the buffer is reused
       onBytes?.(chunk.length);
     }
-    file.node.sha256 = fileHash.digest('hex');
-    if (definition) definitions[definition] = Buffer.concat(kept);
+    files.push({ offset: offsets[i]!, sha256: fileHash.digest('hex') });
+    if (keep(i)) kept.set(i, Buffer.concat(parts));
+    end = offsets[i]! + input.size;
   }
-  const packHash = whole.digest('hex');
-  const manifest: Manifest = { format: FORMAT_VERSION, blockSize, pack: packHash, packSize, blocks: blocks.finish(), root };
-  const built = { manifest, content: sha256Hex(canonicalJson(withoutTimes(root))), definitions, fileCount: files.length };
-  if (!chunkLayout || !chunks) return { ...built, packStream: (onStreamed) => verifiedPack(files, packHash, undefined, onStreamed) };
-  manifest.chunks = { chunkSize: chunkLayout.chunkSize, ...chunks.finish() };
-  const made = new ChunkObjects(files, packHash, chunkLayout, manifest.chunks);
-  return { ...built, packStream: (onStreamed) => made.packStream(onStreamed), chunkObject: () => made.take() };
+  const record: PackRecord = { pack: whole.digest('hex'), packSize, blocks: blocks.finish() };
+  if (layout && chunks) record.chunks = { chunkSize: layout.chunkSize, ...chunks.finish() };
+  return { record, files, kept };
+}
+
+/** A file's sha256, read through one reused buffer. */
+export async function fileSha256(input: PackInput): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of withBuffer((buffer) => readExactly(input, buffer))) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+/** A file at its place in a pack. */
+export interface PlacedInput extends PackInput {
+  offset: number;
+}
+
+/** Where packLayout puts each input. */
+export function placeInputs(inputs: readonly PackInput[], blockSize: number): { placed: PlacedInput[]; packSize: number } {
+  const { offsets, packSize } = packLayout(inputs.map((f) => f.size), blockSize);
+  return { placed: inputs.map((input, i) => ({ ...input, offset: offsets[i]! })), packSize };
 }
 
 /**
- * A chunked pack's upload pass: it rebuilds the chunk object from the bytes it streams (the lists are 1/128
- * of the pack: kept only from this pass to the object's upload, never for every package of a publish at once).
+ * A pack's bytes, read from the sources at their places (zeros between them, up to `packSize`), for upload: the
+ * stream fails (so the store commits nothing) if they do not hash to `expected`. Chunks are views of a reused
+ * buffer. `chunks` sees every byte too.
  */
-class ChunkObjects {
+export async function* packStream(
+  placed: readonly PlacedInput[],
+  packSize: number,
+  expected: string,
+  onBytes?: (n: number) => void,
+  chunks?: ChunkHasher,
+): AsyncGenerator<Buffer> {
+  const whole = createHash('sha256');
+  const emit = (chunk: Buffer) => {
+    whole.update(chunk);
+    chunks?.update(chunk);
+    onBytes?.(chunk.length);
+    return chunk;
+  };
+  let end = 0;
+  for (const input of [...placed].sort((a, b) => a.offset - b.offset)) {
+    for (let gap = input.offset - end; gap > 0; gap -= READ_CHUNK) yield emit(zeros(Math.min(gap, READ_CHUNK)));
+    for await (const chunk of withBuffer((buffer) => readExactly(input, buffer))) yield emit(chunk);
+    end = input.offset + input.size;
+  }
+  for (let gap = packSize - end; gap > 0; gap -= READ_CHUNK) yield emit(zeros(Math.min(gap, READ_CHUNK)));
+  if (whole.digest('hex') !== expected) throw filesChanged(placed);
+}
+
+/**
+ * One pack on its way to the store: its bytes, and when its record has chunk hashes its `chunks/` object, made from
+ * the upload pass's bytes (the object is 1/128 of the pack: kept only from that pass to its own upload), or, when
+ * the pack was already in the store, by reading the sources once more. Either is refused unless it hashes to what
+ * the record says.
+ */
+export class PackUpload {
   private made: Buffer | undefined;
 
   constructor(
-    private readonly files: PackedFile[],
-    private readonly packHash: string,
-    private readonly layout: ChunkLayout,
-    private readonly expected: ChunkHashes,
+    private readonly placed: readonly PlacedInput[],
+    private readonly record: PackRecord,
+    private readonly blockSize: number,
   ) {}
 
-  async *packStream(onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
-    const hasher = new ChunkHasher(this.layout, true);
-    yield* verifiedPack(this.files, this.packHash, hasher, onBytes);
-    this.made = this.checked(hasher);
+  async *stream(onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
+    const hasher = this.hasher();
+    yield* packStream(this.placed, this.record.packSize, this.record.pack, onBytes, hasher);
+    if (hasher) this.made = this.checked(hasher);
   }
 
-  async take(): Promise<Buffer> {
+  async chunkObject(): Promise<Buffer> {
     const made = this.made;
     this.made = undefined;
     if (made) return made;
-    const hasher = new ChunkHasher(this.layout, true);
-    for await (const bytes of verifiedPack(this.files, this.packHash, hasher)) void bytes;
+    const hasher = this.hasher();
+    if (!hasher) throw new Error(`pack ${this.record.pack} has no chunk hashes`);
+    for await (const bytes of packStream(this.placed, this.record.packSize, this.record.pack, undefined, hasher)) void bytes;
     return this.checked(hasher);
+  }
+
+  private hasher(): ChunkHasher | undefined {
+    const { chunks, packSize } = this.record;
+    return chunks && new ChunkHasher(new ChunkLayout(packSize, this.blockSize, chunks.chunkSize), true);
   }
 
   private checked(hasher: ChunkHasher): Buffer {
     const { object, index } = hasher.finish();
-    if (object !== this.expected.object || index !== this.expected.index) {
-      throw new PublishInputError(this.files[0]?.path ?? '(empty package)', 'package files changed while publishing; retry when they are stable');
-    }
+    if (object !== this.record.chunks!.object || index !== this.record.chunks!.index) throw filesChanged(this.placed);
     return hasher.bytes();
   }
 }
 
-async function readTree(dir: string, files: PackedFile[]): Promise<DirNode> {
-  const info = await lstat(dir);
-  const node: DirNode = { type: 'dir', mode: info.mode & 0o7777, mtimeMs: Math.floor(info.mtimeMs), entries: {} };
-  const subdirs: string[] = [];
-  for (const name of await utf8Names(dir)) {
-    const path = join(dir, name);
-    const entry = await lstat(path);
-    if (entry.isDirectory()) {
-      subdirs.push(name);
-    } else if (entry.isFile()) {
-      const file: FileNode = { type: 'file', mode: entry.mode & 0o7777, mtimeMs: Math.floor(entry.mtimeMs), size: entry.size, offset: 0, sha256: '' };
-      node.entries[name] = file;
-      files.push({ path, node: file, paddingBefore: 0 });
-    } else if (entry.isSymbolicLink()) {
-      node.entries[name] = { type: 'symlink', mtimeMs: Math.floor(entry.mtimeMs), target: await readlink(path) };
-    } else {
-      throw new PublishInputError(path, `${describeSpecial(entry)} cannot be published; remove it from the package`);
-    }
-  }
-  for (const name of subdirs) node.entries[name] = await readTree(join(dir, name), files);
-  return node;
+function filesChanged(placed: readonly PackInput[]): PublishInputError {
+  return new PublishInputError(placed[0]?.path ?? '(empty package)', 'package files changed while publishing; retry when they are stable');
 }
 
-/** A file's bytes, refusing a file that cannot be read or whose size changed since it was listed. */
-async function* readExactly(file: PackedFile): AsyncGenerator<Buffer> {
-  let seen = 0;
+let zeroBlock = Buffer.alloc(0);
+/** `n` zero bytes, from one shared buffer that nobody writes to. */
+function zeros(n: number): Buffer {
+  if (zeroBlock.length < n) zeroBlock = Buffer.alloc(Math.max(n, READ_CHUNK));
+  return zeroBlock.subarray(0, n);
+}
+
+/** A file's bytes as views of `buffer`, refusing a file that cannot be read or whose size changed since it was listed. */
+async function* readExactly(input: PackInput, buffer: Buffer): AsyncGenerator<Buffer> {
+  let handle;
   try {
-    for await (const chunk of createReadStream(file.path, { highWaterMark: READ_CHUNK }) as AsyncIterable<Buffer>) {
-      seen += chunk.length;
-      if (seen > file.node.size) break;
-      yield chunk;
-    }
+    handle = await open(input.path, 'r');
   } catch (err) {
-    throw new PublishInputError(file.path, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw cannotRead(input.path, err);
   }
-  if (seen !== file.node.size) throw new PublishInputError(file.path, 'file changed size while publishing; retry when it is stable');
+  try {
+    let seen = 0;
+    for (;;) {
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, 0, buffer.length, seen));
+      } catch (err) {
+        throw cannotRead(input.path, err);
+      }
+      if (bytesRead === 0) break;
+      seen += bytesRead;
+      if (seen > input.size) break;
+      yield buffer.subarray(0, bytesRead);
+    }
+    if (seen !== input.size) throw new PublishInputError(input.path, 'file changed size while publishing; retry when it is stable');
+  } finally {
+    await handle.close();
+  }
 }
 
-/** The pack's bytes from the source files, checked against its hash at the end; `chunks` sees every byte too. */
-async function* verifiedPack(files: PackedFile[], expected: string, chunks?: ChunkHasher, onBytes?: (n: number) => void): AsyncGenerator<Buffer> {
-  const whole = createHash('sha256');
-  for (const file of files) {
-    if (file.paddingBefore > 0) {
-      const padding = Buffer.alloc(file.paddingBefore);
-      whole.update(padding);
-      chunks?.update(padding);
-      onBytes?.(padding.length);
-      yield padding;
-    }
-    for await (const chunk of readExactly(file)) {
-      whole.update(chunk);
-      chunks?.update(chunk);
-      onBytes?.(chunk.length);
-      yield chunk;
-    }
-  }
-  if (whole.digest('hex') !== expected) {
-    throw new PublishInputError(files[0]?.path ?? '(empty package)', 'package files changed while publishing; retry when they are stable');
-  }
+function cannotRead(path: string, err: unknown): PublishInputError {
+  return new PublishInputError(path, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
 }
 
 /** sha256 of each fixed-size slice of a byte stream. */
@@ -247,12 +265,4 @@ export class BlockHasher {
     this.current = createHash('sha256');
     this.filled = 0;
   }
-}
-
-function withoutTimes(node: TreeNode): unknown {
-  if (node.type === 'dir') {
-    return { type: 'dir', mode: node.mode, entries: Object.fromEntries(Object.entries(node.entries).map(([k, v]) => [k, withoutTimes(v)])) };
-  }
-  if (node.type === 'file') return { type: 'file', mode: node.mode, size: node.size, sha256: node.sha256 };
-  return { type: 'symlink', target: node.target };
 }

@@ -76,7 +76,7 @@ export class HttpTransport {
    */
   call<T>(method: string, key: string, run: (attempt: Attempt) => Promise<T>, uploadBytes?: number, policy = this.policy): Promise<T> {
     const what = `${method} ${key}`;
-    return resilient(policy, `${what} at ${this.url}`, run, (err) => networkError(err, this.url, what), uploadBytes);
+    return resilient(policy, `${what} at ${this.url}`, run, (err) => networkError(err, this.url, what), uploadBytes === undefined ? undefined : { uploadBytes });
   }
 
   /** The typed error for an answer the caller did not expect (the body is discarded). */

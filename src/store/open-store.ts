@@ -98,7 +98,7 @@ export function localDirectoryOf(url: string): string | undefined {
  */
 export function openWritableStore(url: string, options: OpenStoreOptions = {}): ObjectStore {
   const store = openStore(url, options);
-  if (store instanceof HttpStore) throw new ReadOnlyStoreError(store.url);
+  if (store.readOnly) throw new ReadOnlyStoreError(store.url);
   return store;
 }
 

@@ -1,9 +1,9 @@
-import { chmod, utimes, writeFile } from 'node:fs/promises';
+import { chmod, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Catalog, canonicalJson, keys, readHead, verifyStore, type FileNode, type Manifest } from '../../src/catalog/index.js';
 import { silentLog } from '../../src/log.js';
-import { publish, PublishInputError } from '../../src/publish/index.js';
+import { publish } from '../../src/publish/index.js';
 import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { CountingStore } from '../support/counting-store.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
@@ -85,26 +85,39 @@ describe('publish', () => {
     await expect(run(store, ['foo/9.9'])).rejects.toThrow(/foo\/9\.9: no such package version/);
   });
 
-  it('refuses different content under a published version, naming it, and leaves HEAD alone', async () => {
+  it('refuses changed payload under a published version, naming the file, and publishes the rest', async () => {
     await run(store);
     const head = await readHead(store);
     await writeFile(join(repo, 'foo/1.0.0/bin/foo'), 'changed');
-    const err = await run(store).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PublishInputError);
-    expect((err as Error).message).toMatch(/foo\/1\.0\.0 is already published with different content/);
+    const summary = await run(store);
+    expect(summary.refusals).toEqual([{ what: 'foo/1.0.0', message: expect.stringMatching(/foo\/1\.0\.0: bin\/foo differs from the published foo\/1\.0\.0: a published payload never changes/) }]);
+    expect(summary.generation).toBeUndefined();
     expect(await readHead(store)).toEqual(head);
+    // The refused version does not hold back another one.
+    await writeTree(repo, { 'bar/2.0/package.py': packageDefinition('bar', '2.0') });
+    const next = await run(store);
+    expect(next).toMatchObject({ packages: 1, generation: 2 });
+    expect(next.refusals.map((r) => r.what)).toEqual(['foo/1.0.0']);
+    expect(Object.keys((await (await Catalog.open(store)).shard('bar')).versions).sort()).toEqual(['1.0', '2.0']);
   });
 
   it('treats a re-copy that only changed mtimes as already published', async () => {
     await run(store);
     await utimes(join(repo, 'foo/1.0.0/bin/foo'), 1_800_000_000, 1_800_000_000);
-    expect(await run(store)).toMatchObject({ packages: 0, generation: undefined });
+    expect(await run(store)).toMatchObject({ packages: 0, generation: undefined, refusals: [] });
   });
 
-  it('a mode change is a content change', async () => {
+  it('a mode change, a removed file and a same-size rewrite (with --rehash) are changes', async () => {
     await run(store);
     await chmod(join(repo, 'bar/1.0/data/a.txt'), 0o600);
-    await expect(run(store)).rejects.toThrow(/bar\/1\.0 is already published/);
+    expect((await run(store)).refusals[0]!.message).toMatch(/data\/a\.txt differs from the published bar\/1\.0/);
+    await chmod(join(repo, 'bar/1.0/data/a.txt'), 0o644);
+    await rm(join(repo, 'bar/1.0/data/a.txt'));
+    expect((await run(store)).refusals[0]!.message).toMatch(/data\/a\.txt differs/);
+    await writeTree(repo, { 'bar/1.0/data/a.txt': 'b' }); // same size, same mtime as published: stat cannot tell
+    expect(await run(store)).toMatchObject({ packages: 0, refusals: [] });
+    const rehashed = await publish(store, { repoDir: repo, selectors: [], log: silentLog, rehash: true });
+    expect(rehashed.refusals[0]!.message).toMatch(/data\/a\.txt differs/);
   });
 
   it('publishes a new .ignore marker in a family without new versions', async () => {
