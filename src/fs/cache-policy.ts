@@ -1,6 +1,6 @@
 import { splitPath } from './paths.js';
 
-/** "Forever" for the kernel: everything inside a published version is immutable. */
+/** "Forever" for the kernel: what is inside a published version changes only when a variant is added to it. */
 export const IMMUTABLE_SEC = 365 * 24 * 3600;
 
 export interface CacheTimeouts {
@@ -12,8 +12,9 @@ export interface CacheTimeouts {
 
 /**
  * How long the kernel may keep what it learned about `path`: its attributes and directory entry
- * (`exists`), or that nothing is there. Paths below a version (`/<family>/<version>/...`) never
- * change, present or absent, so the kernel keeps them for good.
+ * (`exists`), or that nothing is there. Paths below a version (`/<family>/<version>/...`) change only
+ * when a variant is added to the version, and a binding that keeps them for good is then told exactly
+ * what changed (generationChanges).
  */
 export function cacheSeconds(path: string, exists: boolean, timeouts: CacheTimeouts): number {
   if (splitPath(path).length >= 3) return IMMUTABLE_SEC;

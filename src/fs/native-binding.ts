@@ -174,7 +174,7 @@ class NativeServer {
     this.listings.clear();
     const targets = [
       ...changes.entries.map(({ parent, name }) => ({ ino: this.fs.inoOf(parent), name })),
-      ...changes.dirs.map((dir) => ({ ino: this.fs.inoOf(dir), name: undefined })),
+      ...[...changes.dirs, ...changes.files].map((path) => ({ ino: this.fs.inoOf(path), name: undefined })),
     ];
     for (const { ino, name } of targets) {
       if (this.known.has(ino)) await this.addon.notifyInval(session, ino, name); // else the kernel holds nothing of it

@@ -31,7 +31,7 @@ describe('generationChanges', () => {
       'foo/1.0/package.py': packageDefinition('foo', '1.0'),
       'bar/1.0/package.py': packageDefinition('bar', '1.0'),
     });
-    expect(await generationChanges(first, first)).toEqual({ dirs: [], entries: [] });
+    expect(await generationChanges(first, first)).toEqual({ dirs: [], files: [], entries: [] });
 
     const second = await generation({
       'foo/2.0/package.py': packageDefinition('foo', '2.0'),
@@ -42,5 +42,24 @@ describe('generationChanges', () => {
     expect(changes.dirs.sort()).toEqual(['/', '/foo']);
     const entries = changes.entries.map((e) => `${e.parent} ${e.name}`).sort();
     expect(entries).toEqual(['/ baz', '/foo .ignore1.0', '/foo 2.0']);
+    expect(changes.files).toEqual([]);
+  });
+
+  it('inside a version that grew, names its listing, its rewritten definition and the new paths only', async () => {
+    const first = await generation({
+      'grow/1.0/package.py': packageDefinition('grow', '1.0', 'variants = [["a"]]\n'),
+      'grow/1.0/a/lib/x': 'x',
+      'grow/1.0/_v/a': { link: '../a' },
+      'single.py': 'name = "single"\n',
+    });
+    const second = await generation({
+      'grow/1.0/package.py': packageDefinition('grow', '1.0', 'variants = [["a"], ["b"]]\n'),
+      'grow/1.0/b/lib/x': 'y',
+      'grow/1.0/_v/b': { link: '../b' },
+    });
+    const changes = await generationChanges(first, second);
+    expect(changes.dirs.sort()).toEqual(['/', '/grow', '/grow/1.0', '/grow/1.0/_v']);
+    expect(changes.files).toEqual(['/grow/1.0/package.py']);
+    expect(changes.entries.map((e) => `${e.parent} ${e.name}`).sort()).toEqual(['/grow 1.0', '/grow/1.0 b', '/grow/1.0 package.py', '/grow/1.0/_v b']);
   });
 });
