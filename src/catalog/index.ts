@@ -21,7 +21,7 @@ export * from './schema.js';
 export { ChunkHasher, ChunkLayout, HASH_BYTES, unusableChunks } from './chunk-hashes.js';
 export { blockCount, countSubdirs } from './tree.js';
 export { GenerationFloor } from './generation-floor.js';
-export { verifyStore, type VerifyReport } from './verify.js';
+export { packDamage, verifyStore, type VerifyReport } from './verify.js';
 export { CatalogRefresher, type RefresherOptions } from './refresher.js';
 export {
   CatalogWalker,

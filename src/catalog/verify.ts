@@ -107,27 +107,50 @@ export function layoutProblems(where: string, manifest: Manifest): string[] {
 }
 
 type PackCheck = Extract<ObjectRef, { kind: 'pack' }>;
+/** What checking a pack needs of its record (the walker's refs hold the block list read-only). */
+type PackCheckRecord = Omit<PackRecord, 'blocks'> & { blocks: readonly string[] };
 
-async function packProblems(store: ObjectStore, pack: PackCheck, report: VerifyReport): Promise<string[]> {
-  const { key, where, size, blockSize, blocks } = pack;
+async function packProblems(store: ObjectStore, check: PackCheck, report: VerifyReport): Promise<string[]> {
+  const record: PackCheckRecord = { pack: check.sha256, packSize: check.size, blocks: check.blocks, chunks: check.chunks };
+  const { read, problems } = await packDamage(store, check.blockSize, record, {
+    onBlock: (bytes) => {
+      report.blocks++;
+      report.bytes += bytes;
+    },
+    onChunks: (n) => (report.chunks += n),
+  });
+  if (read) report.packs++;
+  return problems.map((problem) => `${check.where}: ${problem}`);
+}
+
+/**
+ * What is wrong with a pack in the store, one line per problem naming the object (none: it is whole): missing, of
+ * another size than its record says, blocks that fail their hash, a whole that fails the pack's, and (format 1.2) a
+ * chunk object, chunk list or chunk that fails its own. Reads every block (`read`: it was there to read).
+ */
+export async function packDamage(
+  store: ObjectStore,
+  blockSize: number,
+  record: PackCheckRecord,
+  counts: { onBlock?: (bytes: number) => void; onChunks?: (n: number) => void } = {},
+): Promise<{ read: boolean; problems: string[] }> {
+  const key = keys.pack(record.pack);
   const info = await store.head(key).catch(() => undefined);
-  if (!info) return [`${where}: pack ${key} is missing`];
-  if (info.size !== size) return [`${where}: pack ${key} has ${info.size} bytes, the manifest says ${size}`];
-  report.packs++;
+  if (!info) return { read: false, problems: [`pack ${key} is missing`] };
+  if (info.size !== record.packSize) return { read: false, problems: [`pack ${key} has ${info.size} bytes, the manifest says ${record.packSize}`] };
   const whole = createHash('sha256');
   const problems: string[] = [];
-  const chunks = await chunkChecker(store, pack, problems);
-  for (let index = 0; index < blocks.length; index++) {
+  const chunks = await chunkChecker(store, key, record, blockSize, problems);
+  for (let index = 0; index < record.blocks.length; index++) {
     const start = index * blockSize;
-    const block = await store.getRange(key, start, Math.min(start + blockSize, size));
+    const block = await store.getRange(key, start, Math.min(start + blockSize, record.packSize));
     whole.update(block);
-    report.blocks++;
-    report.bytes += block.length;
-    if (sha256Hex(block) !== blocks[index]) problems.push(`${where}: block ${index} of ${key} fails its sha256`);
-    if (chunks) report.chunks += chunks(index, block);
+    counts.onBlock?.(block.length);
+    if (sha256Hex(block) !== record.blocks[index]) problems.push(`block ${index} of ${key} fails its sha256`);
+    if (chunks) counts.onChunks?.(chunks(index, block));
   }
-  if (problems.length === 0 && whole.digest('hex') !== pack.sha256) problems.push(`${where}: pack ${key} fails its sha256`);
-  return problems;
+  if (problems.length === 0 && whole.digest('hex') !== record.pack) problems.push(`pack ${key} fails its sha256`);
+  return { read: true, problems };
 }
 
 /**
@@ -135,38 +158,44 @@ async function packProblems(store: ObjectStore, pack: PackCheck, report: VerifyR
  * against the index, its chunks against the list; it returns how many chunks it checked. Undefined when the
  * pack has no chunk hashes, or they cannot be used (then reported).
  */
-async function chunkChecker(store: ObjectStore, pack: PackCheck, problems: string[]): Promise<((block: number, bytes: Buffer) => number) | undefined> {
-  const { chunks, where, size, blockSize } = pack;
+async function chunkChecker(
+  store: ObjectStore,
+  packKey: string,
+  record: PackCheckRecord,
+  blockSize: number,
+  problems: string[],
+): Promise<((block: number, bytes: Buffer) => number) | undefined> {
+  const { chunks, packSize: size } = record;
   if (!chunks) return undefined;
   const key = keys.chunks(chunks.object);
   const unusable = unusableChunks(chunks, blockSize);
   if (unusable) {
-    problems.push(`${where}: chunk hashes unusable: ${unusable}`);
+    problems.push(`chunk hashes of ${packKey} unusable: ${unusable}`);
     return undefined;
   }
   const layout = new ChunkLayout(size, blockSize, chunks.chunkSize);
   const object = await store.get(key).catch(() => undefined);
   if (!object) {
-    problems.push(`${where}: chunk object ${key} is missing`);
+    problems.push(`chunk object ${key} is missing`);
     return undefined;
   }
   const indexSpan = layout.indexSpan();
   const index = object.subarray(indexSpan.start, indexSpan.end);
   if (object.length !== layout.objectSize || sha256Hex(object) !== chunks.object || sha256Hex(index) !== chunks.index) {
-    problems.push(`${where}: chunk object ${key} fails its sha256 (or its index does)`);
+    problems.push(`chunk object ${key} fails its sha256 (or its index does)`);
     return undefined;
   }
   return (block, bytes) => {
     const list = layout.listSpan(block);
     if (sha256Hex(object.subarray(list.start, list.end)) !== index.toString('hex', block * HASH_BYTES, (block + 1) * HASH_BYTES)) {
-      problems.push(`${where}: the chunk list of block ${block} in ${key} fails its sha256`);
+      problems.push(`the chunk list of block ${block} in ${key} fails its sha256`);
       return 0;
     }
     let checked = 0;
     for (let offset = 0; offset < bytes.length; offset += layout.chunkSize, checked++) {
       const at = list.start + checked * HASH_BYTES;
       if (sha256Hex(bytes.subarray(offset, offset + layout.chunkSize)) !== object.toString('hex', at, at + HASH_BYTES)) {
-        problems.push(`${where}: chunk ${block * layout.chunksPerBlock + checked} of ${pack.key} fails its sha256`);
+        problems.push(`chunk ${block * layout.chunksPerBlock + checked} of ${packKey} fails its sha256`);
       }
     }
     return checked;

@@ -79,7 +79,8 @@ function program(): Command {
     .addOption(new Option('--allow-unsigned', 'publish unsigned onto a store whose catalog is signed (mounts that trust a key stay behind)'))
     .addOption(new Option('--allow-redefine', 'accept a changed package definition of a published version that gains no variant'))
     .addOption(new Option('--rehash', 'read and compare every file, trusting neither stat data nor what this host remembers'))
-    .addOption(new Option('--dry-run', 'say what would be published, change nothing'))
+    .addOption(new Option('--repair', 'also check every pack of the published versions, and rebuild missing or damaged ones from the repository'))
+    .addOption(new Option('--dry-run', 'say what would be published (or repaired), change nothing'))
     .addOption(new Option('--state-dir <dir>', 'where this host remembers which versions it found unchanged').env('REZFS_PUBLISH_STATE_DIR').default(defaultPublishStateDir()))
     .action(async (repoDir: string, packages: string[], opts: PublishFlags) => publishCommand(repoDir, packages, opts));
 

@@ -17,6 +17,7 @@ export interface PublishFlags {
   allowUnsigned?: boolean;
   allowRedefine?: boolean;
   rehash?: boolean;
+  repair?: boolean;
   dryRun?: boolean;
   stateDir: string;
 }
@@ -47,12 +48,14 @@ export async function publishCommand(repoDir: string, selectors: string[], flags
       allowUnsigned: Boolean(flags.allowUnsigned),
       allowRedefine: Boolean(flags.allowRedefine),
       rehash: Boolean(flags.rehash),
+      repair: Boolean(flags.repair),
       dryRun: Boolean(flags.dryRun),
       stateDir: flags.stateDir,
     });
     bar.done();
     for (const note of summary.notes) process.stderr.write(`rezfs: note: ${note}\n`);
     for (const refusal of summary.refusals) process.stderr.write(`rezfs: refused ${refusal.what}: ${refusal.message}\n`);
+    for (const line of summary.repaired) process.stdout.write(`${line}\n`);
     process.stdout.write(await summaryLine(store.url, summary, Boolean(flags.dryRun)));
     if (summary.refusals.length > 0) throw new RefusedVersionsError(summary.refusals.length);
   } finally {
@@ -67,14 +70,16 @@ async function summaryLine(url: string, s: PublishSummary, dryRun: boolean): Pro
     const lines = s.planned.map((line) => `${line}\n`).join('');
     return `${lines}dry run: ${s.planned.length === 0 ? 'nothing to publish' : `${s.planned.length} change(s)`}; ${s.alreadyPublished} packages already in ${url}; nothing written\n`;
   }
+  if (s.generation === undefined && s.repaired.length > 0) return `repaired ${s.repaired.length} pack(s) in ${url} in ${took}; nothing else to publish (${s.alreadyPublished} packages already there)\n`;
   if (s.generation === undefined) return `nothing to publish: ${s.alreadyPublished} packages already in ${url}; 0 objects uploaded in ${took}\n`;
   const told = await notifyMounts(url);
   const kinds = [
     s.changes.grown > 0 ? `${s.changes.grown} with new variants` : '',
     s.changes.redefined > 0 ? `${s.changes.redefined} redefined` : '',
+    s.changes.repaired > 0 ? `${s.changes.repaired} republished to repair them` : '',
   ].filter(Boolean);
   return (
-    `published ${s.packages} packages${kinds.length > 0 ? ` (${kinds.join(', ')})` : ''} (${s.files} files, ${formatBytes(s.bytes)}; ${s.alreadyPublished} already there) ` +
+    `published ${s.packages} packages (${[...kinds, `${s.files} files, ${formatBytes(s.bytes)}`].join('; ')}; ${s.alreadyPublished} already there) ` +
     `to ${url} in ${took}: ${s.objectsUploaded} objects uploaded (${formatBytes(s.bytesUploaded)}), generation ${s.generation}` +
     `${told > 0 ? `; ${told} local mount(s) told to refresh` : ''}\n`
   );

@@ -15,6 +15,7 @@
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import {
+  CatalogError,
   EMPTY_INDEX,
   canonicalJson,
   countSubdirs,
@@ -35,11 +36,12 @@ import {
 } from '../catalog/index.js';
 import { inParallel } from '../parallel.js';
 import type { Log } from '../log.js';
-import { localDirectoryOf, ReadOnlyStoreError, type ObjectStore } from '../store/index.js';
+import { localDirectoryOf, ObjectNotFoundError, ReadOnlyStoreError, type ObjectStore } from '../store/index.js';
 import { CatalogDraft, checkSigning, updateCatalog } from './catalog-update.js';
 import { PublishInputError } from './errors.js';
 import { hashPack, PackUpload, placeInputs } from './pack.js';
 import { PublishState, type FamilyState, type VersionState } from './publish-state.js';
+import { damagedPacks, rebuildPack } from './repair.js';
 import { DEFINITION_FILES, realPathOf, scanRepository, versionLabel, type FamilySource, type Refusal, type RepositoryScan, type VersionSource } from './scan.js';
 import { readSourceTree, type SourceTree } from './source-tree.js';
 import { Uploads } from './uploads.js';
@@ -74,6 +76,8 @@ export interface PublishSummary {
   notes: string[];
   /** On a dry run, what would be written, one line each. */
   planned: string[];
+  /** With repair: each pack rebuilt (or found damaged, on a dry run), one line each. */
+  repaired: string[];
 }
 
 export interface PublishOptions {
@@ -89,6 +93,8 @@ export interface PublishOptions {
   allowRedefine?: boolean;
   /** Read and compare every file, trusting neither stat data nor this host's memory of it. */
   rehash?: boolean;
+  /** Also check every pack of each unchanged version, and rebuild the missing or damaged ones from the source. */
+  repair?: boolean;
   /** Decide everything, upload nothing, change nothing. */
   dryRun?: boolean;
   /** Where this host remembers what it found unchanged (PublishState); undefined remembers nothing. */
@@ -107,6 +113,10 @@ interface VersionWork {
   built?: { manifest: Manifest; manifestHash: string; record: (publishedMs: number) => VersionRecord };
   /** Set when its files could not be read (or changed) while hashing or uploading: it is left out. */
   failed?: boolean;
+  /** A repair that republishes the version whole: the source must hold what was published (this content hash). */
+  mustMatchContent?: string;
+  /** A repair of a version whose manifest was lost. */
+  lostManifest?: boolean;
 }
 
 /** What examining one family found. */
@@ -121,6 +131,8 @@ interface FamilyExam {
   shard: FamilyShard | undefined;
   /** Whether this host's memory vouched for the shard without loading it. */
   remembered: boolean;
+  /** With repair: the versions found equal to their manifests, whose packs are to be checked. */
+  verified: { source: VersionSource; manifest: Manifest }[];
 }
 
 export async function publish(store: ObjectStore, options: PublishOptions): Promise<PublishSummary> {
@@ -139,17 +151,18 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   const refusals: Refusal[] = [...scan.refusals];
   const notes = [...scan.notes];
   const named = new Set(options.selectors.filter((selector) => selector.includes('/')));
-  const examiner = new Examiner(store, index, state, planOptions, refusals, notes, named);
+  const examiner = new Examiner(store, index, state, planOptions, refusals, notes, named, options.repair ?? false);
 
   const exams: FamilyExam[] = [];
   for (const family of scan.families) exams.push(await examiner.family(family));
   notes.push(...(await examiner.goneFromSource(scan, options.selectors.length === 0)));
+  const repaired = options.repair ? await repairPacks(store, exams, Boolean(options.dryRun)) : [];
   const rootFiles = changedRootFiles(scan, index, planOptions, refusals);
   const allWorks = exams.flatMap((exam) => exam.works);
   const uploads = new Uploads(store);
   const summary = (generation: number | undefined, planned: string[] = []): PublishSummary => {
     const works = allWorks.filter((work) => !work.failed);
-    const changes: Record<Change, number> = { new: 0, grown: 0, redefined: 0 };
+    const changes: Record<Change, number> = { new: 0, grown: 0, redefined: 0, repaired: 0 };
     for (const work of works) changes[work.plan.change]++;
     return {
       packages: works.length,
@@ -164,6 +177,7 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
       refusals,
       notes,
       planned,
+      repaired,
     };
   };
 
@@ -177,6 +191,11 @@ export async function publish(store: ObjectStore, options: PublishOptions): Prom
   if (!existingConfig) await uploads.put(keys.config, canonicalJson(config));
   const payload = new Payload(uploads, refusals, options.onProgress);
   await payload.build(allWorks);
+  for (const work of allWorks.filter((w) => w.lostManifest && w.built)) {
+    const again = work.built!.manifestHash === work.base!.manifest;
+    const how = again ? 'rebuilt from' : 'republished whole from';
+    repaired.push(`repaired ${versionLabel(work.source)}: ${keys.manifest(work.base!.manifest)} was lost; ${how} ${work.source.dir}`);
+  }
 
   // The edit runs again on a newer index when another publisher swapped HEAD first; versions it changed
   // meanwhile are planned again against what it published.
@@ -227,6 +246,8 @@ class Examiner {
     private readonly notes: string[],
     /** Versions named `<family>/<version>`: only these bring a retired version back. */
     private readonly named: ReadonlySet<string>,
+    /** Compare every version with its manifest (no shortcut from memory) and keep the manifests for repair. */
+    private readonly repair: boolean,
   ) {}
 
   shard(hash: string): Promise<FamilyShard> {
@@ -239,10 +260,10 @@ class Examiner {
   }
 
   async family(family: FamilySource): Promise<FamilyExam> {
-    const memory = this.planOptions.rehash ? undefined : this.state?.family(family.dir);
+    const memory = this.planOptions.rehash || this.repair ? undefined : this.state?.family(family.dir);
     const indexed = Object.hasOwn(this.index.families, family.name) ? this.index.families[family.name] : undefined;
     const remembered = memory !== undefined && indexed !== undefined && memory.shard === indexed.shard;
-    const exam: FamilyExam = { family, works: [], checked: new Map(), extrasDigest: digestOf(family.extras), extrasChanged: false, shard: undefined, remembered };
+    const exam: FamilyExam = { family, works: [], checked: new Map(), extrasDigest: digestOf(family.extras), extrasChanged: false, shard: undefined, remembered, verified: [] };
     const shard = async () => (indexed ? (exam.shard ??= await this.shard(indexed.shard)) : undefined);
     for (const source of family.unversioned ? [family.unversioned] : family.versions) {
       const label = versionLabel(source);
@@ -276,9 +297,18 @@ class Examiner {
         exam.checked.set(key, known);
         continue;
       }
-      const plan = await this.plan(label, tree, record);
-      if (plan.kind === 'unchanged') exam.checked.set(key, { manifest: record!.manifest, stat: tree.statDigest });
-      else if (plan.kind === 'refused') this.refusals.push({ what: label, message: `${source.dir}: ${plan.message}` });
+      const manifest = record && (await this.manifestOrLost(record));
+      if (record && !manifest) {
+        // Repair of a version whose manifest is gone: published again whole, if the source holds what was published.
+        const plan = await planVersion(label, tree, undefined, this.planOptions);
+        if (plan.kind === 'write') exam.works.push({ family, source, tree, base: record, plan: { ...plan, change: 'repaired' }, mustMatchContent: record.content, lostManifest: true });
+        continue;
+      }
+      const plan = await planVersion(label, tree, record && manifest && { record, manifest }, this.planOptions);
+      if (plan.kind === 'unchanged') {
+        exam.checked.set(key, { manifest: record!.manifest, stat: tree.statDigest });
+        if (this.repair) exam.verified.push({ source, manifest: manifest! });
+      } else if (plan.kind === 'refused') this.refusals.push({ what: label, message: `${source.dir}: ${plan.message}` });
       else exam.works.push({ family, source, tree, base: record, plan });
     }
     if (!family.unversioned && !(remembered && memory.extras === exam.extrasDigest)) {
@@ -317,6 +347,16 @@ class Examiner {
   async plan(label: string, tree: SourceTree, record: VersionRecord | undefined): Promise<VersionPlan> {
     const manifest = record && (await readManifest(this.store, record.manifest));
     return planVersion(label, tree, record && manifest && { record, manifest }, this.planOptions);
+  }
+
+  /** The record's manifest; when repairing, undefined for one that is missing or damaged (else that is an error). */
+  private async manifestOrLost(record: VersionRecord): Promise<Manifest | undefined> {
+    try {
+      return await readManifest(this.store, record.manifest);
+    } catch (err) {
+      if (this.repair && (err instanceof ObjectNotFoundError || err instanceof CatalogError)) return undefined;
+      throw err;
+    }
   }
 }
 
@@ -373,6 +413,9 @@ class Payload {
       onBytes();
     });
     const manifest = plan.finish(hashed);
+    if (work.mustMatchContent !== undefined && contentHash(manifest.root) !== work.mustMatchContent) {
+      throw new PublishInputError(work.source.dir, 'differs from what was published, so its lost objects cannot be repaired from it; publish from the source it was released from');
+    }
     const encoded = encodeDocument(manifest);
     const manifestHash = encoded.hash;
     const inline = encoded.bytes.length <= INLINE_MANIFEST_MAX_BYTES;
@@ -425,6 +468,39 @@ class Payload {
   async buildOne(work: VersionWork): Promise<void> {
     await this.build([work]);
   }
+}
+
+/**
+ * With repair: every pack of the versions found equal to the store, checked block by block; a damaged one is
+ * rebuilt from the source under its own name, or, when the source cannot give its exact bytes, the version is
+ * planned to be republished whole. One line per pack; on a dry run, what would be done.
+ */
+async function repairPacks(store: ObjectStore, exams: FamilyExam[], dryRun: boolean): Promise<string[]> {
+  const lines: string[] = [];
+  for (const exam of exams) {
+    for (const { source, manifest } of exam.verified) {
+      const label = versionLabel(source);
+      for (const { record, problem } of await damagedPacks(store, manifest)) {
+        if (dryRun) lines.push(`would repair ${label}: ${problem}`);
+        else if (await rebuildPack(store, manifest, record, source.dir)) lines.push(`repaired ${label}: ${problem}; rebuilt from ${source.dir}`);
+        else {
+          lines.push(`repaired ${label}: ${problem}; republished whole from ${source.dir} (its pack held bytes the source no longer has)`);
+          exam.works.push(await republishWhole(exam, source, manifest));
+          exam.checked.delete(stateKey(source));
+          break;
+        }
+      }
+    }
+  }
+  return lines;
+}
+
+async function republishWhole(exam: FamilyExam, source: VersionSource, manifest: Manifest): Promise<VersionWork> {
+  const tree = readSourceTree(source.dir);
+  const plan = await planVersion(versionLabel(source), tree, undefined, { blockSize: manifest.blockSize, allowRedefine: false, rehash: false });
+  if (plan.kind !== 'write') throw new Error(`${source.dir}: a version not yet published always has a pack to write`);
+  const base = recordOf(exam.shard!, source.version)!;
+  return { family: exam.family, source, tree, base, plan: { ...plan, change: 'repaired' }, mustMatchContent: base.content };
 }
 
 /**
@@ -527,7 +603,7 @@ function dryRunLines(exams: FamilyExam[], rootFiles: { fileName: string }[]): st
   const size = (work: VersionWork) => work.plan.inputs.reduce((n, f) => n + f.size, 0);
   for (const exam of exams) {
     for (const work of exam.works) {
-      const what = { new: 'new version', grown: 'new variant payload', redefined: 'changed definition' }[work.plan.change];
+      const what = { new: 'new version', grown: 'new variant payload', redefined: 'changed definition', repaired: 'republished whole to repair it' }[work.plan.change];
       lines.push(`would publish ${versionLabel(work.source)} (${what}): ${work.plan.inputs.length} files, ${size(work)} bytes in a new pack`);
     }
     if (exam.extrasChanged && (exam.shard || Object.keys(exam.family.extras).length > 0)) lines.push(`would update ${exam.family.name}'s own files (${Object.keys(exam.family.extras).join(', ') || 'none'})`);

@@ -42,8 +42,8 @@ export interface Published {
   manifest: Manifest;
 }
 
-/** Why a version gets a new manifest. */
-export type Change = 'new' | 'grown' | 'redefined';
+/** Why a version gets a new manifest (`repaired`: republished whole because its packs could not be rebuilt). */
+export type Change = 'new' | 'grown' | 'redefined' | 'repaired';
 
 export type VersionPlan =
   | { kind: 'unchanged' }
