@@ -41,6 +41,10 @@ export class LocalCopyStore implements ObjectStore {
     this.url = inner.url;
   }
 
+  get conditionalWrites(): ObjectStore['conditionalWrites'] {
+    return this.inner.conditionalWrites;
+  }
+
   /** The copies of one store live apart from another's. */
   static forStore(inner: ObjectStore, cacheDir: string, rules: CopyRules): LocalCopyStore {
     return new LocalCopyStore(inner, join(cacheDir, 'catalog', sha256Hex(inner.url).slice(0, 16)), rules);

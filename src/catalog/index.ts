@@ -43,4 +43,5 @@ export {
 } from './gc-protocol.js';
 export { buildProfile, mergeRanges, profileBytes, profileProblem, type ProfileTarget } from './profile.js';
 export { packOf, packsOf } from './packs.js';
+export { CATALOG_LEASE, conditionalWritesHonoured, HeadWriter, type HeadWriterOptions } from './head-writer.js';
 export { indexFormat, manifestFormat, shardFormat } from './formats.js';

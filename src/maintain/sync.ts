@@ -22,6 +22,7 @@ import {
   CatalogError,
   CatalogWalker,
   Documents,
+  HeadWriter,
   OBJECT_KINDS,
   ReliedObjects,
   dependencyRank,
@@ -146,7 +147,9 @@ export async function syncStores(source: ObjectStore, target: ObjectStore, optio
     report.changed = true;
   }
   if (targetHead?.indexHash !== sourceHead.indexHash) {
-    if (!(await target.putIfMatch(keys.head, Buffer.from(sourceHead.indexHash), targetHead?.etag ?? null))) {
+    const heads = new HeadWriter(target);
+    const swapped = await heads.swap(sourceHead.indexHash, targetHead).finally(() => heads.close());
+    if (!swapped) {
       throw new Error(`${keys.head} of ${target.url} moved during the sync (a publish or another sync to it?); run the sync again`);
     }
     report.changed = true;

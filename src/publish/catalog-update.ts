@@ -3,7 +3,9 @@
  * retiring them, attaching a profile — is the same five steps: read `index/HEAD` and its index, edit the index
  * and family shards, upload the documents the edit made, sign the new index when a key is given, and swap HEAD
  * to it. When the swap finds that HEAD moved (another writer got there first), the edit runs again on the newer
- * index, so concurrent writers merge instead of overwriting each other.
+ * index, so concurrent writers merge instead of overwriting each other. The swap is a compare-and-swap also on
+ * stores that ignore conditional writes (catalog/head-writer.ts: there, writers take turns by lease, and an edit
+ * that lost a swap runs again while its writer holds the lease, so it cannot lose twice).
  *
  * Invariants: HEAD is written last, and only to an index whose shards (and, by the caller's contract, the
  * manifests and packs those name) are all in the store. An edit may run several times, each time on a fresh
@@ -19,6 +21,7 @@ import {
   canonicalJson,
   defaultStoreConfig,
   encodeDocument,
+  HeadWriter,
   indexFormat,
   keys,
   readHead,
@@ -35,7 +38,7 @@ import {
   type StoreConfig,
 } from '../catalog/index.js';
 import type { Log } from '../log.js';
-import type { ObjectStore } from '../store/index.js';
+import type { LeasePolicy, ObjectStore } from '../store/index.js';
 import { PublishInputError } from './errors.js';
 import { Uploads } from './uploads.js';
 
@@ -44,9 +47,11 @@ export interface CatalogUpdatePolicy {
   swapAttempts: number;
   /** Upper bound of the random pause before attempt n is n times this: racing writers spread out. */
   backoffStepMs: number;
+  /** The catalog lease on stores that ignore conditional writes (store/lease.ts). */
+  lease: Partial<LeasePolicy>;
 }
 
-export const DEFAULT_CATALOG_UPDATE_POLICY: CatalogUpdatePolicy = { swapAttempts: 20, backoffStepMs: 25 };
+export const DEFAULT_CATALOG_UPDATE_POLICY: CatalogUpdatePolicy = { swapAttempts: 20, backoffStepMs: 25, lease: {} };
 
 export interface CatalogUpdateOptions {
   log: Log;
@@ -177,27 +182,36 @@ export async function updateCatalog(
 
   let head = await readHead(store);
   await checkSigning(store, head, options, uploads);
-  for (let attempt = 0; attempt < policy.swapAttempts; attempt++) {
-    const base = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
-    const draft = new CatalogDraft(store, base, head?.indexHash, Date.now(), loadShard);
-    await edit(draft);
-    if (!draft.changed) return { generation: undefined, indexHash: head?.indexHash, index: base, merges: attempt };
-    const { shards, index } = draft.result();
-    for (const shard of shards) {
-      const doc = encodeDocument(shard);
-      await uploads.ifMissing(keys.shard(doc.hash), doc.bytes);
+  const heads = new HeadWriter(store, {
+    lease: policy.lease,
+    onWait: (holder) => options.log.info(`waiting for the catalog lease of ${store.url} (held by ${holder}): this store ignores conditional writes, so writers take turns`),
+  });
+  try {
+    for (let attempt = 0; attempt < policy.swapAttempts; attempt++) {
+      const base = head ? await readIndex(store, head.indexHash) : EMPTY_INDEX;
+      const draft = new CatalogDraft(store, base, head?.indexHash, Date.now(), loadShard);
+      await edit(draft);
+      if (!draft.changed) return { generation: undefined, indexHash: head?.indexHash, index: base, merges: attempt };
+      const { shards, index } = draft.result();
+      for (const shard of shards) {
+        const doc = encodeDocument(shard);
+        await uploads.ifMissing(keys.shard(doc.hash), doc.bytes);
+      }
+      const indexDoc = encodeDocument(index);
+      await uploads.ifMissing(keys.index(indexDoc.hash), indexDoc.bytes);
+      if (options.signingKey) await uploads.put(keys.signature(indexDoc.hash), canonicalJson(signIndex(options.signingKey, indexDoc.bytes)));
+      await uploads.secure();
+      if (await heads.swap(indexDoc.hash, head)) {
+        uploads.count(indexDoc.hash.length);
+        return { generation: index.generation, indexHash: indexDoc.hash, index, merges: attempt };
+      }
+      options.log.warn('index/HEAD moved during publish (another publisher); merging and retrying');
+      // Under a lease nobody else moves HEAD now: merge at once.
+      if (!heads.leased) await pause(Math.random() * policy.backoffStepMs * (attempt + 1));
+      head = await readHead(store);
     }
-    const indexDoc = encodeDocument(index);
-    await uploads.ifMissing(keys.index(indexDoc.hash), indexDoc.bytes);
-    if (options.signingKey) await uploads.put(keys.signature(indexDoc.hash), canonicalJson(signIndex(options.signingKey, indexDoc.bytes)));
-    await uploads.secure();
-    if (await swapHead(store, indexDoc.hash, head)) {
-      uploads.count(indexDoc.hash.length);
-      return { generation: index.generation, indexHash: indexDoc.hash, index, merges: attempt };
-    }
-    options.log.warn('index/HEAD moved during publish (another publisher); merging and retrying');
-    await pause(Math.random() * policy.backoffStepMs * (attempt + 1));
-    head = await readHead(store);
+  } finally {
+    await heads.close();
   }
   throw new Error(`could not update ${keys.head} after ${policy.swapAttempts} attempts: too many concurrent publishers`);
 }
@@ -225,10 +239,6 @@ export async function checkSigning(
   if (signed) {
     throw new PublishInputError(store.url, 'its catalog is signed: sign with --sign-key KEY (or pass --allow-unsigned, and every mount that trusts a key stays on its last signed generation)');
   }
-}
-
-function swapHead(store: ObjectStore, indexHash: string, expected: Head | undefined): Promise<boolean> {
-  return store.putIfMatch(keys.head, Buffer.from(indexHash), expected?.etag ?? null);
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -11,6 +11,8 @@ const LOCK_STALE_MS = 30_000;
 /** A store in a local (or NFS) directory: the embedded default, no server needed. */
 export class FileStore implements ObjectStore {
   readonly url: string;
+  /** putIfMatch holds a lock file around its check and write. */
+  readonly conditionalWrites = 'honoured';
 
   constructor(private readonly root: string) {
     this.url = `file://${root}`;

@@ -12,6 +12,7 @@ export {
   type OpenStoreOptions,
   type OpenStoresOptions,
 } from './open-store.js';
+export { acquireLease, DEFAULT_LEASE_POLICY, Lease, LEASE_PREFIX, LeaseError, removeClaim, type LeasePolicy } from './lease.js';
 export { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 export {
   ObjectNotFoundError,

@@ -70,6 +70,10 @@ export class MirroredStore implements ObjectStore {
     return this.primary.readOnly ?? false;
   }
 
+  get conditionalWrites(): ObjectStore['conditionalWrites'] {
+    return this.primary.conditionalWrites;
+  }
+
   private get primary(): ObjectStore {
     return this.members[0]!.store;
   }

@@ -32,6 +32,12 @@ export interface ObjectStore {
   readonly url: string;
   /** True for a store that refuses every write (an http:// mirror): writers refuse it before they start. */
   readonly readOnly?: boolean;
+  /**
+   * Whether `putIfMatch` really is conditional here. Undefined: unknown, and a writer that needs to know probes
+   * (catalog/head-writer.ts); 'ignored' (the condition is dropped, the PUT always wins) makes writers coordinate
+   * by lease instead (store/lease.ts).
+   */
+  readonly conditionalWrites?: 'honoured' | 'ignored';
   /** Whole object; throws ObjectNotFoundError when absent. */
   get(key: string): Promise<Buffer>;
   /** Bytes [start, end) of an object; throws ObjectNotFoundError when absent. */

@@ -14,6 +14,10 @@ export class CountingStore implements ObjectStore {
     return this.inner.readOnly ?? false;
   }
 
+  get conditionalWrites(): ObjectStore['conditionalWrites'] {
+    return this.inner.conditionalWrites;
+  }
+
   reset(): void {
     this.calls.length = 0;
   }

@@ -22,6 +22,10 @@ export class GatedStore implements ObjectStore {
     return this.inner.url;
   }
 
+  get conditionalWrites(): ObjectStore['conditionalWrites'] {
+    return this.inner.conditionalWrites;
+  }
+
   /**
    * The next `op` on a matching key waits until `open()`; `reached` settles once it is waiting. Gates are
    * one-shot.
