@@ -269,7 +269,8 @@ export function listNames(dir: string): DirName[] {
   return raw
     .map((name) => {
       const text = name.toString('utf8');
-      return { text, ok: Buffer.from(text, 'utf8').equals(name) };
+      // Decoding replaces invalid bytes with U+FFFD: only a name that has one needs the exact (costlier) check.
+      return { text, ok: !text.includes('\ufffd') || Buffer.from(text, 'utf8').equals(name) };
     })
     .sort((a, b) => (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
 }
