@@ -48,24 +48,33 @@ export function defaultStoreConfig(): StoreConfig {
 export async function readHead(store: ObjectStore): Promise<Head | undefined> {
   const info = await store.head(keys.head);
   if (!info) return undefined;
-  return { indexHash: parseHead(store, await store.get(keys.head)), etag: info.etag };
+  return { indexHash: await getHeadHash(store), etag: info.etag };
 }
 
 /** The index hash HEAD names, in one GET, for readers (they never swap HEAD, so need no etag); undefined when absent. */
 async function readHeadHash(store: ObjectStore): Promise<string | undefined> {
   try {
-    return parseHead(store, await store.get(keys.head));
+    return await getHeadHash(store);
   } catch (err) {
     if (err instanceof ObjectNotFoundError) return undefined;
     throw err;
   }
 }
 
-function parseHead(store: ObjectStore, bytes: Buffer): string {
-  const indexHash = bytes.toString('utf8').trim();
-  if (!isSha256(indexHash)) throw new CatalogError(`${store.url} ${keys.head} does not hold an index hash`);
-  return indexHash;
+/**
+ * HEAD's content. Some servers (s3rver, WebDAV servers) write an object in place, so a GET racing a writer's PUT can
+ * see it empty or cut short: a HEAD that does not hold a hash is read again a few times before it is an error.
+ */
+async function getHeadHash(store: ObjectStore): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    const indexHash = (await store.get(keys.head)).toString('utf8').trim();
+    if (isSha256(indexHash)) return indexHash;
+    if (attempt === TORN_HEAD_RETRIES_MS.length) throw new CatalogError(`${store.url} ${keys.head} does not hold an index hash`);
+    await new Promise((resolve) => setTimeout(resolve, TORN_HEAD_RETRIES_MS[attempt]));
+  }
 }
+
+const TORN_HEAD_RETRIES_MS = [20, 100, 400];
 
 /**
  * A content-addressed document, checked against its hash. Bytes that fail are retried from each
