@@ -1,5 +1,5 @@
 import { openStore } from '../../src/store/index.js';
-import { useS3Server } from '../support/s3-server.js';
+import { useS3Server } from '../support/use-s3-server.js';
 import { storeContract } from './store-contract.js';
 
 const server = useS3Server();

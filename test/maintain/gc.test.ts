@@ -9,7 +9,7 @@ import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { runCli, waitFor } from '../support/cli.js';
 import { GatedStore } from '../support/gated-store.js';
 import { packageDefinition, tempDir, TWO_FAMILIES, writeTree } from '../support/small-repo.js';
-import { useS3Server } from '../support/s3-server.js';
+import { useS3Server } from '../support/use-s3-server.js';
 import { backdate, DAY_MS, fileStorePath, s3rverObjectPath } from '../support/store-ages.js';
 
 let work: Awaited<ReturnType<typeof tempDir>>;

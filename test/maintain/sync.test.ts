@@ -8,7 +8,7 @@ import { publish } from '../../src/publish/index.js';
 import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { runCli } from '../support/cli.js';
 import { CountingStore } from '../support/counting-store.js';
-import { useS3Server } from '../support/s3-server.js';
+import { useS3Server } from '../support/use-s3-server.js';
 import { packageDefinition, tempDir, TWO_FAMILIES, writeTree } from '../support/small-repo.js';
 import { backdate, DAY_MS, fileStorePath } from '../support/store-ages.js';
 

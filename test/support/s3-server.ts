@@ -24,7 +24,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll } from 'vitest';
 
 export interface RecordedRequest {
   /** 1-based sequence number since the server started (not reset by reset()). */
@@ -389,23 +388,4 @@ export async function startS3Server(opts: StartS3ServerOptions = {}): Promise<S3
       if (!opts.keepData) await rm(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-/**
- * For a describe block (or a file): starts s3rver before its tests with its AWS_* settings in process.env, restores
- * the environment and stops the server after them. Returns the running server.
- */
-export function useS3Server(opts: StartS3ServerOptions = {}): () => S3TestServer {
-  let server: S3TestServer | undefined;
-  let saved: NodeJS.ProcessEnv;
-  beforeAll(async () => {
-    server = await startS3Server(opts);
-    saved = { ...process.env };
-    Object.assign(process.env, server.env);
-  });
-  afterAll(async () => {
-    if (saved) process.env = saved;
-    await server?.stop();
-  });
-  return () => server!;
 }
