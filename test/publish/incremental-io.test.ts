@@ -5,7 +5,7 @@
  * bytes (twice: once to hash, once to upload). Bytes, not time: the timings are in scripts/bench-publish.mjs.
  * Linux only (skipped, saying so, without /proc/self/io).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLog } from '../../src/log.js';
@@ -58,10 +58,14 @@ describe.skipIf(!HAVE_PROC_IO)('bytes an incremental publish reads (/proc/self/i
   afterAll(async () => work.remove());
 
   it('a no-op republish reads no file content, with this host\'s memory or without it', async () => {
+    const memoryFiles = () => readdirSync(stateDir).map((name) => `${name} ${statSync(join(stateDir, name)).mtimeMs}`);
+    const before = memoryFiles();
     const remembered = await bytesRead(() => run({ stateDir }));
     expect(remembered.result).toMatchObject({ packages: 0, alreadyPublished: FAMILIES, generation: undefined });
-    // HEAD, the index and this host's memory file: a few KiB, against 32 MiB of content.
+    // HEAD, the index and this host's memory file: a few KiB, against 32 MiB of content ...
     expect(remembered.read).toBeLessThan(64 * 1024);
+    // ... and nothing is written, not even that memory.
+    expect(memoryFiles()).toEqual(before);
 
     const compared = await bytesRead(() => run());
     expect(compared.result).toMatchObject({ packages: 0, generation: undefined });
