@@ -11,7 +11,7 @@ import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { useS3Server } from '../support/s3-server.js';
+import { useS3Server } from '../support/use-s3-server.js';
 import { openStore } from '../../src/store/index.js';
 import { pseudoRandomBytes } from '../support/repo-generator.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';

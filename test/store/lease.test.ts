@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conditionalWritesHonoured, HeadWriter, keys, readHead } from '../../src/catalog/index.js';
 import { acquireLease, LeaseError, openStore, type ObjectStore } from '../../src/store/index.js';
-import { useS3Server } from '../support/s3-server.js';
+import { useS3Server } from '../support/use-s3-server.js';
 import { tempDir } from '../support/small-repo.js';
 
 const FAST = { ttlMs: 3_000, renewEveryMs: 250, pollMs: 30, waitMs: 30_000 };
