@@ -10,11 +10,13 @@
  *     upload), under a deadline scaled by their size (watchdog.ts uploadAllowanceMs), retried on 5xx like any request;
  *   - MKCOL only when a PUT answers 409 (RFC 4918: a parent collection is missing; Artifactory and Nexus create
  *     folders themselves, mod_dav does not), for the missing collections from the top down;
- *   - DELETE for `rezfs gc`; PROPFIND (Depth 1, collection by collection) for listing, which only gc, sync's target
- *     and the catalog lock of stores without compare-and-swap need;
- *   - If-Match / If-None-Match on PUT for `index/HEAD`: ignored by most artifact repositories; honoured by mod_dav
- *     (for its own ETags) but checked before the write, not atomically with it, so two PUTs racing on one ETag can
- *     both succeed: this store's putIfMatch refuses a stale writer, never a concurrent one.
+ *   - DELETE for `rezfs gc` and the publishers' lease; PROPFIND (Depth 1, collection by collection) for listing,
+ *     which gc, sync's target and that lease need (never a mount);
+ *   - If-Match / If-None-Match on PUT: ignored by most artifact repositories; honoured by mod_dav (for its own
+ *     ETags) but checked before the write, not atomically with it, so two PUTs racing on one ETag can both succeed
+ *     (three at once on one object: more than one winner in 11 of 30 tries). putIfMatch refuses a stale writer,
+ *     never a concurrent one; so the store says its conditional writes are not to be relied on, and writers of
+ *     `index/HEAD` take turns by lease (catalog/head-writer.ts, store/lease.ts).
  *
  * Invariants: readers never see a partial object (servers store a PUT whole; an upload whose source fails is
  * aborted, and its partial body discarded); a write the server refuses for good (no such repository, a read-only
@@ -51,6 +53,8 @@ export interface DavEntry {
 type UploadOutcome = 'stored' | 'changed';
 
 export class DavStore extends HttpReadingStore implements ObjectStore {
+  /** As far as a writer may rely on them (module comment): writers of index/HEAD take the catalog lease. */
+  readonly conditionalWrites = 'ignored';
   /** Collections being created, so that concurrent PUTs into a new directory send one MKCOL. */
   private readonly creating = new Map<string, Promise<void>>();
 
@@ -138,7 +142,7 @@ export class DavStore extends HttpReadingStore implements ObjectStore {
         response.resume();
         throw new StoreError(
           `cannot list ${what} at ${this.url}: the server answers PROPFIND with HTTP ${status} (no WebDAV listing); ` +
-            'only rezfs gc and sync to this store need one: enable WebDAV on the repository, or run them against a store that lists',
+            'publishers need one for their lease, and rezfs gc and sync to this store to walk it: enable WebDAV (PROPFIND) on the repository',
         );
       }
       if (status !== 207) throw this.http.failed(response, 'PROPFIND', what);
