@@ -106,7 +106,6 @@ export class NativeBinding implements FuseBinding {
 
 interface Listing {
   catalog: Catalog;
-  provisional: boolean;
   names: string[];
   attrs: Float64Array;
 }
@@ -245,8 +244,6 @@ class NativeServer {
   private replyDir(req: number, path: string, listing: Listing, plus: boolean, size: number, offset: number): void {
     const seconds = this.seconds(childPath(path, listing.names[2] ?? '_'), true);
     const added = this.addon.replyDir(this.session!, req, plus, size, offset, listing.names, listing.attrs, seconds, seconds);
-    // The kernel keeps listings until told otherwise: one that stands in for a failed load must not stay.
-    if (listing.provisional) void this.addon.notifyInval(this.session!, this.fs.inoOf(path), undefined);
     if (!plus) return;
     // Each entry but "." and ".." sent with its attributes counts as a lookup the kernel will forget.
     for (let i = Math.max(offset, 2); i < offset + added; i++) this.remember(listing.attrs[i * ATTR_FIELDS]!, childPath(path, listing.names[i]!));
@@ -264,15 +261,14 @@ class NativeServer {
     const cached = this.listings.get(ino);
     if (cached?.catalog === catalog) return cached;
     const entries = await this.fs.readdir(path);
-    const provisional = this.fs.isProvisional(path);
-    const listing = { catalog, provisional, names: entries.map((e) => e.name), attrs: encode(entries.map((e) => e.attr)) };
-    if (!provisional) this.listings.set(ino, listing);
+    const listing = { catalog, names: entries.map((e) => e.name), attrs: encode(entries.map((e) => e.attr)) };
+    this.listings.set(ino, listing);
     return listing;
   }
 
-  /** How long the kernel may keep what it was told about `path`: not at all if it stands in for a failed load. */
+  /** How long the kernel may keep what it was told about `path` (a failed load is an error: it keeps nothing). */
   private seconds(path: string, exists: boolean): number {
-    return this.fs.isProvisional(path) ? 0 : cacheSeconds(path, exists, this.timeouts);
+    return cacheSeconds(path, exists, this.timeouts);
   }
 
   get kernelInodes(): { held: number; lookups: number } {

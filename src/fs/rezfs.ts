@@ -75,8 +75,13 @@ type OpenFile =
 /**
  * The filesystem's semantics, independent of any FUSE binding: a read-only view of the catalog as
  * a released-package repository (`/<family>/<version>/...`). Every method either resolves or throws
- * an FsError carrying the errno the kernel should see. Metadata never fails with EIO: a family whose
- * shard cannot be loaded is logged and looks empty, so rez sees a consistent tree.
+ * an FsError carrying the errno the kernel should see.
+ *
+ * Unknown is never absent: a family or version the catalog names, whose shard or manifest cannot be
+ * loaded within the read deadline, fails with EIO (and is logged). It never looks empty or missing,
+ * because rez would then resolve another package from the next repository on its path. ENOENT is
+ * only ever the answer for what a loaded document says is not there. Each operation has one deadline,
+ * from its start, however many documents it needs.
  */
 export class RezFs {
   private readonly inodes = new InodeTable();
@@ -94,8 +99,6 @@ export class RezFs {
   /** A version's top-level names as a set: a version may hold thousands, and every path below it is checked. */
   private readonly versionNames = new WeakMap<readonly string[], ReadonlySet<string>>();
   private nextHandle = 1;
-  /** `/family` and `/family/version` whose shard or manifest last failed to load. */
-  private readonly failedLoads = new Set<string>();
   /** Requests that reached this process (the kernel answers the rest from its caches). */
   readonly stats = { metadata: 0, opens: 0, reads: 0, readBytes: 0, readErrors: 0 };
 
@@ -113,16 +116,6 @@ export class RezFs {
     this.catalog = next;
   }
 
-  /**
-   * Whether what `path` looks like now rests on a shard or manifest that failed to load (an empty
-   * family, a missing file): true for now only, so a kernel must not keep it.
-   */
-  isProvisional(path: string): boolean {
-    if (this.failedLoads.size === 0) return false;
-    const [family, version] = splitPath(path);
-    return family !== undefined && (this.failedLoads.has(`/${family}`) || (version !== undefined && this.failedLoads.has(`/${family}/${version}`)));
-  }
-
   /** The inode number `path` has, whether or not it exists. */
   inoOf(path: string): number {
     return this.inodes.ino(path);
@@ -135,21 +128,22 @@ export class RezFs {
   async getattr(path: string): Promise<Attr> {
     this.stats.metadata++;
     const catalog = this.catalog;
-    return this.attrOf(catalog, path, await this.resolve(catalog, path));
+    return this.attrOf(catalog, path, await this.resolve(catalog, path, this.deadline()));
   }
 
   /** A directory's entries, `.` and `..` first as on a local filesystem. */
   async readdir(path: string): Promise<DirEntry[]> {
     this.stats.metadata++;
     const catalog = this.catalog;
+    const until = this.deadline();
     const parent = path === '/' ? '/' : path.slice(0, path.lastIndexOf('/')) || '/';
-    const attrAt = async (p: string) => this.attrOf(catalog, p, await this.resolve(catalog, p));
-    const [self, up, children] = await Promise.all([attrAt(path), attrAt(parent), this.children(catalog, path)]);
+    const attrAt = async (p: string) => this.attrOf(catalog, p, await this.resolve(catalog, p, until));
+    const [self, up, children] = await Promise.all([attrAt(path), attrAt(parent), this.children(catalog, path, until)]);
     return [{ name: '.', attr: self }, { name: '..', attr: up }, ...children];
   }
 
-  private async children(catalog: Catalog, path: string, known?: Resolved): Promise<DirEntry[]> {
-    const resolved = known ?? (await this.resolve(catalog, path));
+  private async children(catalog: Catalog, path: string, until: number, known?: Resolved): Promise<DirEntry[]> {
+    const resolved = known ?? (await this.resolve(catalog, path, until));
     const entry = (name: string, target: Resolved): DirEntry => ({ name, attr: this.attrOf(catalog, childPath(path, name), target) });
     switch (resolved.kind) {
       case 'root':
@@ -158,17 +152,16 @@ export class RezFs {
           ...catalog.rootFileNames().map((name) => entry(name, { kind: 'inline', entry: catalog.rootFile(name)! })),
         ];
       case 'family': {
-        const shard = await this.shardOrEmpty(catalog, resolved.family);
-        if (!shard) return [];
+        const shard = await this.shardOf(catalog, resolved.family, until);
         // An unversioned package: the family directory is the package's own tree.
-        if (shard.unversioned) return this.children(catalog, path, { kind: 'version', record: shard.unversioned });
+        if (shard.unversioned) return this.children(catalog, path, until, { kind: 'version', record: shard.unversioned });
         return [
           ...Object.entries(shard.versions).map(([version, record]) => entry(version, { kind: 'version', record })),
           ...Object.entries(shard.extras).map(([name, extra]) => entry(name, { kind: 'inline', entry: extra })),
         ];
       }
       case 'version': {
-        const manifest = await this.manifestOf(catalog, resolved.record, path);
+        const manifest = await this.manifestOf(catalog, resolved.record, path, until);
         return Object.entries(manifest.root.entries).map(([name, node]) => entry(name, { kind: 'tree', node, manifest }));
       }
       case 'tree':
@@ -183,7 +176,7 @@ export class RezFs {
 
   async readlink(path: string): Promise<string> {
     this.stats.metadata++;
-    const resolved = await this.resolve(this.catalog, path);
+    const resolved = await this.resolve(this.catalog, path, this.deadline());
     const node = resolved.kind === 'tree' ? resolved.node : resolved.kind === 'inline' ? resolved.entry : undefined;
     if (node?.type !== 'symlink') throw new FsError('EINVAL', `${path} is not a symlink`);
     return node.target;
@@ -191,7 +184,7 @@ export class RezFs {
 
   async open(path: string, flags: number): Promise<number> {
     if ((flags & O_ACCMODE) !== 0 || (flags & (O_CREAT | O_TRUNC)) !== 0) throw new FsError('EROFS');
-    const resolved = await this.resolve(this.catalog, path);
+    const resolved = await this.resolve(this.catalog, path, this.deadline());
     const file = this.openFile(resolved);
     const handle = this.nextHandle++;
     this.handles.set(handle, file);
@@ -210,7 +203,7 @@ export class RezFs {
     const catalog = this.catalog;
     let known = this.unopened.get(path);
     if (known?.catalog !== catalog) {
-      known = { catalog, file: this.openFile(await this.resolve(catalog, path)) };
+      known = { catalog, file: this.openFile(await this.resolve(catalog, path, this.deadline())) };
       this.unopened.set(path, known);
     }
     return this.readFile(known.file, offset, length);
@@ -254,12 +247,12 @@ export class RezFs {
 
   /** No extended attributes exist; answering fast keeps copytree and ls -l cheap. */
   async getxattr(path: string): Promise<never> {
-    await this.resolve(this.catalog, path);
+    await this.resolve(this.catalog, path, this.deadline());
     throw new FsError('ENODATA');
   }
 
   async listxattr(path: string): Promise<string[]> {
-    await this.resolve(this.catalog, path);
+    await this.resolve(this.catalog, path, this.deadline());
     return [];
   }
 
@@ -268,7 +261,13 @@ export class RezFs {
     return { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files, ffree: 0, favail: 0, namemax: 255 };
   }
 
-  private async resolve(catalog: Catalog, path: string): Promise<Resolved> {
+  /** When an operation starting now must have its answer. */
+  private deadline(): number {
+    return Date.now() + this.options.readDeadlineMs;
+  }
+
+  /** What `path` names; the documents it needs are loaded by `until` (epoch ms), or it fails with EIO. */
+  private async resolve(catalog: Catalog, path: string, until: number): Promise<Resolved> {
     const [family, version, ...rest] = splitPath(path);
     if (family === undefined) return { kind: 'root' };
     if (!catalog.family(family)) {
@@ -277,25 +276,25 @@ export class RezFs {
       throw new FsError(file ? 'ENOTDIR' : 'ENOENT');
     }
     if (version === undefined) return { kind: 'family', family };
-    const shard = await this.shardOrEmpty(catalog, family);
-    if (shard?.unversioned) return this.resolveInVersion(catalog, shard.unversioned, [version, ...rest], path);
-    const record = shard && Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
+    const shard = await this.shardOf(catalog, family, until);
+    if (shard.unversioned) return this.resolveInVersion(catalog, shard.unversioned, [version, ...rest], path, until);
+    const record = Object.hasOwn(shard.versions, version) ? shard.versions[version] : undefined;
     if (!record) {
-      const extra = shard && Object.hasOwn(shard.extras, version) ? shard.extras[version] : undefined;
+      const extra = Object.hasOwn(shard.extras, version) ? shard.extras[version] : undefined;
       if (extra && rest.length === 0) return { kind: 'inline', entry: extra };
       throw new FsError(extra ? 'ENOTDIR' : 'ENOENT');
     }
     if (rest.length === 0) return { kind: 'version', record };
-    return this.resolveInVersion(catalog, record, rest, path);
+    return this.resolveInVersion(catalog, record, rest, path, until);
   }
 
   /** A path below a version directory (or an unversioned package's family directory): `rest` is non-empty. */
-  private async resolveInVersion(catalog: Catalog, record: VersionRecord, rest: string[], path: string): Promise<Resolved> {
+  private async resolveInVersion(catalog: Catalog, record: VersionRecord, rest: string[], path: string, until: number): Promise<Resolved> {
     if (record.names && !this.namesOf(record.names).has(rest[0]!)) throw new FsError('ENOENT'); // no manifest needed to say so
     // package.py and package.yaml come from the shard: a resolve never waits on a manifest.
     const definition = rest.length === 1 && Object.hasOwn(record.definitions, rest[0]!) ? record.definitions[rest[0]!] : undefined;
     if (definition) return { kind: 'inline', entry: definition };
-    const manifest = await this.manifestOf(catalog, record, path);
+    const manifest = await this.manifestOf(catalog, record, path, until);
     return { kind: 'tree', node: walk(manifest.root, rest), manifest };
   }
 
@@ -393,34 +392,34 @@ export class RezFs {
     return data;
   }
 
-  private async shardOrEmpty(catalog: Catalog, family: string): Promise<FamilyShard | undefined> {
+  /** A family's shard; a family the index names whose shard cannot be had by `until` is EIO, never empty. */
+  private async shardOf(catalog: Catalog, family: string, until: number): Promise<FamilyShard> {
     try {
-      return this.loaded(`/${family}`, await withDeadline(catalog.shard(family), this.options.readDeadlineMs, `loading the shard of ${family}`));
+      return await withDeadline(catalog.shard(family), until - Date.now(), `loading the shard of ${family}`);
     } catch (err) {
-      this.failedLoads.add(`/${family}`);
       const shard = catalog.family(family)?.shard ?? '?';
-      this.options.log.error(`family ${family} hidden: its shard ${keys.shard(shard)} could not be loaded: ${(err as Error).message}`);
-      return undefined;
+      throw this.unavailable(`family ${family}: its shard ${keys.shard(shard)} could not be loaded`, err);
     }
   }
 
   /** The manifest of the version `path` lies in: whoever needs it is looking inside the version (its first use). */
-  private async manifestOf(catalog: Catalog, record: VersionRecord, path: string): Promise<Manifest> {
+  private async manifestOf(catalog: Catalog, record: VersionRecord, path: string, until: number): Promise<Manifest> {
     const [family, version] = splitPath(path) as [string, string];
+    let manifest: Manifest;
     try {
-      const manifest = await withDeadline(catalog.versionManifest(record), this.options.readDeadlineMs, `loading manifest ${record.manifest}`);
-      this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, packsOf(manifest).map((pack) => this.packRefOf(manifest, pack)));
-      return this.loaded(`/${family}/${version}`, manifest);
+      manifest = await withDeadline(catalog.versionManifest(record), until - Date.now(), `loading manifest ${record.manifest}`);
     } catch (err) {
-      this.failedLoads.add(`/${family}/${version}`);
-      this.options.log.error(`${path}: manifest ${record.manifest} could not be loaded: ${(err as Error).message}`);
-      throw new FsError('ENOENT');
+      throw this.unavailable(`${path}: manifest ${keys.manifest(record.manifest)} could not be loaded`, err);
     }
+    this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, packsOf(manifest).map((pack) => this.packRefOf(manifest, pack)));
+    return manifest;
   }
 
-  private loaded<T>(key: string, document: T): T {
-    if (this.failedLoads.size > 0) this.failedLoads.delete(key);
-    return document;
+  /** A document the catalog names could not be loaded: logged, and EIO for the caller. */
+  private unavailable(what: string, err: unknown): FsError {
+    const message = `${what}: ${(err as Error).message}`;
+    this.options.log.error(message);
+    return new FsError('EIO', message);
   }
 }
 
