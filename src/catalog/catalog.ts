@@ -40,6 +40,14 @@ export async function readStoreConfig(store: ObjectStore): Promise<StoreConfig |
   }
 }
 
+/** A URL that holds neither `rezfs.json` nor `index/HEAD`: nothing was ever published there. */
+export class NotAStoreError extends CatalogError {
+  constructor(readonly storeUrl: string) {
+    super(`${storeUrl} is not a rezfs store: it holds neither ${keys.config} nor ${keys.head} (a mistyped bucket, prefix or directory? publish to it first to create it)`);
+    this.name = 'NotAStoreError';
+  }
+}
+
 export function defaultStoreConfig(): StoreConfig {
   return { format: FORMAT_VERSION, blockSize: DEFAULT_BLOCK_SIZE };
 }
@@ -241,13 +249,16 @@ export class Catalog {
   }
 
   /**
-   * Loads the current generation; a store nothing was published to yet is an empty catalog, unless
-   * signatures are required (an empty store has nothing signed to trust). A refresh passes the
-   * documents of the generation it replaces, so unchanged families are not loaded again.
+   * Loads the current generation. A store with `rezfs.json` but no `index/HEAD` yet is an empty
+   * catalog, unless signatures are required (an empty store has nothing signed to trust); a URL with
+   * neither is not a rezfs store at all (a mistyped bucket, prefix or directory), never an empty one.
+   * A refresh passes the documents of the generation it replaces, so unchanged families are not
+   * loaded again.
    */
   static async open(store: ObjectStore, trust?: TrustPolicy, documents: Documents = new Documents()): Promise<Catalog> {
     // Two round trips: rezfs.json with HEAD, then the index (with its signature).
     const [storedConfig, indexHash] = await Promise.all([readStoreConfig(store), readHeadHash(store)]);
+    if (!storedConfig && !indexHash) throw new NotAStoreError(store.url);
     const config = storedConfig ?? defaultStoreConfig();
     if (!indexHash && trust) throw new UntrustedCatalogError(`${store.url} has no published catalog to trust yet`);
     const index = !indexHash ? EMPTY_INDEX : trust ? await readTrustedIndex(store, indexHash, trust) : await readIndex(store, indexHash);

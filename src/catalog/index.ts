@@ -3,6 +3,7 @@ export {
   Documents,
   DEFAULT_SHARD_PRELOAD,
   EMPTY_INDEX,
+  NotAStoreError,
   defaultStoreConfig,
   readHead,
   readIndex,

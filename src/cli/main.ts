@@ -6,13 +6,12 @@ import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { Catalog, generateSigningKeys } from '../catalog/index.js';
 import { streamLog } from '../log.js';
-import { PublishInputError, retire } from '../publish/index.js';
-import { openStore, openWritableStore, ReadOnlyStoreError, StoreAccessError, StoreUrlError, WriteRefusedError } from '../store/index.js';
+import { retire } from '../publish/index.js';
+import { openStore, openWritableStore } from '../store/index.js';
 import { parsePackageRef } from './prefetch.js';
+import { EXIT_OK, EXIT_USAGE, exitCodeOf } from './exit-codes.js';
 import { readPrivateKey } from './keys.js';
 import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } from './maintenance.js';
-import { GcOptionError } from '../maintain/gc.js';
-import { SyncRefusedError } from '../maintain/sync.js';
 import { profileCommand } from './profile.js';
 import { notifyMounts } from './registry.js';
 import { mountCommand, type FuseChoice } from './mount.js';
@@ -20,9 +19,6 @@ import { publishCommand, type PublishFlags } from './publish.js';
 import { statusCommand } from './status.js';
 import { unmountCommand } from './unmount.js';
 import { UsageError, parseDuration, parseSize } from './units.js';
-
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
 
 function defaultCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'rezfs');
@@ -299,21 +295,11 @@ async function listVersions(catalog: Catalog, family: string): Promise<string> {
 async function main(argv: string[]): Promise<number> {
   try {
     await program().parseAsync(argv);
-    return 0;
+    return EXIT_OK;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_USAGE;
-    // Wrong credentials and a store that refuses writes for good are bad input too: the user must change what was given.
-    const usage =
-      err instanceof UsageError ||
-      err instanceof PublishInputError ||
-      err instanceof StoreUrlError ||
-      err instanceof ReadOnlyStoreError ||
-      err instanceof StoreAccessError ||
-      err instanceof WriteRefusedError ||
-      err instanceof GcOptionError ||
-      err instanceof SyncRefusedError;
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     process.stderr.write(`rezfs: ${(err as Error).message}\n`);
-    return usage ? EXIT_USAGE : EXIT_FAILURE;
+    return exitCodeOf(err);
   }
 }
 

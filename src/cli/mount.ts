@@ -15,6 +15,7 @@ import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges
 import { streamLog, type Log } from '../log.js';
 import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
+import { isBadInput } from './exit-codes.js';
 import { detach, fuseMountpoints } from './unmount.js';
 
 export interface MountCommand {
@@ -44,6 +45,9 @@ export type FuseChoice = 'auto' | 'native' | 'fuse-native';
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
 const READY_FD = 3;
 const READY_ENV = 'REZFS_READY_FD';
+const READY = 'ready';
+/** The prefix of a failure that is bad input (exit 2); any other failure is `error: `. */
+const BAD_INPUT = 'usage';
 const UNMOUNT_POLL_MS = 1_000;
 /**
  * How far ahead of a sequential reader blocks are fetched, at most: room for several 8 MiB GETs in flight, so
@@ -99,9 +103,14 @@ async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<vo
     pipe.on('end', () => done(text));
     child.on('exit', (code) => done(text || `exited with code ${code} before mounting; see ${logFile}`));
   });
-  if (!message.startsWith('ready')) throw new Error(message.replace(/^error: /, '').trim());
-  child.unref();
-  process.stdout.write(`rezfs: mounted ${cmd.store} at ${cmd.mountpoint} (pid ${child.pid}, log ${logFile})\n`);
+  if (message.startsWith(READY)) {
+    child.unref();
+    process.stdout.write(`rezfs: mounted ${cmd.store} at ${cmd.mountpoint} (pid ${child.pid}, log ${logFile})\n`);
+    return;
+  }
+  // The child's failure keeps its class: bad input stays exit 2 in the parent.
+  const reason = message.replace(/^(error|usage): /, '').trim();
+  throw message.startsWith(`${BAD_INPUT}: `) ? new UsageError(reason) : new Error(reason);
 }
 
 async function serve(cmd: MountCommand): Promise<void> {
@@ -186,14 +195,15 @@ async function serve(cmd: MountCommand): Promise<void> {
       `mounted ${store.url} generation ${catalog.index.generation} (${catalog.familyNames().length} families) at ${cmd.mountpoint}; ` +
         `memory limit ${formatBytes(cmd.memoryLimit)} (${formatBytes(memory.cacheBytes)} cached blocks, ${formatBytes(memory.inFlightBytes)} in flight), disk cache ${cmd.cacheDir} (cap ${formatBytes(cmd.cacheSize)})`,
     );
-    ready.send('ready\n');
+    ready.send(`${READY}\n`);
   } catch (err) {
     const reason = `cannot mount ${cmd.mountpoint}: ${(err as Error).message}`;
     log.error(reason);
-    ready.send(`error: ${reason}\n`);
+    const badInput = isBadInput(err);
+    ready.send(`${badInput ? BAD_INPUT : 'error'}: ${reason}\n`);
     await mounted?.unmount();
     control?.close();
-    throw new Error(reason);
+    throw badInput ? new UsageError(reason) : new Error(reason);
   }
   await untilSignalled(mounted, log);
   await drain?.();

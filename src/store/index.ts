@@ -19,6 +19,7 @@ export {
   ReadOnlyStoreError,
   StoreAccessError,
   StoreError,
+  StoreMissingError,
   StoreTimeoutError,
   TransientStoreError,
   WriteRefusedError,

@@ -1,6 +1,6 @@
 /** What the S3 and HTTP stores share about HTTP answers: ranges, status codes, network failures. */
 import { parseRetryAfter } from './retry.js';
-import { ObjectNotFoundError, StoreAccessError, StoreError, StoreTimeoutError, TransientStoreError } from './types.js';
+import { ObjectNotFoundError, StoreAccessError, StoreError, StoreMissingError, StoreTimeoutError, TransientStoreError } from './types.js';
 
 /**
  * The requested bytes out of a ranged response. Servers may answer more than was asked (the whole
@@ -41,6 +41,7 @@ export function errorForStatus(answer: FailedAnswer): StoreError {
   const { status, storeUrl, key, code } = answer;
   const detail = `HTTP ${status}${code ? ` ${code}` : ''}`;
   const what = `${answer.method} ${key}`;
+  if (status === 404 && code === 'NoSuchBucket') return new StoreMissingError(storeUrl, 'no such bucket');
   if (status === 404) return new ObjectNotFoundError(storeUrl, key);
   if (status === 401 || status === 403) return new StoreAccessError(storeUrl, what, detail, answer.credentialSource);
   const throttled = status === 503 || status === 429 || (code !== undefined && THROTTLING.has(code));

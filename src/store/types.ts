@@ -99,6 +99,17 @@ export class ObjectNotFoundError extends StoreError {
   }
 }
 
+/**
+ * The store itself does not exist (an S3 bucket that is not there), as opposed to one object in it: every key
+ * would be "not found", so a reader that took this for absence would see an empty store.
+ */
+export class StoreMissingError extends StoreError {
+  constructor(readonly storeUrl: string, why: string) {
+    super(`${storeUrl} does not exist (${why}): check the store URL`);
+    this.name = 'StoreMissingError';
+  }
+}
+
 /** A store that cannot take writes (an http:// mirror) throws this from put*. */
 export class ReadOnlyStoreError extends StoreError {
   constructor(readonly storeUrl: string) {
