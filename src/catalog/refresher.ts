@@ -46,19 +46,26 @@ export class CatalogRefresher {
     return this.running;
   }
 
+  /**
+   * A generation counts as served only once `onNewGeneration` has taken it: until then `current`, the
+   * etag seen and `lastError` stay as they were, so a failed hand-over is tried again at the next poll
+   * and `status` keeps saying why until one succeeds.
+   */
   private async refresh(): Promise<void> {
     const { store } = this.current;
     try {
       this.lastCheckMs = Date.now();
       const head = await store.head(keys.head);
+      if (head && head.etag !== this.lastEtag) {
+        const next = await this.current.next(await this.options.trust?.());
+        if (next.indexHash !== this.current.indexHash) {
+          await this.options.onNewGeneration(next);
+          this.current = next;
+          this.options.log.info(`now serving generation ${next.index.generation} (index ${next.indexHash}) of ${store.url}`);
+        }
+        this.lastEtag = head.etag;
+      }
       this.lastError = undefined;
-      if (!head || head.etag === this.lastEtag) return;
-      const next = await this.current.next(await this.options.trust?.());
-      this.lastEtag = head.etag;
-      if (next.indexHash === this.current.indexHash) return;
-      this.current = next;
-      await this.options.onNewGeneration(next);
-      this.options.log.info(`now serving generation ${next.index.generation} (index ${next.indexHash}) of ${store.url}`);
     } catch (err) {
       this.lastError = (err as Error).message;
       this.options.log.error(`refresh of ${store.url} failed; still serving generation ${this.current.index.generation}: ${(err as Error).message}`);

@@ -183,7 +183,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     refresher.start();
     const started = Date.now();
     const status = () =>
-      mountStatus({ cmd, started, store, remote, fs, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
+      mountStatus({ cmd, started, store, remote, fs, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
     unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url, socket });

@@ -1,4 +1,5 @@
 import type { BlockSource, ByteBudget, LocalCopyStore, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
+import type { CatalogRefresher } from '../catalog/index.js';
 import type { Mounted, RezFs, StartupSets } from '../fs/index.js';
 import { MirroredStore, type ObjectStore } from '../store/index.js';
 import type { MountCommand } from './mount.js';
@@ -12,6 +13,7 @@ export interface StatusParts {
   store: LocalCopyStore;
   remote: ObjectStore;
   fs: RezFs;
+  refresher: CatalogRefresher;
   mounted: Mounted;
   blocks: BlockSource;
   memoryCache: MemoryBlockCache;
@@ -47,6 +49,8 @@ export async function mountStatus(p: StatusParts) {
     catalogAgeSec: Math.round((Date.now() - catalog.index.createdMs) / 1000),
     families: catalog.familyNames().length,
     refreshSec: p.cmd.refreshMs / 1000,
+    /** The last look for a new generation, and why it failed while it keeps failing (the mount serves the last good one). */
+    refresh: { lastCheck: iso(p.refresher.lastCheckMs), lastError: p.refresher.lastError ?? null },
     stores,
     fuse: p.mounted.binding,
     requests: { ...p.fs.stats, note: 'what the kernel answered from its caches never reaches rezfs' },
@@ -84,6 +88,7 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
     `${s.mountpoint}: ${s.store} generation ${s.generation} (${s.families} families, published ${s.catalogCreated}), pid ${s.pid}, up ${s.uptimeSec} s`,
     s.offline ? `OFFLINE since ${s.offlineSince}: serving the local copy of the catalog and cached data only` : 'online',
     ...s.stores.map((st) => `  store ${st.url}: ${st.healthy ? 'healthy' : `down (${st.lastError})`}`),
+    ...(s.refresh.lastError ? [`  REFRESH FAILING (last tried ${s.refresh.lastCheck}): ${s.refresh.lastError}`] : []),
     `  memory cache ${formatBytes(cache.memory.bytes)} of ${formatBytes(cache.memory.limit)}, hits ${pct(cache.memory.hitRatio)}; disk hits ${pct(cache.disk.hitRatio)}; store ${cache.store.gets} GETs (${formatBytes(cache.store.bytes)}); ${cache.chunkReads} reads from chunks`,
     `  FUSE binding ${s.fuse}; requests that reached rezfs: ${s.requests.metadata} metadata, ${s.requests.reads} reads`,
     `  startup sets: ${s.startup.profilesFollowed} profiles followed, ${s.startup.profilesIgnored} ignored, ${s.startup.wholePacks} small versions whole; ${s.startup.preloadedBlocks} blocks preloaded; ${s.startup.recorded} recorded`,
