@@ -194,15 +194,34 @@ export class DiskBlockCache implements BlockCache {
     return (await this.pinFiles()).map((file) => decodeURIComponent(file.replace(/\.json$/, '')));
   }
 
+  /** The pin files; no pins directory is no pins, any other failure to list it is an error (fail closed). */
   private async pinFiles(): Promise<string[]> {
-    return (await readdir(this.pinsDir).catch(() => [] as string[])).filter((f) => f.endsWith('.json'));
+    const files = await readdir(this.pinsDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    return files.filter((f) => f.endsWith('.json'));
   }
 
+  /**
+   * Every pinned block. Fails closed: a pin file that cannot be read or parsed throws (naming it),
+   * so eviction stops rather than dropping blocks someone pinned.
+   */
   private async pinnedBlocks(): Promise<Set<string>> {
     const pinned = new Set<string>();
     for (const file of await this.pinFiles()) {
-      const list = await readFile(join(this.pinsDir, file), 'utf8').then((t) => JSON.parse(t) as string[], () => []);
-      for (const sha of list) pinned.add(sha);
+      const path = join(this.pinsDir, file);
+      let list: unknown;
+      try {
+        list = JSON.parse(await readFile(path, 'utf8'));
+      } catch (err) {
+        list = (err as NodeJS.ErrnoException).code === 'ENOENT' ? [] : undefined; // unpinned meanwhile
+      }
+      if (!Array.isArray(list) || !list.every((sha) => typeof sha === 'string' && SHA256.test(sha))) {
+        const name = decodeURIComponent(file.replace(/\.json$/, ''));
+        throw new Error(`pin file ${path} is unreadable or damaged, so nothing is evicted from ${this.dir}: pin ${name} again, or remove it with rezfs cache unpin ${name}`);
+      }
+      for (const sha of list as string[]) pinned.add(sha);
     }
     return pinned;
   }
