@@ -8,6 +8,8 @@ import type { BlockCache } from './block-cache.js';
 const HIGH_WATERMARK = 0.95;
 const LOW_WATERMARK = 0.85;
 const SHA256 = /^[0-9a-f]{64}$/;
+/** After a background eviction that failed or could not make room, the next one waits this long. */
+const EVICTION_RETRY_MS = 10_000;
 
 export interface DiskCacheStats {
   blocks: number;
@@ -35,18 +37,31 @@ interface CachedBlock {
  * several mounts can share one directory. The directory is its own index: a block's mtime is its
  * last use (touched on every hit), so LRU order survives unmount, crash and reboot. With a size cap,
  * the least recently used blocks are evicted between the watermarks; pinned ones never are.
+ *
+ * Eviction never runs on a writer's path: crossing the high watermark starts a pass in the background,
+ * and a block that would take the cache past its cap meanwhile is not kept (the cap is hard, the block
+ * is still served from memory). Until the one scan that learns how full the cache is has finished
+ * (`ready()`, started by the first write if nobody asked earlier), capped writes are not kept either.
  */
 export class DiskBlockCache implements BlockCache {
   private readonly blocksDir: string;
   private readonly pinsDir: string;
   /** Bytes this process believes are cached; learnt by one scan, then kept up to date by its own writes. */
   private used: number | undefined;
-  private scanning: Promise<number> | undefined;
-  private collecting: Promise<GcResult> | undefined;
+  private scanning: Promise<void> | undefined;
+  private collecting: Promise<void> | undefined;
+  /** No background pass starts before this (epoch ms): one that could not make room is not retried on every write. */
+  private nextPassMs = 0;
+  /** Blocks this process did not keep because they would have passed the cap; for prefetch's report and status. */
+  notKept = 0;
+  /** Why the last background eviction failed (a damaged pin file), until one succeeds. */
+  lastEvictionError: string | undefined;
 
   constructor(
     readonly dir: string,
-    private readonly maxBytes: number = Number.POSITIVE_INFINITY,
+    readonly maxBytes: number = Number.POSITIVE_INFINITY,
+    /** For a writer no reader waits on (prefetch): wait for eviction to make room rather than not keep a block. */
+    private readonly waitForRoom = false,
   ) {
     this.blocksDir = join(dir, 'blocks');
     this.pinsDir = join(dir, 'pins');
@@ -70,7 +85,14 @@ export class DiskBlockCache implements BlockCache {
 
   /** Writes a block, first making room under the cap; a block that cannot fit is not kept (the cap is hard). */
   async put(sha256: string, data: Buffer): Promise<void> {
-    if (Number.isFinite(this.maxBytes) && !(await this.reserve(data.length))) return;
+    if (Number.isFinite(this.maxBytes)) {
+      let kept = this.reserve(data.length);
+      while (!kept && this.waitForRoom && (await this.roomMade())) kept = this.reserve(data.length);
+      if (!kept) {
+        this.notKept++;
+        return;
+      }
+    }
     const target = this.pathOf(sha256);
     const dir = join(this.blocksDir, sha256.slice(0, 2));
     const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -93,23 +115,69 @@ export class DiskBlockCache implements BlockCache {
     await rm(this.pathOf(sha256), { force: true });
   }
 
+  /** Learns how full the cache is (one scan of its directory); capped writes are kept only once it has. */
+  ready(): Promise<void> {
+    this.scanning ??= this.scan().then(
+      (blocks) => {
+        this.used ??= blocks.reduce((n, b) => n + b.size, 0); // a gc meanwhile has counted them already
+      },
+      (err: unknown) => {
+        this.scanning = undefined; // try again at the next write
+        throw err;
+      },
+    );
+    return this.scanning;
+  }
+
+  /** Settles when the background eviction pass under way, if any, is over. */
+  async evicted(): Promise<void> {
+    await this.collecting;
+  }
+
   /**
-   * Counts a block against the cap before it is written, evicting least recently used blocks first
-   * when it would cross the high watermark. False when even eviction cannot make room (all pinned).
+   * Counts a block against the cap before it is written, without waiting for anything (so writes in
+   * parallel cannot overbook): false when it would pass the cap. Above the high watermark, a background
+   * pass evicts least recently used blocks down to the low one.
    */
-  private async reserve(bytes: number): Promise<boolean> {
+  private reserve(bytes: number): boolean {
     if (this.used === undefined) {
-      const onDisk = await (this.scanning ??= this.scan().then((blocks) => blocks.reduce((n, b) => n + b.size, 0)));
-      this.used ??= onDisk; // the first waiter to wake sets it; the others must not undo its reservation
+      this.ready().catch(() => undefined);
+      return false;
     }
-    while (this.used + bytes > this.maxBytes * HIGH_WATERMARK) {
-      const target = Math.min(Math.floor(this.maxBytes * LOW_WATERMARK), this.maxBytes - bytes);
-      const pass = (this.collecting ??= this.gc(target).finally(() => (this.collecting = undefined)));
-      if ((await pass).removedBlocks === 0) break;
-    }
+    if (this.used + bytes > this.maxBytes * HIGH_WATERMARK) this.evictInBackground();
     if (this.used + bytes > this.maxBytes) return false;
     this.used += bytes;
     return true;
+  }
+
+  /** Waits for the scan, or for an eviction pass; true if that freed room (else all that is left is pinned). */
+  private async roomMade(): Promise<boolean> {
+    if (this.used === undefined) {
+      await this.ready();
+      return true;
+    }
+    const before = this.used;
+    this.nextPassMs = 0;
+    this.evictInBackground();
+    await this.collecting;
+    return this.used < before;
+  }
+
+  private evictInBackground(): void {
+    if (this.collecting || Date.now() < this.nextPassMs) return;
+    this.collecting = this.gc()
+      .then(
+        (result) => {
+          this.lastEvictionError = undefined;
+          // Everything left is pinned or in use: scanning again at once would find the same.
+          if (result.remainingBytes > this.maxBytes * HIGH_WATERMARK) this.nextPassMs = Date.now() + EVICTION_RETRY_MS;
+        },
+        (err: unknown) => {
+          this.lastEvictionError = (err as Error).message;
+          this.nextPassMs = Date.now() + EVICTION_RETRY_MS;
+        },
+      )
+      .finally(() => (this.collecting = undefined));
   }
 
   /** Evicts least recently used, unpinned blocks until the cache holds at most `targetBytes`. */

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DiskBlockCache, MemoryBlockCache, type BlockCache } from '../../src/cache/index.js';
+import { hungFile } from '../support/hung-file.js';
 
 const dirs: string[] = [];
 afterAll(async () => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
@@ -92,16 +93,57 @@ describe('disk cache limits', () => {
   it('never goes over its cap, even with writes in parallel', async () => {
     const dir = await tempDir();
     const cache = new DiskBlockCache(dir, 20_000);
+    await cache.ready();
     for (let round = 0; round < 12; round++) {
       await Promise.all(Array.from({ length: 5 }, (_, i) => cache.put(sha(round * 5 + i), Buffer.alloc(1000, i))));
       expect((await cache.stats()).bytes).toBeLessThanOrEqual(20_000);
+      await cache.evicted();
     }
-    expect(await cache.get(sha(59))).toBeDefined();
+    // Blocks past the cap while a pass runs are not kept; once it is done, there is room again.
+    await cache.put(sha(99), Buffer.alloc(1000));
+    expect(await cache.get(sha(99))).toBeDefined();
+  });
+
+  it('a write never waits for eviction: it returns while a pass is stuck, and the cap holds meanwhile', async () => {
+    const dir = await tempDir();
+    const cache = new DiskBlockCache(dir, 10_000);
+    await cache.ready();
+    for (let i = 0; i < 9; i++) await cache.put(sha(i), Buffer.alloc(1000, i));
+    // A pin file that never answers (see hung-file.ts) holds the eviction pass up.
+    await mkdir(join(dir, 'pins'), { recursive: true });
+    const stuck = await hungFile(join(dir, 'pins', 'stuck.json'));
+    try {
+      const started = Date.now();
+      await cache.put(sha(9), Buffer.alloc(1000, 9)); // crosses the high watermark: a pass starts, and hangs
+      await cache.put(sha(10), Buffer.alloc(1000, 10)); // would pass the cap: not kept
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(await cache.get(sha(9))).toBeDefined();
+      expect(await cache.get(sha(10))).toBeUndefined();
+      expect(cache.notKept).toBe(1);
+    } finally {
+      await stuck.release(); // lets the pass go on: the pin file read as empty, which is damaged
+    }
+    await cache.evicted();
+    expect(cache.lastEvictionError).toMatch(/pin file .*stuck\.json is unreadable or damaged/);
+    expect((await cache.stats()).bytes).toBe(10_000);
+  });
+
+  it('a writer no reader waits for (prefetch) waits for room instead, and still keeps to the cap', async () => {
+    const dir = await tempDir();
+    const cache = new DiskBlockCache(dir, 10_000, true);
+    for (let i = 0; i < 30; i++) await cache.put(sha(i), Buffer.alloc(1000, i));
+    expect(cache.notKept).toBe(0);
+    expect((await cache.stats()).bytes).toBeLessThanOrEqual(10_000);
+    expect(await cache.get(sha(29))).toBeDefined();
+    await cache.pin('all', Array.from({ length: 30 }, (_, i) => sha(i)));
+    await cache.put(sha(99), Buffer.alloc(3000));
+    expect(cache.notKept).toBe(1);
   });
 
   it('does not keep a block when everything else is pinned, rather than exceed its cap', async () => {
     const dir = await tempDir();
     const cache = new DiskBlockCache(dir, 3_000);
+    await cache.ready();
     await cache.put(sha(1), Buffer.alloc(1000));
     await cache.put(sha(2), Buffer.alloc(1000));
     await cache.pin('all', [sha(1), sha(2)]);
