@@ -4,17 +4,39 @@ import { hostname } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { sha256Hex } from '../hash.js';
 import { isRunning } from '../pid.js';
-import { checkKey, ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
+import { checkKey, ObjectNotFoundError, StoreError, StoreTimeoutError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
 
 const LOCK_STALE_MS = 30_000;
+/** How long a read of a file store may take unless the opener says otherwise. */
+export const DEFAULT_FILE_DEADLINE_MS = 30_000;
+/**
+ * Reads still running past their deadline (a hung NFS server: the syscall never returns) before new
+ * ones fail at once. Each holds a thread of libuv's pool (4 by default, shared with the disk cache)
+ * and its buffer (at most a readahead run, 8 MiB): bounded, they leave the rest of the process going.
+ */
+const MAX_OVERDUE = 2;
 
-/** A store in a local (or NFS) directory: the embedded default, no server needed. */
+export interface FileStoreOptions {
+  /** A read (get, getRange, head) not answered by then fails with StoreTimeoutError, whatever the syscall does. */
+  deadlineMs: number;
+}
+
+/**
+ * A store in a local (or NFS) directory: the embedded default, no server needed. Reads have a
+ * deadline like a network store's requests: a caller is answered by then, and what it had reserved
+ * for the read (the block source's byte budget) is released then too. The read itself may still be
+ * running; at most MAX_OVERDUE such reads are allowed before further reads fail at once.
+ */
 export class FileStore implements ObjectStore {
   readonly url: string;
   /** putIfMatch holds a lock file around its check and write. */
   readonly conditionalWrites = 'honoured';
+  private overdue = 0;
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    private readonly options: FileStoreOptions = { deadlineMs: DEFAULT_FILE_DEADLINE_MS },
+  ) {
     this.url = `file://${root}`;
   }
 
@@ -22,15 +44,21 @@ export class FileStore implements ObjectStore {
     return join(this.root, ...checkKey(key).split('/'));
   }
 
-  async get(key: string): Promise<Buffer> {
-    try {
-      return await readFile(this.pathOf(key));
-    } catch (err) {
-      throw this.translate(err, key);
-    }
+  get(key: string): Promise<Buffer> {
+    return this.bounded(`GET ${key}`, async () => {
+      try {
+        return await readFile(this.pathOf(key));
+      } catch (err) {
+        throw this.translate(err, key);
+      }
+    });
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Buffer> {
+  getRange(key: string, start: number, end: number): Promise<Buffer> {
+    return this.bounded(`GET ${key} [${start}, ${end})`, () => this.readRange(key, start, end));
+  }
+
+  private async readRange(key: string, start: number, end: number): Promise<Buffer> {
     let handle;
     try {
       handle = await open(this.pathOf(key), 'r');
@@ -51,7 +79,11 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  async head(key: string): Promise<ObjectInfo | undefined> {
+  head(key: string): Promise<ObjectInfo | undefined> {
+    return this.bounded(`HEAD ${key}`, () => this.info(key));
+  }
+
+  private async info(key: string): Promise<ObjectInfo | undefined> {
     try {
       const info = await stat(this.pathOf(key));
       // Content-derived etag: objects here are small (index/HEAD) or content-addressed.
@@ -168,6 +200,33 @@ export class FileStore implements ObjectStore {
     } finally {
       await rm(lock, { force: true });
     }
+  }
+
+  /** Runs one read under the store's deadline (see MAX_OVERDUE). */
+  private bounded<T>(what: string, read: () => Promise<T>): Promise<T> {
+    const { deadlineMs } = this.options;
+    if (this.overdue >= MAX_OVERDUE) {
+      return Promise.reject(
+        new StoreTimeoutError(`${what} at ${this.url}: ${this.overdue} earlier reads are still unanswered after ${deadlineMs} ms (a hung NFS server?); failing at once until they return`),
+      );
+    }
+    return new Promise<T>((resolve, reject) => {
+      let late = false;
+      const timer = setTimeout(() => {
+        late = true;
+        this.overdue++;
+        reject(new StoreTimeoutError(`${what} at ${this.url}: no answer within ${deadlineMs} ms`));
+      }, deadlineMs);
+      const settled = () => {
+        clearTimeout(timer);
+        if (late) this.overdue--;
+        return !late;
+      };
+      read().then(
+        (value) => settled() && resolve(value),
+        (err: unknown) => settled() && reject(err),
+      );
+    });
   }
 
   private translate(err: unknown, key: string): Error {

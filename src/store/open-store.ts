@@ -1,6 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FileStore } from './file-store.js';
+import { DEFAULT_FILE_DEADLINE_MS, FileStore } from './file-store.js';
 import { DavStore } from './dav-store.js';
 import { HttpStore } from './http-store.js';
 import { MirroredStore, type MirrorOptions } from './mirrored-store.js';
@@ -12,6 +12,8 @@ import { DEFAULT_TIMEOUTS, type RequestPolicy, type StoreTimeouts } from './watc
 export interface OpenStoreOptions {
   /** Network stores only; unset fields keep DEFAULT_TIMEOUTS. */
   timeouts?: Partial<StoreTimeouts>;
+  /** file:// stores only: how long one read may take (default DEFAULT_FILE_DEADLINE_MS). */
+  fileDeadlineMs?: number;
   /** Network stores only; unset fields keep DEFAULT_RETRY. */
   retry?: Partial<RetryPolicy>;
 }
@@ -60,9 +62,13 @@ export function openStore(url: string, options: OpenStoreOptions = {}): ObjectSt
   };
   switch (parsed.protocol) {
     case 'file:': {
+      // file://srv/x names host "srv": a local directory needs three slashes.
+      if (parsed.hostname !== '' && parsed.hostname !== 'localhost') {
+        throw new StoreUrlError(url, `"${parsed.hostname}" is read as a host name; a directory needs three slashes: file:///${parsed.hostname}${parsed.pathname}`);
+      }
       const dir = fileURLToPath(parsed);
       if (!isAbsolute(dir)) throw new StoreUrlError(url, 'the directory must be absolute');
-      return new FileStore(dir.replace(/\/+$/, '') || '/');
+      return new FileStore(dir.replace(/\/+$/, '') || '/', { deadlineMs: options.fileDeadlineMs ?? DEFAULT_FILE_DEADLINE_MS });
     }
     case 's3:': {
       if (!parsed.hostname) throw new StoreUrlError(url, 'no bucket');
