@@ -46,8 +46,10 @@ enum op {
 /* The largest read the kernel may send: libfuse's own buffer size, so reads come whole. */
 #define MAX_READ (1024 * 1024)
 
-/* Attributes travel as 8 doubles: ino, mode, nlink, uid, gid, size, blocks, mtime (ms). */
-#define ATTR_FIELDS 8
+/* Attributes travel as 9 doubles: ino, mode, nlink, uid, gid, size, blocks, mtime (ms), then the FUSE node id
+   (entries only). st_ino and the node id differ: JavaScript hands node ids out per path the kernel holds. */
+#define ATTR_FIELDS 9
+#define NODE_FIELD 8
 
 /* Requests read from the kernel per wake-up before other events get their turn. */
 #define BATCH 64
@@ -423,7 +425,8 @@ static fuse_req_t take_request(napi_env env, session_t *s, napi_value token) {
   return (fuse_req_t)(uintptr_t)raw;
 }
 
-static int read_attr(napi_env env, napi_value array, size_t index, struct stat *st) {
+/* Reads the attributes at `index`, and its node id into *node when node is not NULL. */
+static int read_attr(napi_env env, napi_value array, size_t index, struct stat *st, fuse_ino_t *node) {
   napi_typedarray_type type;
   size_t length;
   void *data;
@@ -431,6 +434,7 @@ static int read_attr(napi_env env, napi_value array, size_t index, struct stat *
       length < (index + 1) * ATTR_FIELDS)
     return 0;
   const double *f = (const double *)data + index * ATTR_FIELDS;
+  if (node) *node = (fuse_ino_t)f[NODE_FIELD];
   memset(st, 0, sizeof *st);
   st->st_ino = (ino_t)f[0];
   st->st_mode = (mode_t)f[1];
@@ -501,8 +505,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     free(s->mountpoint);
     free(s);
     char message[4400];
-    snprintf(message, sizeof message, "cannot mount FUSE at %s: %s (see the log above for libfuse's reason)", mountpoint,
-             saved ? strerror(saved) : "libfuse refused the options");
+    /* libfuse and fusermount3 print their reason on stderr; the CLI passes that on with this message. */
+    snprintf(message, sizeof message, "cannot mount FUSE at %s: %s", mountpoint, saved ? strerror(saved) : "libfuse refused the options");
     return throw_error(env, message);
   }
   int fd = fuse_session_fd(s->se);
@@ -546,9 +550,8 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e = {0};
   napi_valuetype type;
   napi_typeof(env, argv[2], &type);
-  if (type != napi_null && !read_attr(env, argv[2], 0, &e.attr)) return throw_error(env, "rezfs native: bad attributes");
+  if (type != napi_null && !read_attr(env, argv[2], 0, &e.attr, &e.ino)) return throw_error(env, "rezfs native: bad attributes");
   REQUEST(1);
-  e.ino = e.attr.st_ino;
   e.generation = 1;
   e.attr_timeout = get_double(env, argv[3]);
   e.entry_timeout = get_double(env, argv[4]);
@@ -560,7 +563,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
 static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   ARGS(4);
   struct stat st;
-  if (!read_attr(env, argv[2], 0, &st)) return throw_error(env, "rezfs native: bad attributes");
+  if (!read_attr(env, argv[2], 0, &st, NULL)) return throw_error(env, "rezfs native: bad attributes");
   REQUEST(1);
   fuse_reply_attr(req, &st, get_double(env, argv[3]));
   return replied(env, s);
@@ -649,8 +652,9 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
     napi_value element;
     size_t len;
     struct stat st;
+    fuse_ino_t node;
     if (napi_get_element(env, argv[5], (uint32_t)i, &element) != napi_ok ||
-        napi_get_value_string_utf8(env, element, name, sizeof name, &len) != napi_ok || !read_attr(env, argv[6], i, &st)) {
+        napi_get_value_string_utf8(env, element, name, sizeof name, &len) != napi_ok || !read_attr(env, argv[6], i, &st, &node)) {
       free(buf);
       return throw_error(env, "rezfs native: bad directory entries");
     }
@@ -659,7 +663,7 @@ static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
       struct fuse_entry_param e = {0};
       e.attr = st;
       /* "." and ".." carry no lookup: the kernel skips them, and so must the lookup count. */
-      e.ino = i < 2 ? 0 : st.st_ino;
+      e.ino = i < 2 ? 0 : node;
       e.generation = 1;
       e.attr_timeout = attr_timeout;
       e.entry_timeout = entry_timeout;

@@ -1,4 +1,5 @@
 import type { TreeChanges } from './changes.js';
+import type { InodeNumbers } from './inodes.js';
 import type { RezFs } from './rezfs.js';
 
 export interface MountOptions {
@@ -28,5 +29,7 @@ export interface Mounted {
 export interface FuseBinding {
   /** Whether mounts tell the kernel about new generations (else cache timeouts must stay short). */
   readonly invalidatesChanges: boolean;
+  /** How the files it serves are numbered (st_ino): what its kernel interface carries. */
+  readonly inodes: InodeNumbers;
   mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted>;
 }

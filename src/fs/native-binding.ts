@@ -10,7 +10,7 @@ import { cacheSeconds, type CacheTimeouts } from './cache-policy.js';
 import { raiseKernelReadahead } from './kernel-readahead.js';
 import type { TreeChanges } from './changes.js';
 import { Errno, errnoOf } from './errors.js';
-import { ROOT_INO } from './inodes.js';
+import { hashedInodes } from './inodes.js';
 import { childPath } from './paths.js';
 import type { Attr, RezFs } from './rezfs.js';
 
@@ -55,7 +55,13 @@ interface Addon {
   notifyInval(session: Session, ino: number, name: string | undefined): Promise<number>;
 }
 
-const ATTR_FIELDS = 8;
+/** Attributes as the addon reads them: st_ino, mode, nlink, uid, gid, size, blocks, mtime (ms), then the FUSE node id. */
+const ATTR_FIELDS = 9;
+const NODE_FIELD = 8;
+/** FUSE's node id of the root; the kernel never forgets it. */
+const ROOT_NODE = 1;
+/** The least a readdirplus entry takes in the kernel's buffer (fuse_entry_out and fuse_dirent, before the name). */
+const MIN_DIRENTPLUS_BYTES = 152;
 /** How long an unmount waits for the kernel to let go before the caller moves on. */
 const EXIT_WAIT_MS = 5_000;
 const INIT_WAIT_MS = 10_000;
@@ -74,13 +80,18 @@ export function loadNativeAddon(): Addon {
   return addon;
 }
 
-export function nativeBindingAvailable(): boolean {
+/** Why the native binding cannot be used here (not built, libfuse3 missing, ...), or undefined when it can. */
+export function nativeBindingUnavailable(): string | undefined {
   try {
     loadNativeAddon();
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (err) {
+    return (err as Error).message.split('\n')[0];
   }
+}
+
+export function nativeBindingAvailable(): boolean {
+  return nativeBindingUnavailable() === undefined;
 }
 
 /**
@@ -90,6 +101,8 @@ export function nativeBindingAvailable(): boolean {
  */
 export class NativeBinding implements FuseBinding {
   readonly invalidatesChanges = true;
+  /** st_ino is 64 bits here: a hash of the path, no table; the kernel's node ids are handed out apart. */
+  readonly inodes = hashedInodes;
 
   async mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted> {
     const server = new NativeServer(loadNativeAddon(), fs, options);
@@ -110,13 +123,22 @@ interface Listing {
   attrs: Float64Array;
 }
 
-/** One mount's request handling: translates inode-based requests into RezFs's path-based calls. */
+/**
+ * One mount's request handling: translates node-based requests into RezFs's path-based calls.
+ *
+ * Node ids are handed out here, one per path the kernel was told about, and freed when the kernel
+ * forgets the last lookup of it: what this process holds per path is bounded by what the kernel
+ * holds, however many paths a long run resolves. st_ino (what stat shows and rez compares) is the
+ * path's stable hash and does not depend on the node id.
+ */
 class NativeServer {
   private session: Session | undefined;
-  /** What the kernel holds: inode to path, with its lookup count (forget lowers it). */
-  private readonly known = new Map<number, { path: string; lookups: number }>([[ROOT_INO, { path: '/', lookups: 1 }]]);
-  /** Whole listings, kept between the chunks the kernel reads a big directory in. */
-  private readonly listings = new LRUCache<number, Listing>({ max: 64 });
+  /** The kernel's nodes: node id to path, with the lookups the kernel holds (forget lowers them). */
+  private readonly nodes = new Map<number, { path: string; lookups: number }>([[ROOT_NODE, { path: '/', lookups: 1 }]]);
+  private readonly nodeByPath = new Map<string, number>([['/', ROOT_NODE]]);
+  private nextNode = ROOT_NODE + 1;
+  /** Whole listings by directory, kept between the chunks the kernel reads a big directory in. */
+  private readonly listings = new LRUCache<string, Listing>({ max: 64 });
   private readonly timeouts: CacheTimeouts;
   private lookups = 0;
   private readonly initialised = deferred();
@@ -172,11 +194,12 @@ class NativeServer {
     if (!session) return;
     this.listings.clear();
     const targets = [
-      ...changes.entries.map(({ parent, name }) => ({ ino: this.fs.inoOf(parent), name })),
-      ...[...changes.dirs, ...changes.files].map((path) => ({ ino: this.fs.inoOf(path), name: undefined })),
+      ...changes.entries.map(({ parent, name }) => ({ path: parent, name })),
+      ...[...changes.dirs, ...changes.files].map((path) => ({ path, name: undefined })),
     ];
-    for (const { ino, name } of targets) {
-      if (this.known.has(ino)) await this.addon.notifyInval(session, ino, name); // else the kernel holds nothing of it
+    for (const { path, name } of targets) {
+      const node = this.nodeByPath.get(path);
+      if (node !== undefined) await this.addon.notifyInval(session, node, name); // else the kernel holds nothing of it
     }
   }
 
@@ -197,9 +220,9 @@ class NativeServer {
         return;
       }
     }
-    const path = this.known.get(ino)?.path;
+    const path = this.nodes.get(ino)?.path;
     if (path === undefined) {
-      this.addon.replyErr(this.session!, req, Errno.ENOENT); // an inode the kernel forgot: nothing to answer for
+      this.addon.replyErr(this.session!, req, Errno.ENOENT); // a node the kernel forgot: nothing to answer for
       return;
     }
     switch (op) {
@@ -213,7 +236,7 @@ class NativeServer {
         return this.answer(req, this.fs.readAt(path, a, b), (data) => this.addon.replyBuf(this.session!, req, data));
       case Op.Readdir:
       case Op.Readdirplus:
-        return this.answer(req, this.listing(ino, path), (listing) => this.replyDir(req, path, listing, op === Op.Readdirplus, b, a));
+        return this.answer(req, this.listing(path), (listing) => this.replyDir(req, path, listing, op === Op.Readdirplus, b, a));
       case Op.Getxattr:
         return this.answer(req, this.fs.getxattr(path), () => this.addon.replyErr(this.session!, req, Errno.ENODATA));
       case Op.Listxattr:
@@ -235,18 +258,45 @@ class NativeServer {
       ),
       (attr) => {
         const seconds = this.seconds(path, attr !== undefined);
-        if (attr) this.remember(attr.ino, path);
-        this.addon.replyEntry(this.session!, req, attr ? encode([attr]) : null, seconds, seconds);
+        if (!attr) {
+          this.addon.replyEntry(this.session!, req, null, seconds, seconds);
+          return;
+        }
+        const node = this.nodeOf(path);
+        try {
+          const encoded = encode([attr]);
+          encoded[NODE_FIELD] = node;
+          this.addon.replyEntry(this.session!, req, encoded, seconds, seconds);
+          this.counted(node);
+        } finally {
+          this.dropIfUnheld(node);
+        }
       },
     );
   }
 
   private replyDir(req: number, path: string, listing: Listing, plus: boolean, size: number, offset: number): void {
     const seconds = this.seconds(childPath(path, listing.names[2] ?? '_'), true);
-    const added = this.addon.replyDir(this.session!, req, plus, size, offset, listing.names, listing.attrs, seconds, seconds);
-    if (!plus) return;
-    // Each entry but "." and ".." sent with its attributes counts as a lookup the kernel will forget.
-    for (let i = Math.max(offset, 2); i < offset + added; i++) this.remember(listing.attrs[i * ATTR_FIELDS]!, childPath(path, listing.names[i]!));
+    if (!plus) {
+      this.addon.replyDir(this.session!, req, plus, size, offset, listing.names, listing.attrs, seconds, seconds);
+      return;
+    }
+    // Each entry but "." and ".." sent with its attributes counts as a lookup the kernel will forget: give the
+    // entries that may fit in this reply their node ids, count those sent, free those that did not fit.
+    const first = Math.max(offset, 2);
+    const end = Math.min(listing.names.length, offset + Math.ceil(size / MIN_DIRENTPLUS_BYTES));
+    const nodes: number[] = [];
+    for (let i = first; i < end; i++) {
+      const node = this.nodeOf(childPath(path, listing.names[i]!));
+      listing.attrs[i * ATTR_FIELDS + NODE_FIELD] = node;
+      nodes.push(node);
+    }
+    try {
+      const added = this.addon.replyDir(this.session!, req, plus, size, offset, listing.names, listing.attrs, seconds, seconds);
+      for (let i = first; i < offset + added; i++) this.counted(nodes[i - first]!);
+    } finally {
+      for (const node of nodes) this.dropIfUnheld(node);
+    }
   }
 
   private replyXattrList(req: number, names: string[], size: number): void {
@@ -256,13 +306,13 @@ class NativeServer {
     else this.addon.replyBuf(this.session!, req, list);
   }
 
-  private async listing(ino: number, path: string): Promise<Listing> {
+  private async listing(path: string): Promise<Listing> {
     const catalog = this.fs.current;
-    const cached = this.listings.get(ino);
+    const cached = this.listings.get(path);
     if (cached?.catalog === catalog) return cached;
     const entries = await this.fs.readdir(path);
     const listing = { catalog, names: entries.map((e) => e.name), attrs: encode(entries.map((e) => e.attr)) };
-    this.listings.set(ino, listing);
+    this.listings.set(path, listing);
     return listing;
   }
 
@@ -272,23 +322,43 @@ class NativeServer {
   }
 
   get kernelInodes(): { held: number; lookups: number } {
-    return { held: this.known.size, lookups: this.lookups };
+    return { held: this.nodes.size, lookups: this.lookups };
   }
 
-  private remember(ino: number, path: string): void {
+  /** The node id of `path`: the one the kernel holds, else a new one (dropped again unless a lookup is counted). */
+  private nodeOf(path: string): number {
+    let node = this.nodeByPath.get(path);
+    if (node === undefined) {
+      node = this.nextNode++;
+      this.nodes.set(node, { path, lookups: 0 });
+      this.nodeByPath.set(path, node);
+    }
+    return node;
+  }
+
+  /** The kernel was sent `node` in a reply that counts as a lookup. */
+  private counted(node: number): void {
     this.lookups++;
-    const entry = this.known.get(ino);
-    if (entry) entry.lookups++;
-    else this.known.set(ino, { path, lookups: 1 });
+    this.nodes.get(node)!.lookups++;
+  }
+
+  private dropIfUnheld(node: number): void {
+    const entry = this.nodes.get(node);
+    if (!entry || entry.lookups > 0) return;
+    this.nodes.delete(node);
+    this.nodeByPath.delete(entry.path);
   }
 
   private forget(pairs: number[]): void {
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const ino = pairs[i]!;
-      const entry = this.known.get(ino);
-      if (!entry || ino === ROOT_INO) continue;
+      const node = pairs[i]!;
+      const entry = this.nodes.get(node);
+      if (!entry || node === ROOT_NODE) continue;
       entry.lookups -= pairs[i + 1]!;
-      if (entry.lookups <= 0) this.known.delete(ino);
+      if (entry.lookups <= 0) {
+        entry.lookups = 0;
+        this.dropIfUnheld(node);
+      }
     }
   }
 
@@ -331,7 +401,7 @@ function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err
 function encode(attrs: readonly Attr[]): Float64Array {
   const out = new Float64Array(attrs.length * ATTR_FIELDS);
   attrs.forEach((attr, i) => {
-    out.set([attr.ino, attr.mode, attr.nlink, attr.uid, attr.gid, attr.size, attr.blocks, attr.mtimeMs], i * ATTR_FIELDS);
+    out.set([attr.ino, attr.mode, attr.nlink, attr.uid, attr.gid, attr.size, attr.blocks, attr.mtimeMs, 0], i * ATTR_FIELDS);
   });
   return out;
 }

@@ -4,7 +4,7 @@ import type { Catalog, DirNode, FamilyShard, FileNode, InlineEntry, InlineFile, 
 import { countSubdirs, keys, packOf, packsOf } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import { FsError } from './errors.js';
-import { InodeTable } from './inodes.js';
+import { hashedInodes, type InodeNumbers } from './inodes.js';
 import { childPath, splitPath } from './paths.js';
 import type { StartupSets } from './startup-sets.js';
 import { withDeadline } from '../deadline.js';
@@ -55,6 +55,8 @@ export interface RezFsOptions {
   readDeadlineMs: number;
   /** The most blocks a sequential reader gets fetched ahead of it. */
   readaheadBlocks: number;
+  /** st_ino of each path, as the binding numbers them (default: the path's 53-bit hash). */
+  inodes?: InodeNumbers;
   log: Log;
   /** Told when a version is first looked into and of every pack read: startup sets are learned and preloaded. */
   startup?: StartupSets;
@@ -84,7 +86,6 @@ type OpenFile =
  * from its start, however many documents it needs.
  */
 export class RezFs {
-  private readonly inodes = new InodeTable();
   private readonly handles = new Map<number, OpenFile>();
   /** Files read without an open (the kernel opens them itself): their state, per path. */
   private readonly unopened = new LRUCache<string, { catalog: Catalog; file: OpenFile }>({ max: UNOPENED_FILES });
@@ -114,11 +115,6 @@ export class RezFs {
    */
   swapCatalog(next: Catalog): void {
     this.catalog = next;
-  }
-
-  /** The inode number `path` has, whether or not it exists. */
-  inoOf(path: string): number {
-    return this.inodes.ino(path);
   }
 
   get current(): Catalog {
@@ -299,7 +295,7 @@ export class RezFs {
   }
 
   private attrOf(catalog: Catalog, path: string, resolved: Resolved): Attr {
-    const ino = this.inodes.ino(path);
+    const ino = (this.options.inodes ?? hashedInodes).ino(path);
     const dir = (mode: number, mtimeMs: number, subdirs: number) => this.attr(ino, S_IFDIR | mode, 4096, mtimeMs, 2 + subdirs);
     switch (resolved.kind) {
       case 'root':

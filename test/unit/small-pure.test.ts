@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { canonicalJson, checkFormat, decodeDocument, encodeDocument } from '../../src/catalog/codec.js';
 import { UsageError, formatBytes, parseDuration, parseSize } from '../../src/cli/units.js';
 import { FsError } from '../../src/fs/errors.js';
-import { InodeTable, ROOT_INO } from '../../src/fs/inodes.js';
+import { BoundedInodeTable, hashedInodes, ROOT_INO } from '../../src/fs/inodes.js';
 import { splitPath } from '../../src/fs/paths.js';
 import { ALIGN_MIN_BLOCKS } from '../../src/catalog/schema.js';
 import { BlockHasher, packLayout } from '../../src/publish/pack.js';
@@ -77,15 +77,29 @@ describe('paths and inodes', () => {
     expect(() => splitPath(`/${'x'.repeat(256)}`)).toThrow(FsError);
   });
 
-  it('numbers inodes stably and uniquely', () => {
-    const a = new InodeTable();
-    const b = new InodeTable();
+  it('numbers inodes as a pure function of the path, 53 bits wide, for the native binding', () => {
+    expect(hashedInodes.ino('/')).toBe(ROOT_INO);
+    const paths = Array.from({ length: 200_000 }, (_, i) => `/fam${i % 200}/${i}/file`);
+    const numbers = paths.map((p) => hashedInodes.ino(p));
+    expect(new Set(numbers).size).toBe(paths.length);
+    expect(numbers.every((n) => Number.isSafeInteger(n) && n > ROOT_INO)).toBe(true);
+    expect(numbers.some((n) => n > 2 ** 32)).toBe(true); // not squeezed into 32 bits
+    expect(hashedInodes.ino(paths[5]!)).toBe(numbers[5]);
+  });
+
+  it('numbers inodes in 32 bits for fuse-native, unique among the paths used last, in a table that stays bounded', () => {
+    const a = new BoundedInodeTable(20_000);
+    const b = new BoundedInodeTable(20_000);
     expect(a.ino('/')).toBe(ROOT_INO);
-    const paths = Array.from({ length: 20000 }, (_, i) => `/fam${i % 200}/${i}/file`);
+    const paths = Array.from({ length: 20_000 }, (_, i) => `/fam${i % 200}/${i}/file`);
     const numbers = paths.map((p) => a.ino(p));
     expect(new Set(numbers).size).toBe(paths.length);
+    expect(numbers.every((n) => n < 2 ** 32)).toBe(true);
     expect(paths.map((p) => b.ino(p))).toEqual(numbers);
-    expect(a.ino(paths[5]!)).toBe(numbers[5]);
+    // A long run resolves far more paths than it keeps: the table does not grow past its bound.
+    for (let i = 0; i < 300_000; i++) a.ino(`/other${i % 300}/${i}/x`);
+    expect(a.size).toBe(20_000);
+    expect(a.ino(paths[5]!)).toBe(numbers[5]); // its hash again: unsalted numbers come back the same
   });
 });
 
