@@ -8,27 +8,41 @@ export interface ControlHandlers {
   refresh(): Promise<void>;
 }
 
+export type ControlCommand = 'status' | 'refresh';
+
 const REQUEST_TIMEOUT_MS = 5_000;
+/** A command is one short word and a newline: anything longer is not a client of ours. */
+const MAX_REQUEST_BYTES = 1024;
 
 /**
  * A unix socket on which a mount answers one command per connection (`status`, `refresh`) with one
- * JSON document. It runs on the mount's own event loop and never touches the mountpoint.
+ * JSON document. It runs on the mount's own event loop and never touches the mountpoint. What a
+ * client may cost is bounded: a request longer than MAX_REQUEST_BYTES is refused, and a connection
+ * that has not sent its line within REQUEST_TIMEOUT_MS is closed.
  */
 export async function startControlServer(socketPath: string, handlers: ControlHandlers): Promise<Server> {
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
   await rm(socketPath, { force: true });
   const server = createServer((socket) => {
     let request = '';
+    let taken = false;
+    const answer = (value: unknown) => socket.end(`${JSON.stringify(value)}\n`);
     socket.setEncoding('utf8');
+    socket.setTimeout(REQUEST_TIMEOUT_MS, () => socket.destroy());
     socket.on('data', (chunk: string) => {
+      if (taken) return;
       request += chunk;
-      if (!request.includes('\n')) return;
-      const command = request.trim();
-      const answer = command === 'status' ? handlers.status() : command === 'refresh' ? handlers.refresh().then(() => ({ ok: true })) : Promise.reject(new Error(`unknown command ${command}`));
-      answer.then(
-        (value) => socket.end(`${JSON.stringify(value)}\n`),
-        (err: Error) => socket.end(`${JSON.stringify({ error: err.message })}\n`),
-      );
+      const end = request.indexOf('\n');
+      if (end < 0 && request.length <= MAX_REQUEST_BYTES) return;
+      taken = true;
+      socket.setTimeout(0); // the request is in; answering may take as long as the command does
+      if (end < 0 || end > MAX_REQUEST_BYTES) {
+        answer({ error: `request longer than ${MAX_REQUEST_BYTES} bytes` });
+        return;
+      }
+      const command = request.slice(0, end).trim();
+      const work = command === 'status' ? handlers.status() : command === 'refresh' ? handlers.refresh().then(() => ({ ok: true })) : Promise.reject(new Error(`unknown command ${command}`));
+      work.then(answer, (err: Error) => answer({ error: err.message }));
     });
     socket.on('error', () => undefined);
   });
@@ -37,11 +51,11 @@ export async function startControlServer(socketPath: string, handlers: ControlHa
 }
 
 /** Sends one command to a mount's control socket and returns its JSON answer. */
-export function requestControl(socketPath: string, command: 'status' | 'refresh'): Promise<unknown> {
+export function requestControl(socketPath: string, command: ControlCommand, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(socketPath);
     let answer = '';
-    const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${socketPath} within ${REQUEST_TIMEOUT_MS} ms`)), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
     socket.setEncoding('utf8');
     socket.on('connect', () => socket.write(`${command}\n`));
     socket.on('data', (chunk: string) => (answer += chunk));
@@ -53,6 +67,28 @@ export function requestControl(socketPath: string, command: 'status' | 'refresh'
         reject(new Error(`unreadable answer from ${socketPath}`));
       }
     });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/**
+ * Delivers one command without waiting for the mount to carry it out: resolves once it is written,
+ * rejects if nobody listens there (a mount that is gone) or the connection does not open in time.
+ */
+export function sendControl(socketPath: string, command: ControlCommand, timeoutMs = REQUEST_TIMEOUT_MS): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(socketPath);
+    const timer = setTimeout(() => socket.destroy(new Error(`${socketPath} did not accept a connection within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('connect', () =>
+      socket.write(`${command}\n`, () => {
+        clearTimeout(timer);
+        socket.end();
+        resolve();
+      }),
+    );
     socket.on('error', (err) => {
       clearTimeout(timer);
       reject(err);

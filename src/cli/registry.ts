@@ -3,6 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex } from '../hash.js';
 import { isRunning } from '../pid.js';
+import { sendControl } from './control.js';
+
+/** A publish does not wait longer than this for a mount to take its "refresh now". */
+const NOTIFY_TIMEOUT_MS = 2_000;
 
 /** One running mount on this host, so that a publish can tell it to refresh at once. */
 export interface MountRecord {
@@ -41,7 +45,11 @@ export async function registerMount(record: MountRecord): Promise<() => Promise<
   return () => rm(file, { force: true });
 }
 
-/** Sends SIGHUP (refresh now) to every live mount of `storeUrl`; returns how many were told. */
+/**
+ * Tells every mount of `storeUrl` on this host to refresh now, over its control socket; returns how
+ * many were told. A signal to the pid a record names could hit an unrelated process that reused it;
+ * a socket nobody listens on is a mount that died without cleaning up, and its record is removed.
+ */
 export async function notifyMounts(storeUrl: string): Promise<number> {
   const dir = runtimeDir();
   let told = 0;
@@ -49,10 +57,11 @@ export async function notifyMounts(storeUrl: string): Promise<number> {
     const record = await readFile(join(dir, name), 'utf8').then((t) => JSON.parse(t) as MountRecord).catch(() => undefined);
     if (record?.store !== storeUrl) continue;
     try {
-      process.kill(record.pid, 'SIGHUP');
+      await sendControl(record.socket, 'refresh', NOTIFY_TIMEOUT_MS);
       told++;
-    } catch {
-      await rm(join(dir, name), { force: true }); // a mount that died without cleaning up
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOENT') await rm(join(dir, name), { force: true });
     }
   }
   return told;
