@@ -5,6 +5,9 @@ export interface Log {
   error(message: string): void;
 }
 
+/** A line streamLog wrote; any other line in a mount's log came from a library or helper (libfuse, fusermount3). */
+export const OWN_LOG_LINE = /^\d{4}-\d\d-\d\dT\S+ (info|warn|error) /;
+
 export function streamLog(write: (line: string) => void, verbose = true): Log {
   const stamp = () => new Date().toISOString();
   return {

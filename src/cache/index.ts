@@ -5,7 +5,7 @@ export { BlockSource, DEFAULT_BACKGROUND_GETS, DEFAULT_IN_FLIGHT_BYTES, Integrit
 export { DiskBlockCache, type DiskCacheStats, type GcResult } from './disk-cache.js';
 export { MemoryBlockCache } from './memory-cache.js';
 export * from './block-math.js';
-export { planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';
+export { MIN_MEMORY_LIMIT_BYTES, planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';
 export { LocalCopyStore, type CopyRules, type OfflineState } from './local-copy-store.js';
 export { RecordedProfiles } from './recorded-profiles.js';
 export { profileBlocks } from './profile-blocks.js';

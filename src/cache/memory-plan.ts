@@ -8,6 +8,8 @@ const MiB = 1024 * 1024;
  */
 export const PROCESS_RESERVE_BYTES = 128 * MiB;
 const MIN_BUFFER_BYTES = 32 * MiB;
+/** The smallest --memory-limit a mount accepts: the process's own needs plus the least room for blocks. */
+export const MIN_MEMORY_LIMIT_BYTES = PROCESS_RESERVE_BYTES + MIN_BUFFER_BYTES;
 
 export interface MemoryPlan {
   /** Verified blocks kept in memory (the LRU's byte bound). */

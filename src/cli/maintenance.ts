@@ -1,5 +1,5 @@
-import { DiskBlockCache } from '../cache/index.js';
-import { Catalog, verifyStore } from '../catalog/index.js';
+import { DiskBlockCache, LocalCopyStore } from '../cache/index.js';
+import { Catalog, catalogCopyRules, readSignature, verifyStore } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { collectGarbage, type GcReport } from '../maintain/gc.js';
 import { syncStores } from '../maintain/sync.js';
@@ -106,18 +106,26 @@ export async function syncCommand(opts: { from: string; to: string; force: boole
   }
 }
 
+/**
+ * `rezfs prefetch`: payloads into the cache dir, and the catalog generation it used kept beside them, the
+ * way a mount keeps it, so that a mount of the same store on that cache dir comes up with the store down.
+ */
 export async function prefetchCommand(
   specs: string[],
-  opts: { store: string; cacheDir: string; context?: string; pin: boolean },
+  opts: { store: string; cacheDir: string; cacheSize: number; context?: string; pin: boolean },
 ): Promise<void> {
   const started = Date.now();
   const packages: PackageRef[] = [...specs.map(parsePackageRef), ...(opts.context ? await packagesOfContext(opts.context) : [])];
   if (packages.length === 0) throw new UsageError('nothing to prefetch: name packages (<family>-<version>) or a --context FILE.rxt');
-  const store = openStore(opts.store);
+  const remote = openStore(opts.store);
+  const store = LocalCopyStore.forStore(remote, opts.cacheDir, catalogCopyRules);
   const bar = progressBar();
   try {
     const catalog = await Catalog.open(store);
-    const summary = await prefetch(catalog, new DiskBlockCache(opts.cacheDir), packages, {
+    // A mount that trusts signing keys needs the index's signature too; fetching it keeps the copy (if there is one).
+    if (catalog.indexHash) await readSignature(store, catalog.indexHash);
+    const cache = new DiskBlockCache(opts.cacheDir, opts.cacheSize, true);
+    const summary = await prefetch(catalog, cache, packages, {
       pin: opts.pin,
       log: streamLog((line) => process.stderr.write(line), false),
       onProgress: (done, total) => bar.update('prefetch', done / total, `${done}/${total} blocks`),
@@ -127,6 +135,16 @@ export async function prefetchCommand(
       `prefetched ${summary.packages} packages into ${opts.cacheDir}: ${summary.blocks} blocks, ${summary.fetchedBlocks} fetched ` +
         `(${formatBytes(summary.fetchedBytes)}), ${summary.cachedBlocks} already cached${opts.pin ? ', pinned' : ''} in ${seconds(started)}`,
     );
+    if (cache.notKept > 0) {
+      throw new Error(
+        `${cache.notKept} of ${summary.blocks} blocks could not be kept: ${opts.cacheDir} is at its cap (${formatBytes(opts.cacheSize)})` +
+          `${cache.lastEvictionError ? ` and cannot evict: ${cache.lastEvictionError}` : ' and everything else in it is pinned'}; raise --cache-size or unpin (rezfs cache unpin)`,
+      );
+    }
+    if (summary.notInStore.length > 0) {
+      const named = summary.notInStore.map((p) => `${p.family}-${p.version}${p.fromContext?.location ? ` (${p.fromContext.location})` : ''}`);
+      out(`not in ${store.url}, so not prefetched: ${named.join(', ')}`);
+    }
   } finally {
     bar.done();
     await store.close();

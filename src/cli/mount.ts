@@ -1,22 +1,25 @@
-import { spawn } from 'node:child_process';
-import { closeSync, createWriteStream, openSync, writeSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, createWriteStream, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import type { Server } from 'node:net';
 import { resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { BlockSource, ByteBudget, DiskBlockCache, LocalCopyStore, MemoryBlockCache, RecordedProfiles, planMemory } from '../cache/index.js';
 import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
 import { startControlServer } from './control.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
-import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingAvailable, type FuseBinding, type Mounted } from '../fs/index.js';
-import { streamLog, type Log } from '../log.js';
+import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
+import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
 import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
-import { detach, fuseMountpoints } from './unmount.js';
+import type { FuseChoice } from './options.js';
+import { detach, fuseMountpoints, mountTable } from './unmount.js';
 
 export interface MountCommand {
   mountpoint: string;
@@ -40,15 +43,18 @@ export interface MountCommand {
   recordWindowMs: number;
 }
 
-export type FuseChoice = 'auto' | 'native' | 'fuse-native';
-
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
+const exec = promisify(execFile);
 const READY_FD = 3;
 const READY_ENV = 'REZFS_READY_FD';
 const READY = 'ready';
 /** The prefix of a failure that is bad input (exit 2); any other failure is `error: `. */
 const BAD_INPUT = 'usage';
 const UNMOUNT_POLL_MS = 1_000;
+/** How long a look at whatever is mounted at the mountpoint may take before it counts as stuck. */
+const PROBE_TIMEOUT_MS = 5_000;
+/** Time for the kernel to start a FUSE session and answer its first requests, on a loaded host. */
+const FUSE_START_MS = 20_000;
 /**
  * How far ahead of a sequential reader blocks are fetched, at most: room for several 8 MiB GETs in flight, so
  * the store is not idle while the reader drains what came. The memory budget still decides what is fetched.
@@ -57,18 +63,50 @@ const READAHEAD_BYTES = 32 * 1024 * 1024;
 
 export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
   const mountpoint = resolve(cmd.mountpoint);
+  await refuseIfMounted(mountpoint);
   const info = await statMountpoint(mountpoint);
   if (!info) throw new UsageError(`mountpoint ${mountpoint} does not exist; create it with mkdir -p`);
   if (!info.isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory`);
-  await mkdir(cmd.cacheDir, { recursive: true });
+  for (const warning of await mountpointWarnings(mountpoint)) process.stderr.write(`rezfs: warning: ${warning}\n`);
   // Bad store URLs and key files are reported here, as bad usage, before the mount goes to the background.
   await openStores(cmd.store, cmd.mirrors).close();
   trustedKeys(cmd);
-  if (cmd.fuse === 'native' && !nativeBindingAvailable()) {
-    throw new UsageError('--fuse native: the native binding is not built; run npm run build:native (needs libfuse3-dev) or use --fuse fuse-native');
-  }
+  const unavailable = cmd.fuse === 'native' ? nativeBindingUnavailable() : undefined;
+  if (unavailable) throw new UsageError(`--fuse native: ${unavailable} (needs libfuse3-dev to build); or use --fuse fuse-native`);
   if (cmd.foreground) await serve({ ...cmd, mountpoint });
   else await daemonize({ ...cmd, mountpoint }, argv);
+}
+
+/** What is legal but probably not meant: a mount rez will not cache from, or one that hides files. */
+async function mountpointWarnings(mountpoint: string): Promise<string[]> {
+  const warnings: string[] = [];
+  const temp = [...new Set(['/tmp', resolve(tmpdir())])].find((dir) => mountpoint === dir || mountpoint.startsWith(`${dir}/`));
+  if (temp) warnings.push(`${mountpoint} is under ${temp}: rez never caches packages from repositories under its temp dir; mount elsewhere (e.g. /mnt/rez) for rez's payload cache`);
+  const hidden = await readdir(mountpoint).catch(() => [] as string[]);
+  if (hidden.length > 0) warnings.push(`${mountpoint} is not empty: its ${hidden.length} entries are hidden while the store is mounted over them`);
+  return warnings;
+}
+
+/**
+ * Mounting onto a mount would stack a second one over it: jobs would see the other store, `unmount`
+ * would remove the top one and the server below would run on unseen. Refused, unless what is there is
+ * a dead FUSE mount (its server exited), which is detached as before. Whether it is dead is asked in a
+ * child process with a deadline: stat(2) on a live but stuck mount would hang this one.
+ */
+async function refuseIfMounted(mountpoint: string): Promise<void> {
+  const there = (await mountTable()).filter((m) => m.mountpoint === mountpoint).at(-1); // the top one
+  if (!there) return;
+  const already = (state: string) =>
+    new UsageError(`${mountpoint} is already mounted (${there.fsType} ${there.source}${state}); unmount it first (rezfs unmount ${mountpoint})`);
+  if (!there.fsType.startsWith('fuse')) throw already('');
+  const probe = await exec('stat', ['-c', '%F', mountpoint], { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL' }).then(
+    () => 'live' as const,
+    (err: { stderr?: string; killed?: boolean }) => (err.killed ? 'stuck' : /not connected/.test(err.stderr ?? '') ? 'dead' : 'live'),
+  );
+  if (probe === 'live') throw already('');
+  if (probe === 'stuck') throw already(`, not answering within ${PROBE_TIMEOUT_MS / 1000} s`);
+  process.stderr.write(`rezfs: ${mountpoint} is a dead mount (its server exited); detaching it\n`);
+  await detach(mountpoint);
 }
 
 /**
@@ -90,11 +128,15 @@ async function statMountpoint(mountpoint: string): Promise<Stats | undefined> {
 async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<void> {
   const logFile = cmd.logFile ?? resolve(cmd.cacheDir, 'mount.log');
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--log-file', logFile], {
+  const logStart = fstatSync(log).size;
+  // The child parses the same command line: it gets --log-file only where the user gave none (once is the rule).
+  const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', ...(cmd.logFile ? [] : ['--log-file', logFile])], {
     detached: true,
     stdio: ['ignore', log, log, 'pipe'],
     env: { ...process.env, [READY_ENV]: String(READY_FD) },
   });
+  const waitMs = readyWaitMs(cmd);
+  let timer: NodeJS.Timeout | undefined;
   const message = await new Promise<string>((done) => {
     let text = '';
     const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream;
@@ -102,20 +144,48 @@ async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<vo
     pipe.on('data', (chunk: string) => (text += chunk));
     pipe.on('end', () => done(text));
     child.on('exit', (code) => done(text || `exited with code ${code} before mounting; see ${logFile}`));
+    timer = setTimeout(() => done(`error: the mount process (pid ${child.pid}) did not report ready within ${waitMs / 1000} s; stopped it (see ${logFile})`), waitMs);
   });
+  clearTimeout(timer);
+  if (!message.startsWith(READY)) await stopChild(child, cmd.mountpoint);
   if (message.startsWith(READY)) {
     child.unref();
     process.stdout.write(`rezfs: mounted ${cmd.store} at ${cmd.mountpoint} (pid ${child.pid}, log ${logFile})\n`);
     return;
   }
-  // The child's failure keeps its class: bad input stays exit 2 in the parent.
-  const reason = message.replace(/^(error|usage): /, '').trim();
+  // The child's failure keeps its class: bad input stays exit 2 in the parent. What libfuse or fusermount3 said
+  // went to the child's stderr, the log: it is the reason, so it goes into the message.
+  const said = readFileSync(logFile)
+    .subarray(logStart)
+    .toString('utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '' && !OWN_LOG_LINE.test(line) && !line.startsWith('rezfs: '));
+  const reason = `${message.replace(/^(error|usage): /, '').trim()}${said.length > 0 ? ` (${said.join('; ')})` : ''}`;
   throw message.startsWith(`${BAD_INPUT}: `) ? new UsageError(reason) : new Error(reason);
 }
 
+/**
+ * How long a daemonising mount waits for its child: a few catalog reads (each within about the read
+ * deadline) and the kernel's start of FUSE. mount(8), fstab and systemd units must not hang on a
+ * child that is stuck; with the default --read-timeout this is 80 s, inside systemd's 90 s.
+ */
+function readyWaitMs(cmd: MountCommand): number {
+  return 2 * cmd.readTimeoutMs + FUSE_START_MS;
+}
+
+/** A child that failed or is stuck: gone for good (SIGKILL also ends a stopped one), and nothing left mounted by it. */
+async function stopChild(child: ChildProcess, mountpoint: string): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((done) => child.once('exit', done));
+    child.kill('SIGKILL');
+    await exited;
+  }
+  if ((await fuseMountpoints()).includes(mountpoint)) await detach(mountpoint).catch(() => undefined);
+}
+
 async function serve(cmd: MountCommand): Promise<void> {
-  const out = cmd.logFile ? createWriteStream(cmd.logFile, { flags: 'a' }) : process.stderr;
-  const log = countingLog(streamLog((line) => out.write(line)));
+  const out = logOutput(cmd.logFile);
+  const log = countingLog(streamLog(out.write));
   const ready = readyChannel();
   let mounted: Mounted | undefined;
   let refresher: CatalogRefresher | undefined;
@@ -123,9 +193,13 @@ async function serve(cmd: MountCommand): Promise<void> {
   let unregister: (() => Promise<void>) | undefined;
   /** Writes what the mount still holds for its cache dir: its recordings, disk copies of background loads. */
   let drain: (() => Promise<void>) | undefined;
-  process.on('SIGHUP', () => void refresher?.refreshNow()); // a local publish: look now
+  process.on('SIGHUP', () => {
+    out.reopen(); // logrotate has moved the file away: write to a new one under the same name
+    log.info(`SIGHUP: reopened ${cmd.logFile ?? 'stderr'}`);
+  });
   try {
-    const remote = openStores(cmd.store, cmd.mirrors);
+    // A file store on a hung NFS server answers by the read deadline too, and frees what the read had reserved then.
+    const remote = openStores(cmd.store, cmd.mirrors, { fileDeadlineMs: cmd.readTimeoutMs });
     const store = LocalCopyStore.forStore(remote, cmd.cacheDir, catalogCopyRules);
     const trust = trustPolicy(store, cmd);
     const catalog = await Catalog.open(store, await trust?.policy());
@@ -134,7 +208,11 @@ async function serve(cmd: MountCommand): Promise<void> {
     const memory = planMemory(cmd.memoryLimit);
     const memoryCache = new MemoryBlockCache(memory.cacheBytes);
     const budget = new ByteBudget(memory.inFlightBytes);
-    const blocks = new BlockSource(store, memoryCache, new DiskBlockCache(cmd.cacheDir, cmd.cacheSize), log, budget, cmd.readTimeoutMs);
+    const disk = new DiskBlockCache(cmd.cacheDir, cmd.cacheSize);
+    // Learn how full the disk cache is now, off every read's path; until then blocks are served, not kept.
+    disk.ready().catch((err: Error) => log.warn(`disk cache ${cmd.cacheDir}: ${err.message}`));
+    const blocks = new BlockSource(store, memoryCache, disk, log, budget, cmd.readTimeoutMs);
+    const binding = chooseBinding(cmd.fuse, log);
     const recorded = new RecordedProfiles(cmd.cacheDir, store.url);
     const startup = new StartupSets(blocks, {
       log,
@@ -151,10 +229,10 @@ async function serve(cmd: MountCommand): Promise<void> {
       gid: process.getgid?.() ?? 0,
       readDeadlineMs: cmd.readTimeoutMs,
       readaheadBlocks: Math.max(1, Math.floor(READAHEAD_BYTES / catalog.config.blockSize)),
+      inodes: binding.inodes,
       log,
       startup,
     });
-    const binding = chooseBinding(cmd.fuse);
     // Without invalidation the kernel's timeouts alone decide when new versions show: keep them within the interval.
     const cacheSec = (limit: number) =>
       cmd.refreshMs > 0 && !binding.invalidatesChanges ? Math.min(limit, Math.max(1, Math.floor(cmd.refreshMs / 1000))) : limit;
@@ -223,9 +301,30 @@ function preloadShards(catalog: Catalog, log: Log): void {
   });
 }
 
-function chooseBinding(choice: FuseChoice): FuseBinding {
+/**
+ * Where the mount's own log lines go: the --log-file (reopened on SIGHUP, the way logrotate expects)
+ * or stderr. What libraries write to stderr themselves stays with the file the mount started with.
+ */
+function logOutput(file: string | undefined): { write(line: string): void; reopen(): void } {
+  if (file === undefined) return { write: (line) => void process.stderr.write(line), reopen: () => {} };
+  const open = () => createWriteStream(file, { flags: 'a' }).on('error', () => undefined);
+  let stream = open();
+  return {
+    write: (line) => void stream.write(line),
+    reopen: () => {
+      const old = stream;
+      stream = open();
+      old.end();
+    },
+  };
+}
+
+/** The binding asked for; `auto` falls back to fuse-native only saying why the native one cannot serve. */
+function chooseBinding(choice: FuseChoice, log: Log): FuseBinding {
   if (choice === 'fuse-native') return new FuseNativeBinding();
-  if (choice === 'native' || nativeBindingAvailable()) return new NativeBinding();
+  const unavailable = choice === 'auto' ? nativeBindingUnavailable() : undefined;
+  if (!unavailable) return new NativeBinding();
+  log.warn(`the native FUSE binding cannot be used (${unavailable}); serving through fuse-native (libfuse2)`);
   return new FuseNativeBinding();
 }
 

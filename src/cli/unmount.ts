@@ -8,14 +8,25 @@ const exec = promisify(execFile);
 /** A wedged mount can make fusermount hang; give up on each attempt after this long. */
 const ATTEMPT_TIMEOUT_MS = 5_000;
 
-/** Mountpoints of FUSE filesystems, from /proc/mounts (octal escapes decoded). */
-export async function fuseMountpoints(): Promise<string[]> {
-  const mounts = await readFile('/proc/mounts', 'utf8');
-  return mounts
+export interface MountEntry {
+  source: string;
+  mountpoint: string;
+  fsType: string;
+}
+
+/** The host's mount table, from /proc/mounts (octal escapes decoded); reading it never touches a mount. */
+export async function mountTable(): Promise<MountEntry[]> {
+  const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return (await readFile('/proc/mounts', 'utf8'))
     .split('\n')
     .map((line) => line.split(' '))
-    .filter((fields) => fields[2]?.startsWith('fuse') && fields[2] !== 'fusectl')
-    .map((fields) => fields[1]!.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+    .filter((fields) => fields.length > 2)
+    .map((fields) => ({ source: unescape(fields[0]!), mountpoint: unescape(fields[1]!), fsType: fields[2]! }));
+}
+
+/** Mountpoints of FUSE filesystems. */
+export async function fuseMountpoints(): Promise<string[]> {
+  return (await mountTable()).filter((m) => m.fsType.startsWith('fuse') && m.fsType !== 'fusectl').map((m) => m.mountpoint);
 }
 
 /** Unmounts with fusermount3 (works unprivileged), falling back to umount(8). */

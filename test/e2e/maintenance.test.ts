@@ -88,12 +88,45 @@ describe('store and cache maintenance through the CLI', () => {
     expect(await readFile(join(storeDir, 'index', 'HEAD'), 'utf8')).toBe(head);
   });
 
-  it('prefetch takes a saved rez context and refuses unknown packages', async () => {
+  it('prefetch keeps to --cache-size: more than fits is refused up front; what pins leave no room for is not kept (exit 1)', async () => {
+    const repo = join(work.path, 'big-repo');
+    const bigStore = `file://${join(work.path, 'big-store')}`;
+    const MiB = 1024 * 1024;
+    await writeTree(repo, {
+      'huge/1.0/package.py': packageDefinition('huge', '1.0'),
+      'huge/1.0/data.bin': randomBytes(12 * MiB),
+      'half/1.0/package.py': packageDefinition('half', '1.0'),
+      'half/1.0/data.bin': randomBytes(5 * MiB),
+    });
+    expect((await runCli(['publish', repo, '--store', bigStore])).code).toBe(0);
+    const small = join(work.path, 'small-cache');
+    const prefetch = (pkg: string) => runCli(['prefetch', pkg, '--store', bigStore, '--cache-dir', small, '--cache-size', '8M', '--pin']);
+    const tooBig = await prefetch('huge-1.0');
+    expect(tooBig.code, tooBig.stderr).toBe(2);
+    expect(tooBig.stderr).toMatch(/^rezfs: the packages take 12\.0 MiB, more than the cache's cap of 8\.0 MiB \(--cache-size\)/);
+    expect((await prefetch('half-1.0')).code).toBe(0);
+    // 5 MiB pinned: another 5 MiB cannot all be kept under an 8 MiB cap, and nothing pinned is evicted for it.
+    await writeTree(repo, { 'more/1.0/package.py': packageDefinition('more', '1.0'), 'more/1.0/data.bin': randomBytes(5 * MiB) });
+    expect((await runCli(['publish', repo, 'more', '--store', bigStore])).code).toBe(0);
+    const full = await runCli(['prefetch', 'more-1.0', '--store', bigStore, '--cache-dir', small, '--cache-size', '8M']);
+    expect(full.code, full.stderr).toBe(1);
+    expect(full.stderr).toMatch(/^rezfs: \d+ of 6 blocks could not be kept: .*small-cache is at its cap \(8\.0 MiB\) and everything else in it is pinned; raise --cache-size/);
+    const stats = await runCli(['cache', 'stats', '--cache-dir', small]);
+    expect(stats.stdout).toMatch(/pinned 6 blocks \(5\.0 MiB\)/);
+    const bytes = Number(/blocks, ([\d.]+) MiB/.exec(stats.stdout)?.[1]);
+    expect(bytes, stats.stdout).toBeLessThanOrEqual(8);
+  });
+
+  it('prefetch takes a saved rez context, skips and names what other repositories hold, and refuses unknown packages', async () => {
     const rxt = join(work.path, 'job.rxt');
-    await writeFile(rxt, JSON.stringify({ resolved_packages: [{ key: 'filesystem.variant', variables: { name: 'bar', version: '2.0', index: null } }] }));
+    // REZ_PACKAGES_PATH=~/packages:/mnt/rez: the context holds local packages too, a new family and a local version.
+    const variant = (name: string, version: string, location: string) => ({ key: 'filesystem.variant', variables: { name, version, location, index: null, repository_type: 'filesystem' } });
+    const resolved = [variant('tiny', '1.0', '/home/td/packages'), variant('bar', '2.0', '/mnt/rez'), variant('foo', '0.9.dev', '/home/td/packages')];
+    await writeFile(rxt, JSON.stringify({ resolved_packages: resolved }));
     const fromContext = await runCli(['prefetch', '--context', rxt, '--store', store, '--cache-dir', cacheDir]);
     expect(fromContext.code, fromContext.stderr).toBe(0);
     expect(fromContext.stdout).toMatch(/^prefetched 1 packages/);
+    expect(fromContext.stdout).toContain(`not in ${store}, so not prefetched: tiny-1.0 (/home/td/packages), foo-0.9.dev (/home/td/packages)\n`);
     const unknown = await runCli(['prefetch', 'foo-9.9', '--store', store, '--cache-dir', cacheDir]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/no version 9\.9 of foo/);

@@ -1,4 +1,4 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forceUnmountAll, mountStore, runCli, runProcess } from '../support/cli.js';
@@ -79,5 +79,65 @@ describe('offline', () => {
     const none = await runCli(['status', join(work.path, 'nowhere')], { env });
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no running rezfs mount at/);
+  });
+});
+
+/** "Prefetch before the job, store down after a reboot": a cache dir that only `rezfs prefetch` ever filled. */
+describe('a cache dir filled by prefetch alone', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let s3: S3TestServer;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    work = await tempDir('prefetched');
+    s3 = await startS3Server();
+    env = { ...s3.env, REZFS_RUNTIME_DIR: join(work.path, 'run') };
+    const repo = join(work.path, 'repo');
+    await writeTree(repo, {
+      'tool/1.0/package.py': packageDefinition('tool', '1.0'),
+      'tool/1.0/bin/tool': { mode: 0o755, data: '#!/bin/sh\necho tool works\n' },
+      'big/1.0/package.py': packageDefinition('big', '1.0'),
+      'big/1.0/cold.bin': Buffer.alloc(2 * 1024 * 1024, 5),
+    });
+    const key = join(work.path, 'signing.key');
+    expect((await runCli(['keygen', key])).code).toBe(0);
+    expect((await runCli(['publish', repo, '--store', s3.storeUrl('pre'), '--sign-key', key], { env })).code).toBe(0);
+  });
+  afterAll(async () => {
+    await forceUnmountAll([work.path]);
+    await s3?.stop();
+    await work?.remove();
+  });
+
+  it('mounts with the store down (signed, trusted) and serves what was prefetched; the rest is EIO, never missing', async () => {
+    const cacheDir = join(work.path, 'cache');
+    const rxt = join(work.path, 'job.rxt');
+    const variant = (name: string, location: string) => ({ key: 'filesystem.variant', variables: { name, version: '1.0', location, index: null } });
+    await writeFile(rxt, JSON.stringify({ resolved_packages: [variant('tool', '/mnt/rez'), variant('mine', '/home/td/packages')] }));
+    const prefetched = await runCli(['prefetch', '--context', rxt, '--store', s3.storeUrl('pre'), '--cache-dir', cacheDir, '--pin'], { env });
+    expect(prefetched.code, prefetched.stderr).toBe(0);
+    expect(prefetched.stdout).toMatch(/^prefetched 1 packages/);
+    expect(prefetched.stdout).toMatch(/not in s3:\/\/rezfs-test\/pre\/, so not prefetched: mine-1\.0 \(\/home\/td\/packages\)/);
+
+    await s3.stop(); // the store is gone (connection refused) from here on
+    const mountpoint = join(work.path, 'mnt');
+    const offline = await mountStore({
+      store: s3.storeUrl('pre'),
+      mountpoint,
+      cacheDir,
+      env,
+      extraArgs: ['--read-timeout', '4s', '--trust-key', join(work.path, 'signing.key.pub')],
+    });
+    try {
+      expect((await readdir(mountpoint)).sort()).toEqual(['big', 'tool']);
+      expect((await runTool(join(mountpoint, 'tool/1.0/bin/tool'))).stdout).toBe('tool works\n');
+      const unloaded = await runProcess('ls', [join(mountpoint, 'big')], { timeoutMs: 60_000 });
+      expect({ code: unloaded.code, stdout: unloaded.stdout }).toEqual({ code: 2, stdout: '' });
+      expect(unloaded.stderr).toMatch(/Input\/output error/);
+      const status = JSON.parse((await runCli(['status', mountpoint, '--json'], { env })).stdout) as { offline: boolean; generation: number };
+      expect(status).toMatchObject({ offline: true, generation: 1 });
+    } finally {
+      await offline.unmount();
+    }
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateSigningKeys } from '../../src/catalog/index.js';
-import { runCli } from '../support/cli.js';
+import { cliCopy, runCli } from '../support/cli.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
 import { snapshotTree, type TreeEntry } from '../support/tree.js';
 
@@ -54,7 +54,7 @@ describe('publish refuses bad input', () => {
   });
 
   // This host's memory of what it published is per test (and writable for the unprivileged case).
-  const publishing = (args: string[], options: { uid?: number; gid?: number; store?: string } = {}) =>
+  const publishing = (args: string[], options: { uid?: number; gid?: number; store?: string; script?: string; cwd?: string } = {}) =>
     runCli(['publish', ...args, '--store', options.store ?? storeUrl(), '--state-dir', `${storeDir}.state`], options);
 
   /** The command is refused: exit 2, one line, the store byte for byte unchanged. */
@@ -69,7 +69,7 @@ describe('publish refuses bad input', () => {
   }
 
   /** One version is refused: its line, then the count, exit 1; with nothing else new, the store is unchanged. */
-  async function expectVersionRefused(pattern: RegExp, options: { uid?: number; gid?: number } = {}): Promise<void> {
+  async function expectVersionRefused(pattern: RegExp, options: { uid?: number; gid?: number; script?: string; cwd?: string } = {}): Promise<void> {
     const result = await publishing([repo], options);
     expect(result.code, result.stderr).toBe(1);
     expect(result.stderr.trimEnd().split('\n'), result.stderr).toEqual([expect.stringMatching(pattern), 'rezfs: 1 refused (named above); everything else is published']);
@@ -157,7 +157,13 @@ describe('publish refuses bad input', () => {
     await exec('chmod', ['-R', 'a+rwX', storeDir]);
     await chmod(join(repo, 'bar/2.0/lib/ok.txt'), 0o000);
     before = await snapshotTree(storeDir);
-    await expectVersionRefused(/bar\/2\.0\/lib\/ok\.txt: cannot read \(EACCES\)/, { uid: NOBODY, gid: NOBODY });
+    // The checkout may be out of nobody's reach (a clone in root's 0700 home): run a copy nobody can enter.
+    const copy = await cliCopy({ native: false });
+    try {
+      await expectVersionRefused(/bar\/2\.0\/lib\/ok\.txt: cannot read \(EACCES\)/, { uid: NOBODY, gid: NOBODY, script: copy.cli, cwd: copy.root });
+    } finally {
+      await copy.remove();
+    }
   });
 
   it('an unknown selector', async () => {

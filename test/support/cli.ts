@@ -10,7 +10,8 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/deadline.js';
@@ -126,6 +127,36 @@ export function runProcess(
       setTimeout(() => finish(code, signal), 1000).unref();
     });
   });
+}
+
+/**
+ * A copy of the built CLI in a fresh temp dir that every user may enter: tests that run the CLI as another user
+ * cannot rely on the checkout (root's home, say, is 0700). Hard links where the file system allows (fast), else a
+ * copy. `native: false` leaves the native addon out, as a checkout without libfuse3-dev would. Run it with
+ * runCli's `script: copy.cli`.
+ */
+export async function cliCopy(options: { native: boolean }): Promise<{ root: string; cli: string; remove(): Promise<void> }> {
+  const root = await mkdtemp(path.join(tmpdir(), 'rezfs-cli-copy-'));
+  await chmod(root, 0o755);
+  const copy = async (rel: string, link: boolean) => {
+    await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+    const linked = link ? await runProcess('cp', ['-al', path.join(REPO_ROOT, rel), path.join(root, rel)], { timeoutMs: 120_000 }) : undefined;
+    if (linked?.code !== 0) {
+      const copied = await runProcess('cp', ['-r', path.join(REPO_ROOT, rel), path.join(root, rel)], { timeoutMs: 120_000 });
+      if (copied.code !== 0) throw new Error(`cannot copy ${rel}: ${copied.stderr}`);
+    }
+  };
+  for (const rel of ['package.json', 'dist', ...(options.native ? ['native/build/Release/rezfs_fuse.node'] : [])]) await copy(rel, false);
+  await copy('node_modules', true); // 100 MiB: linked, so its files keep their modes (npm's 0644)
+  // Directories only: chmod on a hard link would change the checkout's own file.
+  await runProcess('find', [root, '-type', 'd', '-exec', 'chmod', 'a+rx', '{}', '+'], { timeoutMs: 60_000 });
+  await runProcess('chmod', ['-R', 'a+r', path.join(root, 'dist'), path.join(root, 'package.json')]);
+  return { root, cli: path.join(root, 'dist', 'cli', 'main.js'), remove: () => rm(root, { recursive: true, force: true }) };
+}
+
+/** A command's stderr without `rezfs: warning:` lines (mounting under /tmp, as tests do, is warned about). */
+export function withoutWarnings(stderr: string): string {
+  return stderr.replace(/^rezfs: warning: .*\n/gm, '');
 }
 
 /** Run `node dist/cli/main.js ...args`. */
