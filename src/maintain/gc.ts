@@ -24,6 +24,7 @@ import {
   OBJECT_KINDS,
   claimKey,
   claimedKey,
+  NotAStoreError,
   keys,
   readHead,
   readStoreConfig,
@@ -96,7 +97,7 @@ export async function collectGarbage(store: ObjectStore, options: GcOptions): Pr
   }
   const head = await readHead(store);
   if (!head && !(await readStoreConfig(store))) {
-    throw new GcOptionError(`${store.url} is not a rezfs store: it holds neither ${keys.config} nor ${keys.head}; check the URL`);
+    throw new NotAStoreError(store.url);
   }
 
   const now = Date.now();

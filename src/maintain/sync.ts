@@ -23,6 +23,7 @@ import {
   CatalogWalker,
   Documents,
   HeadWriter,
+  NotAStoreError,
   OBJECT_KINDS,
   ReliedObjects,
   dependencyRank,
@@ -89,9 +90,8 @@ export async function syncStores(source: ObjectStore, target: ObjectStore, optio
     throw err;
   });
   if (!sourceHead) {
-    throw new SyncRefusedError(
-      sourceConfig ? `${source.url} has nothing published yet: nothing to sync` : `${source.url} is not a rezfs store: it holds neither ${keys.config} nor ${keys.head}; check the URL`,
-    );
+    if (!sourceConfig) throw new NotAStoreError(source.url);
+    throw new SyncRefusedError(`${source.url} has nothing published yet: nothing to sync`);
   }
   const targetHead = await readHead(target);
   const previousGeneration = targetHead ? await checkTargetMayFollow(source, target, sourceHead.indexHash, targetHead.indexHash, options.force) : undefined;

@@ -161,7 +161,7 @@ describe('rezfs sync', () => {
     const cases: [string[], RegExp][] = [
       [['--from', source.url, '--to', 'http://127.0.0.1:9/site'], /^rezfs: http:\/\/127\.0\.0\.1:9\/site\/ is read-only \(plain HTTP\): use the s3:\/\/, file:\/\/ or dav\+http\(s\):\/\/ store behind it\n$/],
       [['--from', source.url, '--to', source.url], /^rezfs: --from and --to are the same store \(file:\/\/.*\); name the site store to copy to\n$/],
-      [['--from', `file://${join(work.path, 'typo')}`, '--to', target.url], /^rezfs: file:\/\/.*typo is not a rezfs store: it holds neither rezfs\.json nor index\/HEAD; check the URL\n$/],
+      [['--from', `file://${join(work.path, 'typo')}`, '--to', target.url], /^rezfs: file:\/\/.*typo is not a rezfs store: it holds neither rezfs\.json nor index\/HEAD \(a mistyped bucket, prefix or directory\? publish to it first to create it\)\n$/],
     ];
     for (const [args, message] of cases) {
       const r = await runCli(['sync', ...args], { env });
