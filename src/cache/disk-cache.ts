@@ -10,6 +10,11 @@ const LOW_WATERMARK = 0.85;
 const SHA256 = /^[0-9a-f]{64}$/;
 /** After a background eviction that failed or could not make room, the next one waits this long. */
 const EVICTION_RETRY_MS = 10_000;
+/**
+ * At most this many bytes of blocks wait for room in the background: each holds its block's buffer,
+ * which the memory cache may already have let go (the process reserve of the memory plan covers it).
+ */
+const DEFERRED_WRITE_BYTES = 8 * 1024 * 1024;
 
 export interface DiskCacheStats {
   blocks: number;
@@ -38,10 +43,12 @@ interface CachedBlock {
  * last use (touched on every hit), so LRU order survives unmount, crash and reboot. With a size cap,
  * the least recently used blocks are evicted between the watermarks; pinned ones never are.
  *
- * Eviction never runs on a writer's path: crossing the high watermark starts a pass in the background,
- * and a block that would take the cache past its cap meanwhile is not kept (the cap is hard, the block
- * is still served from memory). Until the one scan that learns how full the cache is has finished
- * (`ready()`, started by the first write if nobody asked earlier), capped writes are not kept either.
+ * Eviction never runs on a writer's path: crossing the high watermark starts a pass in the background.
+ * A block that would take the cache past its cap meanwhile is handed to a write that waits for that
+ * pass in the background (put returns at once; `flushed()` waits for such writes), so the newest blocks
+ * are kept as LRU promises; only when more than DEFERRED_WRITE_BYTES wait, or nothing can be evicted
+ * (all pinned), is a block not kept (the cap is hard; the block is still served from memory). The same
+ * holds until the one scan that learns how full the cache is has finished (`ready()`).
  */
 export class DiskBlockCache implements BlockCache {
   private readonly blocksDir: string;
@@ -54,6 +61,9 @@ export class DiskBlockCache implements BlockCache {
   private nextPassMs = 0;
   /** Blocks this process did not keep because they would have passed the cap; for prefetch's report and status. */
   notKept = 0;
+  /** Writes waiting in the background for an eviction pass to make room, and the bytes they hold. */
+  private readonly deferred = new Set<Promise<void>>();
+  private deferredBytes = 0;
   /** Why the last background eviction failed (a damaged pin file), until one succeeds. */
   lastEvictionError: string | undefined;
 
@@ -83,16 +93,41 @@ export class DiskBlockCache implements BlockCache {
     }
   }
 
-  /** Writes a block, first making room under the cap; a block that cannot fit is not kept (the cap is hard). */
+  /**
+   * Writes a block under the cap. Without room, a writer that may wait (prefetch) waits for eviction;
+   * any other hands the block to a background write that does (see the class comment) and returns.
+   */
   async put(sha256: string, data: Buffer): Promise<void> {
-    if (Number.isFinite(this.maxBytes)) {
-      let kept = this.reserve(data.length);
-      while (!kept && this.waitForRoom && (await this.roomMade())) kept = this.reserve(data.length);
-      if (!kept) {
-        this.notKept++;
-        return;
-      }
+    if (Number.isFinite(this.maxBytes) && !this.reserve(data.length)) {
+      if (this.waitForRoom) return (await this.reserveWhenRoom(data.length)) ? this.write(sha256, data) : void this.notKept++;
+      if (this.deferredBytes + data.length > DEFERRED_WRITE_BYTES) return void this.notKept++;
+      this.deferredBytes += data.length;
+      const write = this.reserveWhenRoom(data.length)
+        .then((kept) => (kept ? this.write(sha256, data) : void this.notKept++))
+        .catch(() => void this.notKept++) // like any block not kept: it is still served, and fetched again later
+        .finally(() => {
+          this.deferredBytes -= data.length;
+          this.deferred.delete(write);
+        });
+      this.deferred.add(write);
+      return;
     }
+    await this.write(sha256, data);
+  }
+
+  /** Settles once every block handed to a background write is written (or known not to fit). */
+  async flushed(): Promise<void> {
+    while (this.deferred.size > 0) await Promise.all(this.deferred);
+  }
+
+  /** Waits for the scan or eviction passes until `bytes` fit; false when nothing more can be evicted. */
+  private async reserveWhenRoom(bytes: number): Promise<boolean> {
+    while (await this.roomMade()) if (this.reserve(bytes)) return true;
+    return false;
+  }
+
+  /** Writes a block already counted against the cap. */
+  private async write(sha256: string, data: Buffer): Promise<void> {
     const target = this.pathOf(sha256);
     const dir = join(this.blocksDir, sha256.slice(0, 2));
     const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
