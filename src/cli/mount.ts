@@ -1,11 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, createWriteStream, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
-import type { KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import type { Server } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { BlockSource, ByteBudget, DiskBlockCache, LocalCopyStore, MemoryBlockCache, RecordedProfiles, planMemory } from '../cache/index.js';
 import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
@@ -18,6 +18,7 @@ import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
 import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
+import { withDeadline } from '../deadline.js';
 import type { FuseChoice } from './options.js';
 import { detach, fuseMountpoints, mountTable } from './unmount.js';
 
@@ -53,6 +54,8 @@ const BAD_INPUT = 'usage';
 const UNMOUNT_POLL_MS = 1_000;
 /** How long a look at whatever is mounted at the mountpoint may take before it counts as stuck. */
 const PROBE_TIMEOUT_MS = 5_000;
+/** How long a stopping mount waits for what it still writes to its cache dir (recordings, blocks waiting for room). */
+const DRAIN_WAIT_MS = 10_000;
 /** Time for the kernel to start a FUSE session and answer its first requests, on a loaded host. */
 const FUSE_START_MS = 20_000;
 /**
@@ -99,7 +102,10 @@ async function refuseIfMounted(mountpoint: string): Promise<void> {
   const already = (state: string) =>
     new UsageError(`${mountpoint} is already mounted (${there.fsType} ${there.source}${state}); unmount it first (rezfs unmount ${mountpoint})`);
   if (!there.fsType.startsWith('fuse')) throw already('');
-  const probe = await exec('stat', ['-c', '%F', mountpoint], { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL' }).then(
+  // A name nobody has looked up: the kernel must ask the server (the mountpoint's own attributes may
+  // still be cached after its server died). ENOENT or any answer is a live server; ENOTCONN a dead one.
+  const unseen = join(mountpoint, `.rezfs-probe-${randomBytes(8).toString('hex')}`);
+  const probe = await exec('stat', ['-c', '%F', unseen], { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL' }).then(
     () => 'live' as const,
     (err: { stderr?: string; killed?: boolean }) => (err.killed ? 'stuck' : /not connected/.test(err.stderr ?? '') ? 'dead' : 'live'),
   );
@@ -191,7 +197,7 @@ async function serve(cmd: MountCommand): Promise<void> {
   let refresher: CatalogRefresher | undefined;
   let control: Server | undefined;
   let unregister: (() => Promise<void>) | undefined;
-  /** Writes what the mount still holds for its cache dir: its recordings, disk copies of background loads. */
+  /** Writes what the mount still holds for its cache dir: its recordings, disk copies, blocks waiting for room. */
   let drain: (() => Promise<void>) | undefined;
   process.on('SIGHUP', () => {
     out.reopen(); // logrotate has moved the file away: write to a new one under the same name
@@ -222,7 +228,8 @@ async function serve(cmd: MountCommand): Promise<void> {
     });
     drain = async () => {
       startup.flush();
-      await Promise.all([recorded.idle(), blocks.flushed()]);
+      // Disk copies first: a copy may hand its block to a write that waits for eviction to make room.
+      await Promise.all([recorded.idle(), blocks.flushed().then(() => disk.flushed())]);
     };
     const fs = new RezFs(catalog, blocks, {
       uid: process.getuid?.() ?? 0,
@@ -284,7 +291,8 @@ async function serve(cmd: MountCommand): Promise<void> {
     throw badInput ? new UsageError(reason) : new Error(reason);
   }
   await untilSignalled(mounted, log);
-  await drain?.();
+  // What still waits goes to disk, so the next mount on this cache dir has it; not for ever (a hung disk).
+  if (drain) await withDeadline(drain(), DRAIN_WAIT_MS, `writing what is left to ${cmd.cacheDir}`).catch((err: Error) => log.warn(err.message));
   refresher?.stop();
   control?.close();
   await unregister?.();
