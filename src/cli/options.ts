@@ -45,7 +45,7 @@ export const BOUNDS = {
   /** A read that waits longer than this is a hang, whatever the store. */
   maxReadTimeoutMs: 10 * 60_000,
   /** Polling more often than this only loads the store (0 turns polling off). */
-  minRefreshMs: 1_000,
+  minRefreshMs: 250,
   maxRefreshMs: 24 * 3_600_000,
 } as const;
 
@@ -231,7 +231,8 @@ function parseDurationWithin(given: Given, min: number, max: number, off?: strin
   return ms;
 }
 
-const seconds = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
+const seconds = (ms: number) =>
+  ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 
 export function parseReadTimeout(given: Given): number {
   return parseDurationWithin(given, BOUNDS.minReadTimeoutMs, BOUNDS.maxReadTimeoutMs);

@@ -93,7 +93,7 @@ describe('option values and environment variables', () => {
     await refused([], { REZFS_CACHE_SIZE: '1' }, /^rezfs: REZFS_CACHE_SIZE \(--cache-size\) 1 is too small/);
     await refused([], { REZFS_CACHE_SIZE: 'lots' }, /^rezfs: REZFS_CACHE_SIZE \(--cache-size\) "lots" is not a size/);
     await refused(['--read-timeout', '0'], {}, /^rezfs: --read-timeout 0 is out of range: use between 1s and 10m/);
-    await refused(['--refresh', '1ms'], {}, /^rezfs: --refresh 1ms is out of range: use between 1s and 24h, or 0 to poll only when a local publish says so/);
+    await refused(['--refresh', '1ms'], {}, /^rezfs: --refresh 1ms is out of range: use between 250ms and 24h, or 0 to poll only when a local publish says so/);
     await refused(['--store', 'file:///elsewhere'], {}, /^rezfs: --store was given 2 times \(file:\/\/.*, file:\/\/\/elsewhere\): give it once/);
     await refused(['--fuse', 'fast'], {}, /^rezfs: --fuse "fast" is not a FUSE binding; use auto, native, fuse-native/);
     for (const word of ['maybe', '2', 'ja']) await refused([], { REZFS_ALLOW_OTHER: word }, /^rezfs: REZFS_ALLOW_OTHER \(--allow-other\) ".*" is not a boolean; use 1\/0, true\/false or yes\/no/);

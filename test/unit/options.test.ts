@@ -57,6 +57,7 @@ describe('options', () => {
     expect(() => parseReadTimeout({ text: '11m', where: '--read-timeout' })).toThrow(/out of range/);
     expect(parseReadTimeout({ text: '1s', where: '--read-timeout' })).toBe(1000);
     expect(parseRefresh({ text: '0', where: '--refresh' })).toBe(0);
-    expect(() => parseRefresh({ text: '999ms', where: '--refresh' })).toThrow(/out of range/);
+    expect(() => parseRefresh({ text: '100ms', where: '--refresh' })).toThrow(/--refresh 100ms is out of range: use between 250ms and 24h/);
+    expect(parseRefresh({ text: '300ms', where: '--refresh' })).toBe(300);
   });
 });
