@@ -341,24 +341,32 @@ describe('RezFs refusals', () => {
   });
 
   it('a version whose manifest cannot be loaded is EIO below it; what the shard answers still works', async () => {
-    const catalog = await Catalog.open(store);
-    const record = (await catalog.shard('foo')).versions['1.0.0']!;
-    const path = join(storeDir, keys.manifest(record.manifest));
+    // A version with enough files that its manifest is its own object (small ones travel inside the shard).
+    const repo = join(work.path, 'wide-repo');
+    const files = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`wide/1.0.0/lib/module_${i}.py`, `# ${i}\n`]));
+    await writeTree(repo, { 'wide/1.0.0/package.py': packageDefinition('wide', '1.0.0'), 'wide/1.0.0/bin/wide': { mode: 0o755, data: '#!/bin/sh\n' }, ...files });
+    const wideDir = join(work.path, 'wide-store');
+    const wideStore = openStore(`file://${wideDir}`);
+    await publish(wideStore, { repoDir: repo, selectors: [], log: silentLog });
+    const catalog = await Catalog.open(wideStore);
+    const record = (await catalog.shard('wide')).versions['1.0.0']!;
+    expect(record.inlineManifest, 'the manifest must be an object of its own for this test').toBeUndefined();
+    const path = join(wideDir, keys.manifest(record.manifest));
     const saved = await readFile(path);
     await writeFile(path, '{"format": "1.0.0"}'); // the wrong bytes: fails its hash
-    const { fs } = await freshFs();
+    const fs = new RezFs(await Catalog.open(wideStore), new BlockSource(wideStore, new MemoryBlockCache(1 << 20), undefined, log), { uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 4, log });
     try {
-      for (const probe of ['/foo/1.0.0/bin/foo', '/foo/1.0.0/lib', '/foo/1.0.0/share/zero']) expect(await errno(fs.getattr(probe)), probe).toBe(Errno.EIO);
-      expect(await errno(fs.readdir('/foo/1.0.0'))).toBe(Errno.EIO);
-      expect(await errno(fs.open('/foo/1.0.0/bin/foo', O_RDONLY))).toBe(Errno.EIO);
+      for (const probe of ['/wide/1.0.0/bin/wide', '/wide/1.0.0/lib', '/wide/1.0.0/lib/module_7.py']) expect(await errno(fs.getattr(probe)), probe).toBe(Errno.EIO);
+      expect(await errno(fs.readdir('/wide/1.0.0'))).toBe(Errno.EIO);
+      expect(await errno(fs.open('/wide/1.0.0/bin/wide', O_RDONLY))).toBe(Errno.EIO);
       // package.py and rez's probes come from the shard: a resolve does not need the manifest.
-      expect((await readAll(fs, '/foo/1.0.0/package.py')).toString()).toBe(packageDefinition('foo', '1.0.0'));
-      expect(await errno(fs.getattr('/foo/1.0.0/release.yaml'))).toBe(Errno.ENOENT);
-      expect(await errno(fs.getattr('/foo/1.0.0/nope/x'))).toBe(Errno.ENOENT); // not among the shard's names of the version
+      expect((await readAll(fs, '/wide/1.0.0/package.py')).toString()).toBe(packageDefinition('wide', '1.0.0'));
+      expect(await errno(fs.getattr('/wide/1.0.0/release.yaml'))).toBe(Errno.ENOENT);
+      expect(await errno(fs.getattr('/wide/1.0.0/nope/x'))).toBe(Errno.ENOENT); // not among the shard's names of the version
     } finally {
       await writeFile(path, saved);
     }
-    expect((await fs.getattr('/foo/1.0.0/bin/foo')).mode).toBe(0o100755);
+    expect((await fs.getattr('/wide/1.0.0/bin/wide')).mode).toBe(0o100755);
   });
 
   it('one deadline per operation: a hung shard and manifest give EIO within the read deadline, not one deadline each', async () => {
