@@ -101,7 +101,7 @@ describe('publish refuses bad input', () => {
     // The repository does not even exist: the store is refused first.
     const result = await runCli(['publish', join(work.path, 'nowhere'), '--store', 'http://127.0.0.1:9/store']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe('rezfs: http://127.0.0.1:9/store/ is read-only (plain HTTP): use the s3:// or file:// store behind it\n');
+    expect(result.stderr).toBe('rezfs: http://127.0.0.1:9/store/ is read-only (plain HTTP): use the s3://, file:// or dav+http(s):// store behind it\n');
   });
 
   it('an unsigned publish onto a signed store, unless --allow-unsigned', async () => {
@@ -173,7 +173,7 @@ describe('publish refuses bad input', () => {
   it('a store URL it cannot use', async () => {
     const result = await runCli(['publish', repo, '--store', 'ftp://host/x']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^rezfs: bad store URL "ftp:\/\/host\/x": unsupported scheme ftp:; use file:\/\/\/abs\/dir, s3:\/\/bucket\/prefix or http\(s\):\/\/host\/prefix\n$/);
+    expect(result.stderr).toMatch(/^rezfs: bad store URL "ftp:\/\/host\/x": unsupported scheme ftp:; use file:\/\/\/abs\/dir, s3:\/\/bucket\/prefix, http\(s\):\/\/host\/prefix \(read-only\) or dav\+http\(s\):\/\/host\/repo\/prefix\n$/);
   });
 
   it('still publishes once the input is fixed', async () => {
