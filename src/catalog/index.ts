@@ -29,6 +29,7 @@ export {
   DEFAULT_WALK_OPTIONS,
   OBJECT_KINDS,
   dependencyRank,
+  kindOfKey,
   type ObjectKind,
   type ObjectRef,
   type WalkOptions,

@@ -39,6 +39,17 @@ export const OBJECT_KINDS: readonly { kind: ObjectKind; prefix: string }[] = [
   { kind: 'index', prefix: 'index/' },
 ];
 
+/**
+ * What a key holds, for accounting (metrics by object kind): a kind of OBJECT_KINDS, the two mutable objects
+ * (`head`, `config`), or `other` (claims, locks, leftovers).
+ */
+export function kindOfKey(key: string): ObjectKind | 'head' | 'config' | 'other' {
+  if (key === keys.head) return 'head';
+  if (key === keys.config) return 'config';
+  if (key.startsWith('index/')) return key.endsWith('.sig') ? 'signature' : 'index';
+  return OBJECT_KINDS.find((k) => key.startsWith(k.prefix))?.kind ?? 'other';
+}
+
 export function dependencyRank(kind: ObjectKind): number {
   return OBJECT_KINDS.findIndex((k) => k.kind === kind);
 }

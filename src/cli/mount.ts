@@ -8,14 +8,15 @@ import type { Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { BlockSource, ByteBudget, DiskBlockCache, LocalCopyStore, MemoryBlockCache, RecordedProfiles, planMemory } from '../cache/index.js';
-import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
+import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, kindOfKey, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
 import { startControlServer } from './control.js';
+import { MountMetrics, serveMetrics, type MetricsAddress } from './metrics.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
-import { openStores, redactUrl, type ObjectStore } from '../store/index.js';
+import { StoreTraffic, openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
 import { withDeadline } from '../deadline.js';
@@ -42,6 +43,8 @@ export interface MountCommand {
   fuse: FuseChoice;
   /** How long after a version's first use its reads are recorded (its startup profile); 0 records nothing. */
   recordWindowMs: number;
+  /** Where to serve Prometheus metrics (--metrics), if anywhere. */
+  metrics: MetricsAddress | undefined;
 }
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
@@ -196,6 +199,7 @@ async function serve(cmd: MountCommand): Promise<void> {
   let mounted: Mounted | undefined;
   let refresher: CatalogRefresher | undefined;
   let control: Server | undefined;
+  let metricsServer: Server | undefined;
   let unregister: (() => Promise<void>) | undefined;
   /** Writes what the mount still holds for its cache dir: its recordings, disk copies, blocks waiting for room. */
   let drain: (() => Promise<void>) | undefined;
@@ -204,8 +208,10 @@ async function serve(cmd: MountCommand): Promise<void> {
     log.info(`SIGHUP: reopened ${cmd.logFile ?? 'stderr'}`);
   });
   try {
+    const traffic = cmd.metrics ? new StoreTraffic(kindOfKey) : undefined;
+    const metrics = traffic && new MountMetrics(traffic);
     // A file store on a hung NFS server answers by the read deadline too, and frees what the read had reserved then.
-    const remote = openStores(cmd.store, cmd.mirrors, { fileDeadlineMs: cmd.readTimeoutMs });
+    const remote = openStores(cmd.store, cmd.mirrors, { fileDeadlineMs: cmd.readTimeoutMs, traffic });
     const store = LocalCopyStore.forStore(remote, cmd.cacheDir, catalogCopyRules);
     const trust = trustPolicy(store, cmd);
     const catalog = await Catalog.open(store, await trust?.policy());
@@ -239,6 +245,7 @@ async function serve(cmd: MountCommand): Promise<void> {
       inodes: binding.inodes,
       log,
       startup,
+      onRead: metrics?.observeRead,
     });
     // Without invalidation the kernel's timeouts alone decide when new versions show: keep them within the interval.
     const cacheSec = (limit: number) =>
@@ -271,6 +278,10 @@ async function serve(cmd: MountCommand): Promise<void> {
       mountStatus({ cmd, started, store, remote, fs, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
+    if (metrics && cmd.metrics) {
+      metricsServer = await serveMetrics(cmd.metrics, metrics, status);
+      log.info(`metrics on http://${cmd.metrics.host}:${cmd.metrics.port}/metrics`);
+    }
     unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url, socket });
     const offline = store.offlineState();
     if (offline.offline) {
@@ -288,6 +299,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     ready.send(`${badInput ? BAD_INPUT : 'error'}: ${reason}\n`);
     await mounted?.unmount();
     control?.close();
+    metricsServer?.close();
     throw badInput ? new UsageError(reason) : new Error(reason);
   }
   await untilSignalled(mounted, log);
@@ -295,6 +307,7 @@ async function serve(cmd: MountCommand): Promise<void> {
   if (drain) await withDeadline(drain(), DRAIN_WAIT_MS, `writing what is left to ${cmd.cacheDir}`).catch((err: Error) => log.warn(err.message));
   refresher?.stop();
   control?.close();
+  metricsServer?.close();
   await unregister?.();
 }
 

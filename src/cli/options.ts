@@ -18,6 +18,7 @@ import { homedir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { MIN_MEMORY_LIMIT_BYTES } from '../cache/index.js';
+import type { MetricsAddress } from './metrics.js';
 import type { MountCommand } from './mount.js';
 import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
 
@@ -94,6 +95,7 @@ export const OPTIONS = {
     default: 'auto',
     help: "FUSE binding: native (libfuse3, rezfs's own), fuse-native (libfuse2), auto (native when built)",
   },
+  metrics: { flag: '--metrics', value: '<host:port>', env: 'REZFS_METRICS', help: 'serve Prometheus metrics on http://HOST:PORT/metrics' },
   recordWindow: {
     flag: '--record-window',
     value: '<duration>',
@@ -242,6 +244,16 @@ export function parseRefresh(given: Given): number {
   return parseDurationWithin(given, BOUNDS.minRefreshMs, BOUNDS.maxRefreshMs, 'to poll only when a local publish says so');
 }
 
+/** `HOST:PORT` (`[::1]:9100` for IPv6) for --metrics. */
+export function parseMetricsAddress(given: Given): MetricsAddress {
+  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/i.exec(given.text.trim());
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65_535) {
+    throw new UsageError(`${given.where} ${JSON.stringify(given.text)} is not HOST:PORT; use e.g. 127.0.0.1:9464 or 0.0.0.0:9464 (all interfaces)`);
+  }
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
 export function parseFuse(given: Given): FuseChoice {
   const choice = FUSE_CHOICES.find((c) => c === given.text);
   if (!choice) throw new UsageError(`${given.where} ${JSON.stringify(given.text)} is not a FUSE binding; use ${FUSE_CHOICES.join(', ')}`);
@@ -322,6 +334,7 @@ export async function writableFile(given: Given): Promise<string> {
 export async function mountOptions(mountpoint: string, given: GivenOptions): Promise<MountCommand> {
   const cacheDir = await writableDirectory(cacheDirOf(given));
   const logFile = given.one('logFile');
+  const metrics = given.one('metrics');
   return {
     mountpoint: resolve(mountpoint),
     store: given.required('store').text,
@@ -337,5 +350,6 @@ export async function mountOptions(mountpoint: string, given: GivenOptions): Pro
     trustKeys: given.all('trustKey').map((k) => k.text),
     fuse: parseFuse(given.one('fuse')!),
     recordWindowMs: parseRecordWindow(given.one('recordWindow')!),
+    metrics: metrics === undefined ? undefined : parseMetricsAddress(metrics),
   };
 }

@@ -60,6 +60,8 @@ export interface RezFsOptions {
   log: Log;
   /** Told when a version is first looked into and of every pack read: startup sets are learned and preloaded. */
   startup?: StartupSets;
+  /** Told how long each payload read took (seconds) and whether it failed: a latency histogram's feed. */
+  onRead?: (seconds: number, failed: boolean) => void;
 }
 
 /** What a path names, resolved against the catalog. */
@@ -219,12 +221,15 @@ export class RezFs {
       this.readAhead(file.pack, span.end, Math.max(ahead, packAhead), packAhead > ahead ? file.pack.size : file.node.offset + file.node.size);
     }
     this.options.startup?.packRead(file.manifest, file.packHash, span.start, span.end);
+    const started = performance.now();
     try {
       const reading = sparse ? this.blocks.readChunks(file.pack, span) : this.blocks.read(file.pack, span);
       const data = await withDeadline(reading, this.options.readDeadlineMs, `reading ${file.pack.key}`);
       this.stats.readBytes += data.length;
+      this.options.onRead?.((performance.now() - started) / 1000, false);
       return data;
     } catch (err) {
+      this.options.onRead?.((performance.now() - started) / 1000, true);
       this.options.log.error(`read failed: ${(err as Error).message}`);
       this.stats.readErrors++;
       throw new FsError('EIO', (err as Error).message);

@@ -1,5 +1,6 @@
 export { DavStore } from './dav-store.js';
 export { HttpStore } from './http-store.js';
+export { MeteredStore, StoreTraffic, storeErrorKind, type StoreErrorKind, type StoreOperation, type TrafficRow } from './metered-store.js';
 export { DEFAULT_MIRROR_OPTIONS, MirroredStore, MirrorsUnavailableError, type MirrorHealth, type MirrorOptions } from './mirrored-store.js';
 export {
   localDirectoryOf,

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_FILE_DEADLINE_MS, FileStore } from './file-store.js';
 import { DavStore } from './dav-store.js';
 import { HttpStore } from './http-store.js';
+import { MeteredStore, type StoreTraffic } from './metered-store.js';
 import { MirroredStore, type MirrorOptions } from './mirrored-store.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { S3Store } from './s3-store.js';
@@ -20,6 +21,8 @@ export interface OpenStoreOptions {
 
 export interface OpenStoresOptions extends OpenStoreOptions {
   mirror?: Partial<MirrorOptions>;
+  /** Count every request to each store (each mirror on its own) here. */
+  traffic?: StoreTraffic;
 }
 
 /**
@@ -113,10 +116,15 @@ export function openWritableStore(url: string, options: OpenStoreOptions = {}): 
  * over between them.
  */
 export function openStores(primary: string, mirrors: readonly string[] = [], options: OpenStoresOptions = {}): ObjectStore {
-  if (mirrors.length === 0) return openStore(primary, options);
+  const { traffic } = options;
+  const open = (url: string, memberOptions: OpenStoreOptions) => {
+    const store = openStore(url, memberOptions);
+    return traffic ? new MeteredStore(store, traffic) : store;
+  };
+  if (mirrors.length === 0) return open(primary, options);
   const memberOptions = { ...options, retry: { maxAttempts: MIRRORED_MAX_ATTEMPTS, ...options.retry } };
   return new MirroredStore(
-    [primary, ...mirrors].map((url) => openStore(url, memberOptions)),
+    [primary, ...mirrors].map((url) => open(url, memberOptions)),
     options.mirror,
   );
 }
