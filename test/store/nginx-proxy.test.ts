@@ -58,7 +58,7 @@ describe.skipIf(!nginx)('http:// store behind an nginx proxy_cache in front of t
     await mountStyleRead(second);
     expect(originGets('packs/')).toBe(packGets);
     expect(originGets('families/')).toBe(shardGets);
-    expect(originGets('index/HEAD')).toBe(headGets + 1); // the mutable pointer is always fresh
+    expect(originGets('index/HEAD')).toBe(headGets); // the mutable pointer too, for the 5 s the site config allows
     await second.close();
   });
 });

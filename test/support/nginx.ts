@@ -1,12 +1,12 @@
 /**
- * nginx as a site's caching proxy in front of a store (for tests; skipped where nginx is not installed).
- * The config is the one a site would use, see NGINX_SITE_CONFIG below: content-addressed objects cached for a
- * year in 1 MiB slices, the mutable `index/HEAD` never cached.
+ * nginx as a site's caching proxy in front of a store (for tests; skipped where nginx is not installed), run with
+ * the config rezfs ships for sites (examples/nginx/rezfs-site-cache.conf), so the tests test what sites deploy.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { REPO_ROOT } from './cli.js';
 import { freePort } from './ports.js';
 import { findProgram } from './programs.js';
 
@@ -15,33 +15,13 @@ export function findNginx(): string | undefined {
   return findProgram(['nginx']);
 }
 
-/** The `server` block a site puts in front of its bucket (ORIGIN = the bucket's http(s) URL, path-style). */
-export function nginxSiteConfig(listen: string, origin: string): string {
-  return `
-  server {
-    listen ${listen};
-    location = /__ready { return 204; }
-    # The one mutable object: always asked of the origin.
-    location ~ /index/HEAD$ {
-      proxy_pass ${origin};
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-    # Everything else is immutable and content-addressed: cache it, in 1 MiB slices so ranged block reads of a
-    # large pack fetch only the slices they touch.
-    location / {
-      proxy_pass ${origin};
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      slice 1m;
-      proxy_set_header Range $slice_range;
-      proxy_cache rezfs;
-      proxy_cache_key $uri$slice_range;
-      proxy_cache_valid 200 206 365d;
-      proxy_cache_lock on;
-      add_header X-Cache-Status $upstream_cache_status;
-    }
-  }`;
+/** The shipped site-cache config (examples/nginx/rezfs-site-cache.conf), its placeholders filled in. */
+export async function nginxSiteConfig(listen: string, origin: string, cacheDir: string): Promise<string> {
+  const shipped = await readFile(path.join(REPO_ROOT, 'examples', 'nginx', 'rezfs-site-cache.conf'), 'utf8');
+  const filled = shipped.replaceAll('__LISTEN__', listen).replaceAll('__ORIGIN__', origin).replaceAll('__CACHE_DIR__', cacheDir);
+  const left = /__[A-Z_]+__/.exec(filled);
+  if (left) throw new Error(`examples/nginx/rezfs-site-cache.conf has a placeholder the tests do not fill: ${left[0]}`);
+  return filled;
 }
 
 export interface NginxCache {
@@ -76,8 +56,7 @@ http {
   fastcgi_temp_path ${dir}/tmp/fastcgi;
   uwsgi_temp_path ${dir}/tmp/uwsgi;
   scgi_temp_path ${dir}/tmp/scgi;
-  proxy_cache_path ${dir}/cache levels=1:2 keys_zone=rezfs:4m max_size=256m inactive=1d use_temp_path=off;
-${nginxSiteConfig(`127.0.0.1:${port}`, origin)}
+${await nginxSiteConfig(`127.0.0.1:${port}`, origin, `${dir}/cache`)}
 }
 `,
   );
@@ -95,7 +74,7 @@ ${nginxSiteConfig(`127.0.0.1:${port}`, origin)}
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`nginx exited at start: ${stderr}${await errorLog()}`);
-    const ready = await fetch(`${url}/__ready`).then((r) => r.status === 204, () => false);
+    const ready = await fetch(`${url}/__ready`).then(() => true, () => false); // any answer: nginx is listening
     if (ready) break;
     if (Date.now() > deadline) {
       await stop();
