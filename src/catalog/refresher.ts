@@ -10,6 +10,8 @@ export interface RefresherOptions {
   log: Log;
   /** Called with each newly accepted generation. */
   onNewGeneration: (catalog: Catalog) => Promise<void> | void;
+  /** The poll's jitter source (tests); Math.random by default. */
+  random?: () => number;
 }
 
 /**
@@ -18,6 +20,7 @@ export interface RefresherOptions {
  */
 export class CatalogRefresher {
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private running: Promise<void> | undefined;
   private lastEtag: string | undefined;
   /** For `rezfs status`: when the store was last asked, and why the last refresh failed, if it did. */
@@ -29,15 +32,20 @@ export class CatalogRefresher {
     private readonly options: RefresherOptions,
   ) {}
 
+  /**
+   * Polls every `intervalMs` on average, each wait drawn uniformly from [0.5, 1.5) x the interval: a farm's
+   * mounts, started together, then ask for `index/HEAD` spread over the interval instead of in lock-step.
+   */
   start(): void {
-    if (this.options.intervalMs > 0) {
-      this.timer = setInterval(() => void this.refreshNow(), this.options.intervalMs);
-      this.timer.unref();
-    }
+    if (this.options.intervalMs <= 0 || this.stopped) return;
+    const waitMs = this.options.intervalMs * (0.5 + (this.options.random ?? Math.random)());
+    this.timer = setTimeout(() => void this.refreshNow().finally(() => this.start()), waitMs);
+    this.timer.unref();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.stopped = true;
+    clearTimeout(this.timer);
   }
 
   /** One refresh at a time; a call during a refresh waits for it. */

@@ -11,7 +11,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StoreTraffic } from '../store/index.js';
+import type { OriginPressure, OriginPressures, StoreTraffic } from '../store/index.js';
 import type { MountStatus } from './status.js';
 
 /** Where `--metrics` listens. */
@@ -28,7 +28,10 @@ export class MountMetrics {
   private readonly readSeconds: Histogram;
   private readonly set: Array<(s: MountStatus) => void> = [];
 
-  constructor(private readonly traffic: StoreTraffic) {
+  constructor(
+    private readonly traffic: StoreTraffic,
+    private readonly origins: OriginPressures,
+  ) {
     collectDefaultMetrics({ register: this.registry }); // RSS, CPU, event-loop lag: what a farm team sizes by
     this.readSeconds = new Histogram({
       name: 'rezfs_read_duration_seconds',
@@ -38,6 +41,7 @@ export class MountMetrics {
       registers: [this.registry],
     });
     this.defineStoreTraffic();
+    this.defineStorePressure();
     this.defineFromStatus();
   }
 
@@ -86,6 +90,18 @@ export class MountMetrics {
       rows().flatMap((row) => Object.entries(row.errors).map(([error, n]) => [{ store: row.store, kind: row.kind, error }, n] as [Record<string, string>, number])),
     );
     this.gauge('rezfs_store_requests_in_flight', 'Requests to the stores started and not yet ended', [], () => [[{}, this.traffic.inFlight]]);
+  }
+
+  /** The farm-friendly client at work: turn-taking and the shared backoff of each network store (retry.ts). */
+  private defineStorePressure(): void {
+    const each = (value: (p: OriginPressure) => number) => () =>
+      [...this.origins.entries()].map(([store, pressure]) => [{ store }, value(pressure)] as [Record<string, string>, number]);
+    this.counter('rezfs_store_throttled_total', 'Throttling answers (503, 429, SlowDown) from each store', ['store'], each((p) => p.stats.throttled));
+    this.counter('rezfs_store_retries_total', 'Attempts sent again after a failed one', ['store'], each((p) => p.stats.retries));
+    this.counter('rezfs_store_backoff_pauses_total', "Attempts that first waited out the mount's shared backoff", ['store'], each((p) => p.stats.pauses));
+    this.counter('rezfs_store_backoff_seconds_total', 'Time attempts spent in the shared backoff, summed', ['store'], each((p) => p.stats.pausedMs / 1000));
+    this.gauge('rezfs_store_backoff_step', "The shared backoff's step now (0: the store is not throttling this mount)", ['store'], each((p) => p.backoffStep));
+    this.gauge('rezfs_store_requests_queued', 'Requests waiting for a turn under the per-mount cap on concurrent requests', ['store'], each((p) => p.queued));
   }
 
   private defineFromStatus(): void {

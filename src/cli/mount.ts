@@ -16,7 +16,7 @@ import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
-import { StoreTraffic, openStores, redactUrl, type ObjectStore } from '../store/index.js';
+import { OriginPressures, StoreTraffic, openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
 import { withDeadline } from '../deadline.js';
@@ -208,10 +208,11 @@ async function serve(cmd: MountCommand): Promise<void> {
     log.info(`SIGHUP: reopened ${cmd.logFile ?? 'stderr'}`);
   });
   try {
+    const origins = new OriginPressures();
     const traffic = cmd.metrics ? new StoreTraffic(kindOfKey) : undefined;
-    const metrics = traffic && new MountMetrics(traffic);
+    const metrics = traffic && new MountMetrics(traffic, origins);
     // A file store on a hung NFS server answers by the read deadline too, and frees what the read had reserved then.
-    const remote = openStores(cmd.store, cmd.mirrors, { fileDeadlineMs: cmd.readTimeoutMs, traffic });
+    const remote = openStores(cmd.store, cmd.mirrors, { fileDeadlineMs: cmd.readTimeoutMs, traffic, origins });
     const store = LocalCopyStore.forStore(remote, cmd.cacheDir, catalogCopyRules);
     const trust = trustPolicy(store, cmd);
     const catalog = await Catalog.open(store, await trust?.policy());

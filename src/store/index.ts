@@ -14,7 +14,7 @@ export {
   type OpenStoresOptions,
 } from './open-store.js';
 export { acquireLease, DEFAULT_LEASE_POLICY, Lease, LEASE_PREFIX, LeaseError, removeClaim, type LeasePolicy } from './lease.js';
-export { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+export { DEFAULT_ORIGIN_LIMITS, DEFAULT_RETRY, OriginPressure, OriginPressures, type OriginLimits, type PressureStats, type RetryPolicy } from './retry.js';
 export {
   ObjectNotFoundError,
   ReadOnlyStoreError,

@@ -5,7 +5,7 @@ import { DavStore } from './dav-store.js';
 import { HttpStore } from './http-store.js';
 import { MeteredStore, type StoreTraffic } from './metered-store.js';
 import { MirroredStore, type MirrorOptions } from './mirrored-store.js';
-import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+import { DEFAULT_RETRY, OriginPressure, type OriginPressures, type RetryPolicy } from './retry.js';
 import { S3Store } from './s3-store.js';
 import { ReadOnlyStoreError, StoreError, type ObjectStore } from './types.js';
 import { DEFAULT_TIMEOUTS, type RequestPolicy, type StoreTimeouts } from './watchdog.js';
@@ -17,6 +17,8 @@ export interface OpenStoreOptions {
   fileDeadlineMs?: number;
   /** Network stores only; unset fields keep DEFAULT_RETRY. */
   retry?: Partial<RetryPolicy>;
+  /** Network stores only: share turn-taking and backoff with every other store opened with the same registry. */
+  origins?: OriginPressures;
 }
 
 export interface OpenStoresOptions extends OpenStoreOptions {
@@ -59,9 +61,15 @@ export function openStore(url: string, options: OpenStoreOptions = {}): ObjectSt
   } catch {
     throw new StoreUrlError(url, 'not a URL');
   }
+  const retry = { ...DEFAULT_RETRY, ...options.retry };
   const policy: RequestPolicy = {
     timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
-    retry: { ...DEFAULT_RETRY, ...options.retry },
+    retry,
+    pressure: options.origins && new OriginPressure(retry, options.origins.limits),
+  };
+  const pressured = <T extends ObjectStore>(store: T): T => {
+    if (policy.pressure) options.origins?.add(store.url, policy.pressure);
+    return store;
   };
   switch (parsed.protocol) {
     case 'file:': {
@@ -75,22 +83,22 @@ export function openStore(url: string, options: OpenStoreOptions = {}): ObjectSt
     }
     case 's3:': {
       if (!parsed.hostname) throw new StoreUrlError(url, 'no bucket');
-      return new S3Store({
+      return pressured(new S3Store({
         bucket: parsed.hostname,
         prefix: decodeURIComponent(parsed.pathname.replace(/^\/+/, '')),
         forcePathStyle: process.env.REZFS_S3_PATH_STYLE !== '0',
         ...policy,
-      });
+      }));
     }
     case 'http:':
     case 'https:':
       if (parsed.search || parsed.hash) throw new StoreUrlError(url, 'a query or fragment is not supported');
-      return new HttpStore(url, policy);
+      return pressured(new HttpStore(url, policy));
     case 'dav+http:':
     case 'dav+https:':
       if (parsed.search || parsed.hash) throw new StoreUrlError(url, 'a query or fragment is not supported');
       if (!parsed.hostname) throw new StoreUrlError(url, 'no host');
-      return new DavStore(url, policy);
+      return pressured(new DavStore(url, policy));
     default:
       throw new StoreUrlError(url, `unsupported scheme ${parsed.protocol}`);
   }

@@ -53,13 +53,116 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
 /**
  * How long to wait before attempt `failed + 1`, or undefined to give up: the error is not transient, the
  * attempts are spent, or the server wants a longer pause than we allow. Retry-After is a floor; the jitter
- * on top keeps clients told the same thing from coming back in step.
+ * on top keeps clients told the same thing from coming back in step. With `shared` backoff (an OriginPressure)
+ * a throttling answer gets no jitter of its own here: the pressure's pause before the next attempt is it.
  */
-export function retryDelayMs(policy: RetryPolicy, failed: number, err: unknown, random: () => number): number | undefined {
+export function retryDelayMs(policy: RetryPolicy, failed: number, err: unknown, random: () => number, shared = false): number | undefined {
   if (!(err instanceof TransientStoreError) || failed >= policy.maxAttempts) return undefined;
-  const jitter = backoffMs(policy, failed, err.throttled, random);
+  const jitter = shared && err.throttled ? 0 : backoffMs(policy, failed, err.throttled, random);
   if (err.retryAfterMs === undefined) return jitter;
   return err.retryAfterMs > policy.maxRetryAfterMs ? undefined : err.retryAfterMs + jitter;
+}
+
+/** How hard one mount may press one store. */
+export interface OriginLimits {
+  /** Requests in flight to the store at once; more wait their turn (a farm of N mounts sends at most N x this). */
+  maxConcurrentRequests: number;
+  /** Successes in a row that lower the shared backoff by one step after the store throttled. */
+  successesPerStep: number;
+  /** The highest backoff step (its ceiling is throttledBaseDelayMs x 2^(step-1), capped by maxDelayMs). */
+  maxStep: number;
+}
+
+export const DEFAULT_ORIGIN_LIMITS: OriginLimits = { maxConcurrentRequests: 16, successesPerStep: 8, maxStep: 8 };
+
+/** What an OriginPressure did so far (metrics read it). */
+export interface PressureStats {
+  /** Throttling answers (503, 429, SlowDown) seen. */
+  throttled: number;
+  /** Attempts that first waited out the shared backoff, and for how long in all. */
+  pauses: number;
+  pausedMs: number;
+  /** Attempts after a failed one. */
+  retries: number;
+}
+
+/**
+ * One mount's view of one store's load, shared by every request the mount sends it: at most
+ * `maxConcurrentRequests` in flight, and, once the store throttles, a backoff that every attempt (first ones too)
+ * waits out before it is sent. The backoff's ceiling is shared — it grows one step per throttling answer and falls
+ * one step per `successesPerStep` successes — while each attempt draws its own wait uniformly below it ("full
+ * jitter"), so a herd that was told to slow down slows down as a whole and does not come back in step.
+ */
+export class OriginPressure {
+  readonly stats: PressureStats = { throttled: 0, pauses: 0, pausedMs: 0, retries: 0 };
+  private step = 0;
+  private successes = 0;
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(
+    private readonly policy: RetryPolicy,
+    private readonly limits: OriginLimits = DEFAULT_ORIGIN_LIMITS,
+  ) {}
+
+  /** The shared backoff step now (0: the store is not throttling us). */
+  get backoffStep(): number {
+    return this.step;
+  }
+
+  /** Requests waiting for a turn. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Runs one attempt in its turn, after the shared backoff. */
+  async run<T>(attempt: () => Promise<T>, pause: (ms: number) => Promise<unknown>, random: () => number): Promise<T> {
+    if (this.step > 0) {
+      const waitMs = Math.floor(random() * exponentialMs(this.policy.throttledBaseDelayMs, this.policy.maxDelayMs, this.step));
+      this.stats.pauses++;
+      this.stats.pausedMs += waitMs;
+      await pause(waitMs);
+    }
+    await this.turn();
+    try {
+      const result = await attempt();
+      if (this.step > 0 && ++this.successes >= this.limits.successesPerStep) {
+        this.step--;
+        this.successes = 0;
+      }
+      return result;
+    } catch (err) {
+      if (err instanceof TransientStoreError && err.throttled) {
+        this.stats.throttled++;
+        this.step = Math.min(this.limits.maxStep, this.step + 1);
+        this.successes = 0;
+      }
+      throw err;
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+
+  private async turn(): Promise<void> {
+    if (this.active >= this.limits.maxConcurrentRequests) await new Promise<void>((go) => this.queue.push(go));
+    this.active++;
+  }
+}
+
+/** A mount's OriginPressure per store, by the store's URL, so each store (each mirror) is judged on its own. */
+export class OriginPressures {
+  private readonly byUrl = new Map<string, OriginPressure>();
+
+  constructor(readonly limits: OriginLimits = DEFAULT_ORIGIN_LIMITS) {}
+
+  add(url: string, pressure: OriginPressure): void {
+    this.byUrl.set(url, pressure);
+  }
+
+  entries(): IterableIterator<[string, OriginPressure]> {
+    return this.byUrl.entries();
+  }
 }
 
 export interface RetryHooks {
@@ -67,18 +170,24 @@ export interface RetryHooks {
   random?: () => number;
   /** Called before each pause, e.g. to log. */
   onRetry?: (err: unknown, failedAttempt: number, delayMs: number) => void;
+  /** The mount-wide turn-taking and shared backoff every attempt goes through, if any. */
+  pressure?: OriginPressure;
 }
 
 /** Runs `operation` until it succeeds or `retryDelayMs` says stop; rethrows the last error. */
 export async function withRetries<T>(policy: RetryPolicy, operation: (attempt: number) => Promise<T>, hooks: RetryHooks = {}): Promise<T> {
+  const { pressure } = hooks;
+  const pause = hooks.sleep ?? sleep;
+  const random = hooks.random ?? Math.random;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await operation(attempt);
+      return await (pressure ? pressure.run(() => operation(attempt), pause, random) : operation(attempt));
     } catch (err) {
-      const delay = retryDelayMs(policy, attempt, err, hooks.random ?? Math.random);
+      const delay = retryDelayMs(policy, attempt, err, random, pressure !== undefined);
       if (delay === undefined) throw err;
       hooks.onRetry?.(err, attempt, delay);
-      await (hooks.sleep ?? sleep)(delay);
+      if (pressure) pressure.stats.retries++;
+      await pause(delay);
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { requestedPart } from './responses.js';
-import { withRetries, type RetryPolicy } from './retry.js';
+import { withRetries, type OriginPressure, type RetryPolicy } from './retry.js';
 import { StoreTimeoutError, TransientStoreError, type StoreError } from './types.js';
 
 /** Per-attempt limits of a network store request: a request never waits on a dead or crawling peer. */
@@ -159,6 +159,8 @@ export async function readObjectBody(
 export interface RequestPolicy {
   timeouts: StoreTimeouts;
   retry: RetryPolicy;
+  /** Shared with the mount's other requests to this store: turn-taking and backoff (see OriginPressure). */
+  pressure?: OriginPressure;
 }
 
 /** What stretches a request's first-byte timeout: a body it sends, or an object the server must assemble. */
@@ -186,9 +188,12 @@ export function resilient<T>(
   work?: RequestWork,
 ): Promise<T> {
   const firstByteMs = firstByteAllowanceMs(policy.timeouts, work);
-  return withRetries(policy.retry, () =>
-    guarded(policy.timeouts, what, run, firstByteMs).catch((err: unknown) => {
-      throw translate(err);
-    }),
+  return withRetries(
+    policy.retry,
+    () =>
+      guarded(policy.timeouts, what, run, firstByteMs).catch((err: unknown) => {
+        throw translate(err);
+      }),
+    { pressure: policy.pressure },
   );
 }
