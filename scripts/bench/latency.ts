@@ -65,7 +65,9 @@ const log = (message: string) => process.stderr.write(`[bench-latency ${new Date
 const MiB = 1024 * 1024;
 const SPARSE_READS = 2000;
 const SPARSE_SIZE = 4096;
-const PREAD = path.join(import.meta.dirname, 'pread.mjs');
+const PREAD = path.join(import.meta.dirname, 'pread.ts');
+/** The TypeScript helpers run as `node <vite-node> <script> -- args`, on the same Node as this driver. */
+const VITE_NODE = path.join(import.meta.dirname, '..', '..', 'node_modules', 'vite-node', 'vite-node.mjs');
 
 /** One measured run of a command: wall time, what the proxy saw, the mount's CPU. */
 interface Sample {
@@ -254,9 +256,9 @@ async function launch(repo: StartupRepo, packagesPath: string): Promise<string> 
   return (await rezEnv(packagesPath, [...repo.launchRequest, '--', ...repo.launchCommand])).stdout.trim();
 }
 
-/** scripts/bench/pread.mjs: random 4 KiB preads, timed inside the reader. */
+/** scripts/bench/pread.ts: random 4 KiB preads, timed inside the reader. */
 async function pread(file: string): Promise<Sample & { checksum: number }> {
-  const r = await runProcess(process.execPath, [PREAD, file, String(SPARSE_READS), String(SPARSE_SIZE), '7'], { timeoutMs: 600_000 });
+  const r = await runProcess(process.execPath, [VITE_NODE, PREAD, '--', file, String(SPARSE_READS), String(SPARSE_SIZE), '7'], { timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`pread of ${file} failed: ${r.stderr.slice(-300)}`);
   const result = JSON.parse(r.stdout.trim()) as { seconds: number; bytes: number; checksum: number };
   return { ms: result.seconds * 1000, readBytes: result.bytes, checksum: result.checksum };
