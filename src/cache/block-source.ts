@@ -2,7 +2,7 @@ import { ChunkLayout, HASH_BYTES, keys, unusableChunks, type Manifest, type Pack
 import { DeadlineError, withDeadline } from '../deadline.js';
 import { sha256Hex as sha256 } from '../hash.js';
 import type { Log } from '../log.js';
-import { ObjectNotFoundError, type ObjectStore } from '../store/index.js';
+import { ObjectNotFoundError, readVerified, type ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
 import { ByteBudget } from './byte-budget.js';
 import { blockSpan, blocksCovering, consecutiveRuns, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
@@ -498,21 +498,21 @@ export class BlockSource {
   }
 
   /**
-   * One ranged GET, checked against the piece's hash. Bytes that fail are never used or cached: the
-   * read is retried from each replica in turn (a mirror set), or once more from a single store, whose
-   * bytes may have been damaged in transit.
+   * One ranged GET, checked against the piece's hash, under the one verified-read policy
+   * (store/verified-read.ts): bytes that fail are never used or cached.
    */
-  private async fetchVerified(key: string, span: Span, sha: string, what: Piece): Promise<Buffer> {
-    const sources = [this.store, ...(this.store.replicas?.() ?? [this.store])];
-    let failure: IntegrityError | undefined;
-    for (const source of sources) {
-      const fetched = await this.getRange(source, key, span.start, span.end);
-      const actual = sha256(fetched);
-      if (actual === sha) return fetched;
-      failure = new IntegrityError(key, what, sha, actual);
-      this.log.error(`${failure.message} (from ${source.url})`);
-    }
-    throw failure!;
+  private fetchVerified(key: string, span: Span, sha: string, what: Piece): Promise<Buffer> {
+    return readVerified(
+      this.store,
+      (source) => this.getRange(source, key, span.start, span.end),
+      (fetched) => {
+        const actual = sha256(fetched);
+        if (actual !== sha) throw new IntegrityError(key, what, sha, actual);
+        return fetched;
+      },
+      IntegrityError,
+      (failure, source) => this.log.error(`${failure.message} (from ${source.url})`),
+    );
   }
 
   /** A disk piece that fails its hash (bit rot, a foreign writer) is deleted, never served. */

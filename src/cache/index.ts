@@ -6,6 +6,5 @@ export { DiskBlockCache, type DiskCacheStats, type GcResult } from './disk-cache
 export { MemoryBlockCache } from './memory-cache.js';
 export * from './block-math.js';
 export { MIN_MEMORY_LIMIT_BYTES, planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';
-export { LocalCopyStore, type CopyRules, type OfflineState } from './local-copy-store.js';
 export { RecordedProfiles } from './recorded-profiles.js';
 export { profileBlocks } from './profile-blocks.js';

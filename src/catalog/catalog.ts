@@ -1,4 +1,4 @@
-import { ObjectNotFoundError, type ObjectStore } from '../store/index.js';
+import { ObjectNotFoundError, readVerified, type ObjectStore } from '../store/index.js';
 import type { KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { inParallel } from '../parallel.js';
@@ -85,21 +85,23 @@ async function getHeadHash(store: ObjectStore): Promise<string> {
 const TORN_HEAD_RETRIES_MS = [20, 100, 400];
 
 /**
- * A content-addressed document, checked against its hash. Bytes that fail are retried from each
- * replica of the store (a mirror set) before the load fails, naming every source that failed.
+ * A content-addressed document, checked against its hash, read under the one verified-read policy
+ * (store/verified-read.ts); a load that fails names every source whose bytes failed.
  */
 async function fetchDocument<T extends { format: string }>(store: ObjectStore, key: string, what: string, hash: string): Promise<{ value: T; bytes: Buffer; size: number }> {
   const failures: string[] = [];
-  for (const source of [store, ...(store.replicas?.() ?? [])]) {
-    const bytes = await source.get(key);
-    try {
-      return { value: decodeDocument<T>(what, hash, bytes), bytes, size: bytes.length };
-    } catch (err) {
-      if (!(err instanceof CatalogError)) throw err;
-      failures.push(`${err.message} (from ${source.url})`);
-    }
+  try {
+    return await readVerified(
+      store,
+      (source) => source.get(key),
+      (bytes) => ({ value: decodeDocument<T>(what, hash, bytes), bytes, size: bytes.length }),
+      CatalogError,
+      (err, source) => failures.push(`${err.message} (from ${source.url})`),
+    );
+  } catch (err) {
+    if (err instanceof CatalogError && failures.length > 0) throw new CatalogError(failures.join('; '));
+    throw err;
   }
-  throw new CatalogError(failures.join('; '));
 }
 
 export async function readIndex(store: ObjectStore, hash: string): Promise<CatalogIndex> {

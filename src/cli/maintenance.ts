@@ -1,10 +1,10 @@
-import { DiskBlockCache, LocalCopyStore } from '../cache/index.js';
+import { DiskBlockCache } from '../cache/index.js';
 import { Catalog, catalogCopyRules, readSignature, verifyStore } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { collectGarbage, type GcReport } from '../maintain/gc.js';
 import { syncStores } from '../maintain/sync.js';
 import { notifyMounts } from './registry.js';
-import { openStore, openWritableStore } from '../store/index.js';
+import { LocalCopyStore, openStore, openWritableStore } from '../store/index.js';
 import { readPublicKey } from './keys.js';
 import { packagesOfContext, parsePackageRef, prefetch, type PackageRef } from './prefetch.js';
 import { progressBar } from './progress.js';

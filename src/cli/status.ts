@@ -1,7 +1,7 @@
-import type { BlockSource, ByteBudget, LocalCopyStore, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
+import type { BlockSource, ByteBudget, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
 import type { CatalogRefresher } from '../catalog/index.js';
 import type { Mounted, RezFs, StartupSets } from '../fs/index.js';
-import { MirroredStore, type ObjectStore } from '../store/index.js';
+import type { LocalCopyStore, ObjectStore } from '../store/index.js';
 import type { MountCommand } from './mount.js';
 import { requestControl } from './control.js';
 import { findMount } from './registry.js';
@@ -32,10 +32,10 @@ export async function mountStatus(p: StatusParts) {
   const offline = p.store.offlineState();
   const { memoryHits, diskHits, storeGets, storeBytes, chunkReads } = p.blocks.stats;
   const blockLoads = memoryHits + diskHits + storeGets;
-  const stores =
-    p.remote instanceof MirroredStore
-      ? p.remote.health().map((h) => ({ url: h.url, healthy: h.healthy, failures: h.failures, downSince: iso(h.downSinceMs), lastError: h.lastError ?? null }))
-      : [{ url: p.remote.url, healthy: !offline.offline, failures: null, downSince: iso(offline.sinceMs), lastError: offline.lastError ?? null }];
+  const health = p.remote.health?.();
+  const stores = health
+    ? health.map((h) => ({ url: h.url, healthy: h.healthy, failures: h.failures, downSince: iso(h.downSinceMs), lastError: h.lastError ?? null }))
+    : [{ url: p.remote.url, healthy: !offline.offline, failures: null, downSince: iso(offline.sinceMs), lastError: offline.lastError ?? null }];
   return {
     mountpoint: p.cmd.mountpoint,
     pid: process.pid,

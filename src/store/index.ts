@@ -1,7 +1,10 @@
 export { DavStore } from './dav-store.js';
 export { HttpStore } from './http-store.js';
 export { MeteredStore, StoreTraffic, storeErrorKind, type StoreErrorKind, type StoreOperation, type TrafficRow } from './metered-store.js';
-export { DEFAULT_MIRROR_OPTIONS, MirroredStore, MirrorsUnavailableError, type MirrorHealth, type MirrorOptions } from './mirrored-store.js';
+export { DEFAULT_MIRROR_OPTIONS, MirroredStore, MirrorsUnavailableError, type MirrorOptions } from './mirrored-store.js';
+export { ForwardingStore } from './forwarding-store.js';
+export { readVerified } from './verified-read.js';
+export { LocalCopyStore, type CopyRules, type OfflineState } from './local-copy-store.js';
 export {
   localDirectoryOf,
   MIRRORED_MAX_ATTEMPTS,
@@ -27,6 +30,7 @@ export {
   type ListedObject,
   type ObjectInfo,
   type ObjectStore,
+  type StoreHealth,
   type PutStreamOptions,
 } from './types.js';
 export { DEFAULT_TIMEOUTS, type StoreTimeouts } from './watchdog.js';

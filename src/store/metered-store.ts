@@ -8,6 +8,7 @@
  * store are its own business). Object kinds come from the caller's
  * `kindOf` (the catalog knows what a key holds; a store does not). May import: base, and this part.
  */
+import { ForwardingStore } from './forwarding-store.js';
 import { ObjectNotFoundError, StoreAccessError, StoreTimeoutError, TransientStoreError, type ListedObject, type ObjectInfo, type ObjectStore, type PutStreamOptions } from './types.js';
 
 export type StoreOperation = 'get' | 'getRange' | 'head' | 'put' | 'list' | 'delete';
@@ -64,14 +65,12 @@ function countError(row: TrafficRow, err: unknown): void {
   row.errors[kind] = (row.errors[kind] ?? 0) + 1;
 }
 
-export class MeteredStore implements ObjectStore {
-  readonly url: string;
-
+export class MeteredStore extends ForwardingStore {
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly traffic: StoreTraffic,
   ) {
-    this.url = inner.url;
+    super(inner);
   }
 
   /** Runs one call, counted under `key`'s row once it ends; `bytesOf` says how many body bytes it moved. */
@@ -91,23 +90,23 @@ export class MeteredStore implements ObjectStore {
     }
   }
 
-  get(key: string): Promise<Buffer> {
+  override get(key: string): Promise<Buffer> {
     return this.metered(key, 'get', () => this.inner.get(key), (b) => b.length);
   }
 
-  getRange(key: string, start: number, end: number): Promise<Buffer> {
+  override getRange(key: string, start: number, end: number): Promise<Buffer> {
     return this.metered(key, 'getRange', () => this.inner.getRange(key, start, end), (b) => b.length);
   }
 
-  head(key: string): Promise<ObjectInfo | undefined> {
+  override head(key: string): Promise<ObjectInfo | undefined> {
     return this.metered(key, 'head', () => this.inner.head(key));
   }
 
-  put(key: string, body: Buffer): Promise<void> {
+  override put(key: string, body: Buffer): Promise<void> {
     return this.metered(key, 'put', () => this.inner.put(key, body), () => body.length);
   }
 
-  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
+  override putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
     let sent = 0;
     // The store may run the source more than once (a retried upload): count the run that it finished with.
     const counted = () => {
@@ -122,11 +121,11 @@ export class MeteredStore implements ObjectStore {
     return this.metered(key, 'put', () => this.inner.putStream(key, counted, options), () => sent);
   }
 
-  putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
+  override putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
     return this.metered(key, 'put', () => this.inner.putIfMatch(key, body, expected), () => body.length);
   }
 
-  async *list(prefix: string): AsyncIterable<ListedObject> {
+  override async *list(prefix: string): AsyncIterable<ListedObject> {
     const row = this.traffic.row(this.url, prefix, 'list');
     row.requests++;
     try {
@@ -137,11 +136,7 @@ export class MeteredStore implements ObjectStore {
     }
   }
 
-  delete(key: string): Promise<void> {
+  override delete(key: string): Promise<void> {
     return this.metered(key, 'delete', () => this.inner.delete(key));
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

@@ -1,6 +1,7 @@
 import { unlessNotFound } from './responses.js';
 import { exponentialMs } from './retry.js';
-import { ObjectNotFoundError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore, type PutStreamOptions } from './types.js';
+import { ForwardingStore } from './forwarding-store.js';
+import { ObjectNotFoundError, StoreError, type ObjectInfo, type ObjectStore, type StoreHealth } from './types.js';
 
 export interface MirrorOptions {
   /** First pause before a failed store is probed; doubles with each failed probe up to maxCoolDownMs. */
@@ -12,17 +13,6 @@ export interface MirrorOptions {
 
 export const DEFAULT_MIRROR_OPTIONS: MirrorOptions = { coolDownMs: 1_000, maxCoolDownMs: 60_000, probeKey: 'rezfs.json' };
 
-/** One store's standing, e.g. for `rezfs status`. */
-export interface MirrorHealth {
-  url: string;
-  healthy: boolean;
-  /** Consecutive failures (requests or probes) since it last answered. */
-  failures: number;
-  /** When it was last marked down (epoch ms), while it is down. */
-  downSinceMs: number | undefined;
-  lastError: string | undefined;
-}
-
 /** Every store failed (none said "not found" either). */
 export class MirrorsUnavailableError extends StoreError {
   constructor(what: string, readonly errors: readonly Error[]) {
@@ -33,7 +23,7 @@ export class MirrorsUnavailableError extends StoreError {
 
 interface Member {
   store: ObjectStore;
-  health: MirrorHealth;
+  health: StoreHealth;
   probe: NodeJS.Timeout | undefined;
 }
 
@@ -47,35 +37,22 @@ interface Member {
  * newest objects yet. The object is "not found" when no store had it and at least one said so; when every
  * store failed, MirrorsUnavailableError lists why.
  *
- * Writes, deletes and listings go to the primary only: mirrors are filled by replication (`rezfs sync`).
+ * Writes, deletes and listings go to the primary only (forwarded): mirrors are filled by replication (`rezfs sync`).
  */
-export class MirroredStore implements ObjectStore {
-  readonly url: string;
+export class MirroredStore extends ForwardingStore {
   private readonly members: Member[];
   private readonly options: MirrorOptions;
   private closed = false;
 
   constructor(stores: readonly ObjectStore[], options: Partial<MirrorOptions> = {}) {
     if (stores.length === 0) throw new StoreError('a mirrored store needs at least one store');
+    super(stores[0]!);
     this.members = stores.map((store) => ({
       store,
       health: { url: store.url, healthy: true, failures: 0, downSinceMs: undefined, lastError: undefined },
       probe: undefined,
     }));
     this.options = { ...DEFAULT_MIRROR_OPTIONS, ...options };
-    this.url = stores[0]!.url;
-  }
-
-  get readOnly(): boolean {
-    return this.primary.readOnly ?? false;
-  }
-
-  get conditionalWrites(): ObjectStore['conditionalWrites'] {
-    return this.primary.conditionalWrites;
-  }
-
-  private get primary(): ObjectStore {
-    return this.members[0]!.store;
   }
 
   /** The stores in the order reads try them now: healthy ones by priority, then the others by priority. */
@@ -83,23 +60,24 @@ export class MirroredStore implements ObjectStore {
     return this.ordered().map((m) => m.store);
   }
 
-  replicas(): readonly ObjectStore[] {
-    return this.candidates();
+  /** The members a read whose bytes failed their check asks next: all but the one reads go to first. */
+  override replicas(): readonly ObjectStore[] {
+    return this.candidates().slice(1);
   }
 
-  health(): MirrorHealth[] {
+  override health(): StoreHealth[] {
     return this.members.map((m) => ({ ...m.health }));
   }
 
-  get(key: string): Promise<Buffer> {
+  override get(key: string): Promise<Buffer> {
     return this.read(`GET ${key}`, (store) => store.get(key));
   }
 
-  getRange(key: string, start: number, end: number): Promise<Buffer> {
+  override getRange(key: string, start: number, end: number): Promise<Buffer> {
     return this.read(`GET ${key} [${start}, ${end})`, (store) => store.getRange(key, start, end));
   }
 
-  head(key: string): Promise<ObjectInfo | undefined> {
+  override head(key: string): Promise<ObjectInfo | undefined> {
     return unlessNotFound(
       this.read(`HEAD ${key}`, async (store) => {
         const info = await store.head(key);
@@ -109,27 +87,7 @@ export class MirroredStore implements ObjectStore {
     );
   }
 
-  put(key: string, body: Buffer): Promise<void> {
-    return this.primary.put(key, body);
-  }
-
-  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
-    return this.primary.putStream(key, source, options);
-  }
-
-  putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
-    return this.primary.putIfMatch(key, body, expected);
-  }
-
-  delete(key: string): Promise<void> {
-    return this.primary.delete(key);
-  }
-
-  list(prefix: string): AsyncIterable<ListedObject> {
-    return this.primary.list(prefix);
-  }
-
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.closed = true;
     for (const member of this.members) clearTimeout(member.probe);
     await Promise.all(this.members.map((m) => m.store.close()));

@@ -23,6 +23,17 @@ export interface PutStreamOptions {
   sha256?: string;
 }
 
+/** How one store behind a store (a mirror set's member) is doing, for `rezfs status`. */
+export interface StoreHealth {
+  url: string;
+  healthy: boolean;
+  /** Consecutive failures (requests or probes) since it last answered. */
+  failures: number;
+  /** When it was last marked down (epoch ms), while it is down. */
+  downSinceMs: number | undefined;
+  lastError: string | undefined;
+}
+
 /**
  * The one interface every backend (local directory, S3, HTTP) implements. Keys are `/`-separated
  * relative paths such as `index/HEAD` or `packs/<sha256>`. Stores know nothing of catalogs or FUSE.
@@ -75,6 +86,8 @@ export interface ObjectStore {
    * whose bytes fail verification tries them in turn; a single store has none.
    */
   replicas?(): readonly ObjectStore[];
+  /** The health of each store a store fails over between (a mirror set's members); undefined for a single store. */
+  health?(): readonly StoreHealth[] | undefined;
 }
 
 /** A key as the interface defines it: `/`-separated, no empty, `.` or `..` segment (those would escape the prefix). */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { LocalCopyStore } from '../../src/cache/index.js';
+import { LocalCopyStore } from '../../src/store/index.js';
 import { catalogCopyRules } from '../../src/catalog/index.js';
 import { ObjectNotFoundError, StoreError, openStore } from '../../src/store/index.js';
 import { CountingStore } from '../support/counting-store.js';

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sha256Hex } from '../hash.js';
-import { ObjectNotFoundError, type ListedObject, type ObjectInfo, type ObjectStore, type PutStreamOptions } from '../store/index.js';
+import { ForwardingStore } from './forwarding-store.js';
+import { ObjectNotFoundError, type ObjectInfo, type ObjectStore } from './types.js';
 
 /** After a failed look at the store, serve copies for this long before asking it again. */
 const RECHECK_MS = 10_000;
@@ -28,21 +29,16 @@ export interface OfflineState {
  * the last generation it saw and serves what is cached, and reconnects by itself on the next poll.
  * Copies are checked where they are used: documents against their hashes, by the catalog.
  */
-export class LocalCopyStore implements ObjectStore {
-  readonly url: string;
+export class LocalCopyStore extends ForwardingStore {
   private readonly state: OfflineState = { offline: false, sinceMs: undefined, lastError: undefined };
   private recheckAtMs = 0;
 
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly dir: string,
     private readonly rules: CopyRules,
   ) {
-    this.url = inner.url;
-  }
-
-  get conditionalWrites(): ObjectStore['conditionalWrites'] {
-    return this.inner.conditionalWrites;
+    super(inner);
   }
 
   /** The copies of one store live apart from another's. */
@@ -54,7 +50,7 @@ export class LocalCopyStore implements ObjectStore {
     return { ...this.state };
   }
 
-  async get(key: string): Promise<Buffer> {
+  override async get(key: string): Promise<Buffer> {
     if (this.rules.immutable(key)) {
       const copy = await this.copyOf(key);
       if (copy) return copy;
@@ -70,7 +66,7 @@ export class LocalCopyStore implements ObjectStore {
     }, async () => this.copyOf(key));
   }
 
-  async head(key: string): Promise<ObjectInfo | undefined> {
+  override async head(key: string): Promise<ObjectInfo | undefined> {
     if (!this.rules.mutable(key)) return this.inner.head(key);
     // Offline, the copy's hash stands in for an etag: it changes only when a fresh copy does.
     return this.fresh(key, () => this.inner.head(key), async () => {
@@ -79,36 +75,8 @@ export class LocalCopyStore implements ObjectStore {
     });
   }
 
-  getRange(key: string, start: number, end: number): Promise<Buffer> {
-    return this.inner.getRange(key, start, end);
-  }
-
-  put(key: string, body: Buffer): Promise<void> {
-    return this.inner.put(key, body);
-  }
-
-  putStream(key: string, source: () => AsyncIterable<Buffer>, options?: PutStreamOptions): Promise<void> {
-    return this.inner.putStream(key, source, options);
-  }
-
-  putIfMatch(key: string, body: Buffer, expected: string | null): Promise<boolean> {
-    return this.inner.putIfMatch(key, body, expected);
-  }
-
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
-  }
-
-  list(prefix: string): AsyncIterable<ListedObject> {
-    return this.inner.list(prefix);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
   /** A copy that fails verification is retried from the store itself (and its mirrors). */
-  replicas(): readonly ObjectStore[] {
+  override replicas(): readonly ObjectStore[] {
     return [this.inner, ...(this.inner.replicas?.() ?? [])];
   }
 
