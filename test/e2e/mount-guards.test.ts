@@ -140,7 +140,7 @@ describe('paths', () => {
     const url = await runCli(['ls', '--store', 'file://srv/x']);
     expect({ code: url.code, stderr: url.stderr }).toEqual({
       code: 2,
-      stderr: 'rezfs: bad store URL "file://srv/x": "srv" is read as a host name; a directory needs three slashes: file:///srv/x; use file:///abs/dir, s3://bucket/prefix or http(s)://host/prefix\n',
+      stderr: 'rezfs: bad store URL "file://srv/x": "srv" is read as a host name; a directory needs three slashes: file:///srv/x; use file:///abs/dir, s3://bucket/prefix, http(s)://host/prefix (read-only) or dav+http(s)://host/repo/prefix\n',
     });
     const key = await runCli(['keygen', '/nonexistent/dir/k']);
     expect({ code: key.code, stderr: key.stderr }).toEqual({ code: 2, stderr: 'rezfs: cannot write /nonexistent/dir/k: directory /nonexistent/dir does not exist\n' });
