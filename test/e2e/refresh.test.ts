@@ -74,7 +74,9 @@ describe('live refresh', () => {
       const goodHead = await readFile(join(storeDir, 'index/HEAD'), 'utf8');
 
       await writeTree(repo, { 'foo/4.0.0/package.py': packageDefinition('foo', '4.0.0') });
-      await publish(store); // unsigned
+      // Unsigned onto a signed store: refused unless forced; forced, every trusting mount must still refuse it.
+      expect((await publish(store)).code).toBe(2);
+      expect((await publish(store, '--allow-unsigned')).code).toBe(0);
       expect(await waitFor(async () => /is not signed/.test(await log()), 5_000)).toBe(true);
       expect(await versions(mount.mountpoint)).toEqual(good);
 
