@@ -36,9 +36,14 @@ export class FuseNativeBinding implements FuseBinding {
       // libfuse splits options at commas; keep a URL's commas from ending the option.
       fsname: options.source.replace(/,/g, '%2C'),
       // fuse-native has no setting for these libfuse options; it joins subtype into the -o list verbatim.
-      subtype: ['rezfs', 'ro', 'use_ino', 'default_permissions', `negative_timeout=${options.negativeTimeoutSec}`].join(','),
+      // nonempty: libfuse 2 alone refuses a non-empty mountpoint; libfuse 3 (the native binding) allows it, and the
+      // CLI has already warned that what is there stays hidden.
+      subtype: ['rezfs', 'ro', 'use_ino', 'default_permissions', 'nonempty', `negative_timeout=${options.negativeTimeoutSec}`].join(','),
     });
-    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+    // The same words as the native binding's, so a refused mount reads alike whichever binding served it.
+    await new Promise<void>((resolve, reject) =>
+      fuse.mount((err) => (err ? reject(new Error(`cannot mount FUSE at ${mountpoint}: ${err.message}`)) : resolve())),
+    );
     let unmounted: Promise<void> | undefined;
     return {
       mountpoint,
