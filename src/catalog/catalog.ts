@@ -59,8 +59,8 @@ export async function readHead(store: ObjectStore): Promise<Head | undefined> {
   return { indexHash: await getHeadHash(store), etag: info.etag };
 }
 
-/** The index hash HEAD names, in one GET, for readers (they never swap HEAD, so need no etag); undefined when absent. */
-async function readHeadHash(store: ObjectStore): Promise<string | undefined> {
+/** The index hash HEAD names, in one GET, for whoever needs no etag (readers; a leased writer); undefined when absent. */
+export async function readHeadHash(store: ObjectStore): Promise<string | undefined> {
   try {
     return await getHeadHash(store);
   } catch (err) {

@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { acquireLease, LEASE_PREFIX, removeClaim, type Lease, type LeasePolicy, type ObjectStore } from '../store/index.js';
-import { readHead, type Head } from './catalog.js';
+import { readHeadHash, type Head } from './catalog.js';
 import { keys } from './schema.js';
 
 /** The lease every writer of a store's catalog takes where conditional writes are ignored. */
@@ -41,11 +41,11 @@ export class HeadWriter {
     const body = Buffer.from(indexHash);
     if (await (this.honoured ??= conditionalWritesHonoured(this.store))) return this.store.putIfMatch(keys.head, body, expected?.etag ?? null);
     this.lease ??= await acquireLease(this.store, CATALOG_LEASE, { policy: this.options.lease, onWait: this.options.onWait });
-    if ((await readHead(this.store))?.indexHash !== expected?.indexHash) return false;
+    if ((await readHeadHash(this.store)) !== expected?.indexHash) return false;
     // Last, right before the PUT: what is left unguarded is that one request (see store/lease.ts).
     await this.lease.confirm();
     await this.store.put(keys.head, body);
-    return (await readHead(this.store))?.indexHash === indexHash;
+    return (await readHeadHash(this.store)) === indexHash;
   }
 
   /** Whether this writer coordinates by lease (known once it swapped). */
