@@ -243,3 +243,8 @@ export const catalogCopyRules = {
   immutable: (key: string) => /^(index\/[0-9a-f]{64}\.(json|sig)|families\/[0-9a-f]{64}\.json|(manifests|profiles)\/[0-9a-f]{64}\.json)$/.test(key),
   mutable: (key: string) => key === keys.head || key === keys.config,
 };
+
+/** The family-directory file by which rez (`rez-pkg-ignore`) hides a version from resolves. */
+export function ignoreMarker(version: string): string {
+  return `.ignore${version}`;
+}

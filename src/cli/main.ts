@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { Catalog, generateSigningKeys } from '../catalog/index.js';
+import { Catalog, generateSigningKeys, ignoreMarker } from '../catalog/index.js';
 import { streamLog } from '../log.js';
 import { retire } from '../publish/index.js';
 import { openStore, openWritableStore } from '../store/index.js';
@@ -218,7 +218,7 @@ async function listVersions(catalog: Catalog, family: string): Promise<string> {
   if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}; run rezfs ls to see what it holds`);
   const shard = await catalog.shard(family);
   // rez hides a version whose `.ignore<version>` file sits in the family directory (rez-pkg-ignore writes it).
-  const ignored = (version: string) => shard.extras[`.ignore${version}`]?.type === 'file';
+  const ignored = (version: string) => shard.extras[ignoreMarker(version)]?.type === 'file';
   const served = Object.entries(shard.versions).map(
     ([version, record]) => `${family}/${version}\tpublished ${new Date(record.publishedMs).toISOString()}${ignored(version) ? '\tignored (rez-pkg-ignore)' : ''}\n`,
   );

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { RecordedProfiles } from '../cache/index.js';
 import { profileBytes } from '../catalog/index.js';
 import { streamLog } from '../log.js';
+import { waitFor } from '../deadline.js';
 import { isRunning } from '../pid.js';
 import { attachProfiles } from '../publish/index.js';
 import { openStore } from '../store/index.js';
@@ -84,8 +85,7 @@ async function recordRun(cmd: ProfileCommand, work: string, cacheDir: string): P
     ran = await run(cmd.command[0]!, cmd.command.slice(1), 'inherit', { REZ_PACKAGES_PATH: mountpoint, REZFS_PROFILE_MOUNT: mountpoint });
   } finally {
     await unmountCommand(mountpoint);
-    const deadline = Date.now() + SERVER_EXIT_MS;
-    while (isRunning(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => !isRunning(pid), SERVER_EXIT_MS, 100);
   }
   if (ran.code !== 0) throw new Error(`${cmd.command.join(' ')} ${ran.signal ? `was killed by ${ran.signal}` : `exited with code ${ran.code}`}: nothing published`);
 }

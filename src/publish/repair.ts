@@ -11,7 +11,7 @@
  * Imports the catalog and store, and pack.ts.
  */
 import { join } from 'node:path';
-import { keys, packDamage, packsOf, type DirNode, type Manifest, type PackRecord } from '../catalog/index.js';
+import { keys, packDamage, packOf, packsOf, type DirNode, type Manifest, type PackRecord } from '../catalog/index.js';
 import type { ObjectStore } from '../store/index.js';
 import { PublishInputError } from './errors.js';
 import { PackUpload, type PlacedInput } from './pack.js';
@@ -37,12 +37,11 @@ export async function damagedPacks(store: ObjectStore, manifest: Manifest): Prom
  * bytes (a file changed, or the pack holds bytes no file accounts for); nothing is written then.
  */
 export async function rebuildPack(store: ObjectStore, manifest: Manifest, record: PackRecord, versionDir: string): Promise<boolean> {
-  const number = packsOf(manifest).indexOf(record);
   const placed: PlacedInput[] = [];
   const collect = (dir: DirNode, path: string) => {
     for (const [name, node] of Object.entries(dir.entries)) {
       if (node.type === 'dir') collect(node, join(path, name));
-      else if (node.type === 'file' && (node.pack ?? 0) === number) placed.push({ path: join(path, name), size: node.size, offset: node.offset });
+      else if (node.type === 'file' && packOf(manifest, node) === record) placed.push({ path: join(path, name), size: node.size, offset: node.offset });
     }
   };
   collect(manifest.root, versionDir);

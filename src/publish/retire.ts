@@ -12,7 +12,7 @@
  * Imports the catalog and the catalog transaction.
  */
 import type { KeyObject } from 'node:crypto';
-import { FORMAT_VERSION, type FamilyShard } from '../catalog/index.js';
+import { FORMAT_VERSION, ignoreMarker, type FamilyShard } from '../catalog/index.js';
 import type { Log } from '../log.js';
 import type { ObjectStore } from '../store/index.js';
 import { updateCatalog, type CatalogDraft } from './catalog-update.js';
@@ -76,7 +76,7 @@ export async function ignoredVersions(draft: CatalogDraft, minAgeMs: number): Pr
   for (const family of draft.familyNames()) {
     const shard = await draft.shard(family);
     for (const version of Object.keys(shard?.versions ?? {}).sort()) {
-      const marker = shard!.extras[`.ignore${version}`];
+      const marker = shard!.extras[ignoreMarker(version)];
       if (marker?.type === 'file' && draft.nowMs - marker.mtimeMs >= minAgeMs) found.push({ family, version });
     }
   }

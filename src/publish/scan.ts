@@ -19,7 +19,6 @@ export const DEFINITION_FILES = ['package.py', 'package.yaml'] as const;
 const MAX_INLINE_BYTES = 1024 * 1024;
 /** rez's markers in a family directory: a version being released, a version hidden from resolves. */
 export const BUILDING_PREFIX = '.building';
-export const IGNORE_PREFIX = '.ignore';
 /** rez's own name rule (rez.utils.formatting.PACKAGE_NAME_REGEX): what rez lists as a family at the root. */
 const PACKAGE_NAME = /^[a-zA-Z_0-9](\.?[a-zA-Z0-9_]+)*$/;
 /** Root entries rez's filesystem repository never reads as families. */

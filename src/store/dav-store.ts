@@ -22,7 +22,7 @@
  * aborted, and its partial body discarded); a write the server refuses for good (no such repository, a read-only
  * repository) is a WriteRefusedError that says which, never retried. Imports store modules and sax (XML).
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../hash.js';
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sax from 'sax';
@@ -133,7 +133,7 @@ export class DavStore extends HttpReadingStore implements ObjectStore {
   private members(collection: string): Promise<DavEntry[]> {
     const what = collection === '' ? '/' : collection;
     return this.http.call('PROPFIND', what, async (attempt) => {
-      const target = this.http.target(collection === '' ? '' : collection);
+      const target = this.http.target(collection);
       const headers = { depth: '1', 'content-type': 'application/xml; charset=utf-8' };
       const response = await this.http.send({ method: 'PROPFIND', target, headers, body: PROPFIND_BODY }, attempt);
       const status = response.statusCode ?? 0;
@@ -271,10 +271,6 @@ function drained<T>(response: IncomingMessage, value: T): T {
 
 function checksum(sha256: string): Record<string, string> {
   return { 'x-checksum-sha256': sha256 };
-}
-
-function sha256Hex(body: Buffer): string {
-  return createHash('sha256').update(body).digest('hex');
 }
 
 /** `/a/b/c` or `/a/b/c/` -> `/a/b/`. */
