@@ -259,6 +259,7 @@ async function serve(cmd: MountCommand): Promise<void> {
       operationTimeoutMs: cmd.readTimeoutMs + 5_000,
     });
     const activeMount = mounted;
+    let shown = catalog;
     log.info(`FUSE binding: ${mounted.binding}`);
     const activeRefresher = new CatalogRefresher(catalog, {
       intervalMs: cmd.refreshMs,
@@ -268,7 +269,11 @@ async function serve(cmd: MountCommand): Promise<void> {
         await trust?.accepted(next);
         const changes = activeMount.invalidate ? await generationChanges(fs.current, next) : undefined;
         fs.swapCatalog(next);
-        if (changes) await activeMount.invalidate?.(changes);
+        try {
+          if (changes) await activeMount.invalidate?.(changes);
+        } finally {
+          shown = next;
+        }
         preloadShards(next, log);
       },
     });
@@ -276,7 +281,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     refresher.start();
     const started = Date.now();
     const status = () =>
-      mountStatus({ cmd, started, store, remote, fs, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
+      mountStatus({ cmd, started, store, remote, fs, shown, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
     if (metrics && cmd.metrics) {

@@ -1,5 +1,5 @@
 import type { BlockSource, ByteBudget, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
-import type { CatalogRefresher } from '../catalog/index.js';
+import type { Catalog, CatalogRefresher } from '../catalog/index.js';
 import type { Mounted, RezFs, StartupSets } from '../fs/index.js';
 import type { LocalCopyStore, ObjectStore } from '../store/index.js';
 import type { MountCommand } from './mount.js';
@@ -13,6 +13,11 @@ export interface StatusParts {
   store: LocalCopyStore;
   remote: ObjectStore;
   fs: RezFs;
+  /**
+   * The generation the mount shows: swapped in and, on a binding that invalidates, dropped from the kernel's caches.
+   * Between the two, `fs.current` is newer than what a reader of the mount may still see.
+   */
+  shown: Catalog;
   refresher: CatalogRefresher;
   mounted: Mounted;
   blocks: BlockSource;
@@ -28,7 +33,7 @@ const ratio = (part: number, whole: number) => (whole === 0 ? null : Number((par
 
 /** Everything `rezfs status` reports, as one JSON-able document (monitoring reads the same). */
 export async function mountStatus(p: StatusParts) {
-  const catalog = p.fs.current;
+  const catalog = p.shown;
   const offline = p.store.offlineState();
   const { memoryHits, diskHits, storeGets, storeBytes, chunkReads } = p.blocks.stats;
   const blockLoads = memoryHits + diskHits + storeGets;
