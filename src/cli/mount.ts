@@ -21,7 +21,8 @@ import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
 import { withDeadline } from '../deadline.js';
 import type { FuseChoice } from './options.js';
-import { detach, fuseMountpoints, mountTable } from './unmount.js';
+import { readMountTable } from '../mount-table.js';
+import { detach, fuseMountpoints } from './unmount.js';
 
 export interface MountCommand {
   mountpoint: string;
@@ -100,7 +101,7 @@ async function mountpointWarnings(mountpoint: string): Promise<string[]> {
  * child process with a deadline: stat(2) on a live but stuck mount would hang this one.
  */
 async function refuseIfMounted(mountpoint: string): Promise<void> {
-  const there = (await mountTable()).filter((m) => m.mountpoint === mountpoint).at(-1); // the top one
+  const there = (await readMountTable()).filter((m) => m.mountpoint === mountpoint).at(-1); // the top one
   if (!there) return;
   const already = (state: string) =>
     new UsageError(`${mountpoint} is already mounted (${there.fsType} ${there.source}${state}); unmount it first (rezfs unmount ${mountpoint})`);

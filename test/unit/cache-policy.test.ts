@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { IMMUTABLE_SEC, cacheSeconds } from '../../src/fs/cache-policy.js';
 import { changedNames } from '../../src/fs/changes.js';
 import { childPath } from '../../src/fs/paths.js';
-import { deviceOf } from '../../src/fs/kernel-readahead.js';
+import { parseMountinfo } from '../../src/mount-table.js';
 
 const timeouts = { attrTimeoutSec: 300, negativeTimeoutSec: 60 };
 
@@ -46,16 +46,22 @@ describe('changedNames: which names of a family a new generation touches', () =>
   });
 });
 
-describe('deviceOf: the mount\'s device from /proc/self/mountinfo', () => {
+describe('parseMountinfo: the mount table from /proc/self/mountinfo', () => {
   const mountinfo = [
     '22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw',
     '42 27 0:39 / /var/tmp/a\\040b/mnt ro,nosuid,nodev,relatime - fuse.rezfs s3://x ro,user_id=0,group_id=0',
     '43 27 0:40 / /var/tmp/mnt ro,nosuid - fuse.rezfs file:///s ro',
   ].join('\n');
 
-  it('finds the mountpoint, escaped characters included, and nothing else', () => {
-    expect(deviceOf(mountinfo, '/var/tmp/a b/mnt')).toBe('0:39');
-    expect(deviceOf(mountinfo, '/var/tmp/mnt')).toBe('0:40');
-    expect(deviceOf(mountinfo, '/var/tmp')).toBeUndefined();
+  it('reads device, mountpoint, type and source of every line, escaped characters decoded, optional fields skipped', () => {
+    expect(parseMountinfo(mountinfo)).toEqual([
+      { device: '254:1', mountpoint: '/', fsType: 'ext4', source: '/dev/vda' },
+      { device: '0:39', mountpoint: '/var/tmp/a b/mnt', fsType: 'fuse.rezfs', source: 's3://x' },
+      { device: '0:40', mountpoint: '/var/tmp/mnt', fsType: 'fuse.rezfs', source: 'file:///s' },
+    ]);
+  });
+
+  it('skips a line that is not a mount entry', () => {
+    expect(parseMountinfo('\n22 1 254:1 / /\nnot a line at all')).toEqual([]);
   });
 });
