@@ -20,6 +20,11 @@ async function main() {
     configureBuckets: buckets.map((name) => ({ name })),
   });
   const { port } = await server.run();
+  // Node's server closes an idle keep-alive socket after 5 s; the counting proxy's agent can pick that socket for
+  // its next request in the same instant and gets ECONNRESET, which it must answer 502. Under the race test's load
+  // several sockets expire together, so a publisher's retries all land on dead ones. Idle sockets live a minute.
+  server.httpServer.keepAliveTimeout = 60_000;
+  server.httpServer.headersTimeout = 61_000;
   let closing = false;
   const shutdown = () => {
     if (closing) return;
