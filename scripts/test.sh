@@ -75,8 +75,21 @@ fi
 # One plain closing line that any CI reader understands: "N passed, N failed, N skipped".
 node -e '
   const fs = require("fs");
-  const runs = fs.readdirSync(".tmp").filter((f) => /^vitest.*\.json$/.test(f)).map((f) => JSON.parse(fs.readFileSync(`.tmp/${f}`, "utf8")));
+  const jsons = fs.readdirSync(".tmp").filter((f) => /^vitest.*\.json$/.test(f));
+  const runs = jsons.map((f) => JSON.parse(fs.readFileSync(`.tmp/${f}`, "utf8")));
   const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
+  // Each failure by pass, file and name with its first message line, last, so the tail of a CI log says what broke.
+  for (const [file, run] of runs.map((r, i) => [jsons[i], r])) {
+    for (const suite of run.testResults) {
+      if (suite.status === "failed" && !suite.assertionResults.some((a) => a.status === "failed")) {
+        console.log(`FAILED [${file}] ${suite.name.replace(process.cwd() + "/", "")}: ${(suite.message ?? "").split("\n")[0].slice(0, 300)}`);
+      }
+      for (const t of suite.assertionResults.filter((a) => a.status === "failed")) {
+        const why = (t.failureMessages[0] ?? "").split("\n")[0].slice(0, 300);
+        console.log(`FAILED [${file}] ${suite.name.replace(process.cwd() + "/", "")} > ${t.fullName}: ${why}`);
+      }
+    }
+  }
   console.log(`${sum("numPassedTests")} passed, ${sum("numFailedTests")} failed, ${sum("numPendingTests") + sum("numTodoTests")} skipped`);
 '
 exit "$status"
