@@ -2,7 +2,7 @@ import { ChunkLayout, HASH_BYTES, keys, unusableChunks, type Manifest, type Pack
 import { DeadlineError, withDeadline } from '../deadline.js';
 import { sha256Hex as sha256 } from '../hash.js';
 import type { Log } from '../log.js';
-import { ObjectNotFoundError, readVerified, type ObjectStore } from '../store/index.js';
+import { BackgroundTicket, inBackground, ObjectNotFoundError, readVerified, type ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
 import { ByteBudget } from './byte-budget.js';
 import { blockSpan, blocksCovering, consecutiveRuns, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
@@ -104,8 +104,12 @@ export class BlockSource {
   private readonly badChunkObjects = new Set<string>();
   /** Disk writes of chunks and chunk lists under way (see keepSmall). */
   private smallDiskWrites = 0;
-  /** Loads in `inFlight` that are background work (readahead, preload): their failure is no reader's answer. */
-  private readonly backgroundLoads = new WeakSet<Promise<Buffer>>();
+  /**
+   * Loads in `inFlight` that are background work (readahead, preload): their failure is no reader's answer. A
+   * preload's requests are background requests to the store (store/background.ts) under a ticket that a reader
+   * joining the load promotes.
+   */
+  private readonly backgroundLoads = new WeakMap<Promise<Buffer>, BackgroundTicket | undefined>();
   /** Disk writes nobody waits for (background loads, small pieces): `flushed()` waits for them. */
   private readonly diskWrites = new Set<Promise<void>>();
   /** Background GETs in flight (preload), as a semaphore of slots. */
@@ -172,11 +176,17 @@ export class BlockSource {
    * `rezfs prefetch`. Consecutive missing blocks come in one ranged GET (at most MAX_PRELOAD_RUN_BYTES); at most
    * `backgroundGets` such GETs are in flight for all callers together, first come first served, and each waits for
    * budget room that no demand read wants, so it delays no reader. Resolves once every block has settled, with how
-   * many were loaded; never rejects (a failure is no one's answer: a reader of that block loads it again).
+   * many were loaded; never rejects (a failure is no one's answer: a reader of that block loads it again). Its GETs
+   * are background requests: the store's turns go to demand first, until a reader joins one of them.
    */
   async preload(pack: PackRef, indexes: readonly number[]): Promise<number> {
     const runs = consecutiveRuns(await this.missing(pack, [...new Set(indexes)].sort((a, b) => a - b)), maxRunBlocks(pack, MAX_PRELOAD_RUN_BYTES));
-    const loaded = await Promise.all(runs.map((run) => this.preloadRun(pack, run)));
+    const loaded = await Promise.all(
+      runs.map((run) => {
+        const ticket = new BackgroundTicket();
+        return inBackground(ticket, () => this.preloadRun(pack, run, ticket));
+      }),
+    );
     return loaded.reduce((a, b) => a + b, 0);
   }
 
@@ -186,7 +196,7 @@ export class BlockSource {
   }
 
   /** One run under one background slot, held until its response is in (not while its blocks are verified and cached). */
-  private async preloadRun(pack: PackRef, run: number[]): Promise<number> {
+  private async preloadRun(pack: PackRef, run: number[], ticket: BackgroundTicket): Promise<number> {
     await this.backgroundSlots.acquire(1);
     let parts: number[][] = [];
     try {
@@ -201,7 +211,7 @@ export class BlockSource {
     }
     let responses = parts.length;
     const responded = () => --responses === 0 && this.backgroundSlots.release(1);
-    const loaded = await Promise.all(parts.map((part) => this.startRun(pack, part, runLength(pack, part), responded).catch(() => [])));
+    const loaded = await Promise.all(parts.map((part) => this.startRun(pack, part, runLength(pack, part), responded, ticket).catch(() => [])));
     return loaded.reduce((n, blocks) => n + blocks.length, 0);
   }
 
@@ -217,12 +227,12 @@ export class BlockSource {
   }
 
   /** A background run whose budget (2 x `total`) is held: half is given back with the response, the rest block by block. */
-  private startRun(pack: PackRef, run: number[], total: number, responded?: () => void): Promise<Buffer[]> {
+  private startRun(pack: PackRef, run: number[], total: number, responded?: () => void, ticket?: BackgroundTicket): Promise<Buffer[]> {
     const loads = this.fetchRun(pack, run, () => {
       this.budget.release(total);
       responded?.();
     });
-    return Promise.all(loads.map((load, i) => this.track(pack.blocks[run[i]!]!, blockLength(pack, run[i]!), load, true)));
+    return Promise.all(loads.map((load, i) => this.track(pack.blocks[run[i]!]!, blockLength(pack, run[i]!), load, { ticket })));
   }
 
   private block(pack: PackRef, index: number): Promise<Buffer> {
@@ -251,9 +261,14 @@ export class BlockSource {
     return this.track(sha, size, this.budget.acquire(size).then(() => this.fetch(key, span, sha, what)));
   }
 
-  /** A reader joins a load in flight; when a background load fails, the reader loads on its own account (`again`). */
+  /**
+   * A reader joins a load in flight. A background load becomes urgent (its requests still waiting for a turn at the
+   * store go ahead of other background work); when it fails, the reader loads on its own account (`again`).
+   */
   private join(load: Promise<Buffer>, again: () => Promise<Buffer>): Promise<Buffer> {
-    return this.backgroundLoads.has(load) ? load.catch(again) : load;
+    if (!this.backgroundLoads.has(load)) return load;
+    this.backgroundLoads.get(load)?.promote();
+    return load.catch(again);
   }
 
   /** Pack bytes `part`, all inside block `index`: from the whole block when it is at hand, else from chunks. */
@@ -376,7 +391,7 @@ export class BlockSource {
    * that joins late waits only for what is left of it, never a full deadline of its own. The budget
    * is held until the underlying fetch settles, deadline or not.
    */
-  private track(key: string, size: number, load: Promise<Buffer>, background = false): Promise<Buffer> {
+  private track(key: string, size: number, load: Promise<Buffer>, background?: { ticket?: BackgroundTicket }): Promise<Buffer> {
     load
       .finally(() => {
         this.budget.release(size);
@@ -394,7 +409,7 @@ export class BlockSource {
         if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
       });
     this.inFlight.set(key, shared);
-    if (background) this.backgroundLoads.add(shared);
+    if (background) this.backgroundLoads.set(shared, background.ticket);
     return shared;
   }
 

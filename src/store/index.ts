@@ -1,3 +1,4 @@
+export { BackgroundTicket, inBackground } from './background.js';
 export { DavStore } from './dav-store.js';
 export { HttpStore } from './http-store.js';
 export { MeteredStore, StoreTraffic, storeErrorKind, type StoreErrorKind, type StoreOperation, type TrafficRow } from './metered-store.js';

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backgroundTicket, type BackgroundTicket } from './background.js';
 import { TransientStoreError } from './types.js';
 
 /** How a network store retries one operation. Only TransientStoreError is ever retried. */
@@ -67,13 +68,18 @@ export function retryDelayMs(policy: RetryPolicy, failed: number, err: unknown, 
 export interface OriginLimits {
   /** Requests in flight to the store at once; more wait their turn (a farm of N mounts sends at most N x this). */
   maxConcurrentRequests: number;
+  /**
+   * Of those, the slots background requests (store/background.ts) never take, so a demand read that arrives while
+   * preloads fill the link starts at once instead of waiting a round trip behind them.
+   */
+  demandReserve: number;
   /** Successes in a row that lower the shared backoff by one step after the store throttled. */
   successesPerStep: number;
   /** The highest backoff step (its ceiling is throttledBaseDelayMs x 2^(step-1), capped by maxDelayMs). */
   maxStep: number;
 }
 
-export const DEFAULT_ORIGIN_LIMITS: OriginLimits = { maxConcurrentRequests: 16, successesPerStep: 8, maxStep: 8 };
+export const DEFAULT_ORIGIN_LIMITS: OriginLimits = { maxConcurrentRequests: 16, demandReserve: 4, successesPerStep: 8, maxStep: 8 };
 
 /** What an OriginPressure did so far (metrics read it). */
 export interface PressureStats {
@@ -92,13 +98,18 @@ export interface PressureStats {
  * waits out before it is sent. The backoff's ceiling is shared — it grows one step per throttling answer and falls
  * one step per `successesPerStep` successes — while each attempt draws its own wait uniformly below it ("full
  * jitter"), so a herd that was told to slow down slows down as a whole and does not come back in step.
+ *
+ * Turns go to demand requests first, in order of arrival; background requests (sent under a BackgroundTicket) get
+ * a turn only when no demand request waits and `demandReserve` slots stay free. A freed slot is handed straight
+ * to the next in line, so a request arriving meanwhile cannot jump the queue.
  */
 export class OriginPressure {
   readonly stats: PressureStats = { throttled: 0, pauses: 0, pausedMs: 0, retries: 0 };
   private step = 0;
   private successes = 0;
   private active = 0;
-  private readonly queue: (() => void)[] = [];
+  private readonly demandQueue: (() => void)[] = [];
+  private readonly backgroundQueue: (() => void)[] = [];
 
   constructor(
     private readonly policy: RetryPolicy,
@@ -112,7 +123,7 @@ export class OriginPressure {
 
   /** Requests waiting for a turn. */
   get queued(): number {
-    return this.queue.length;
+    return this.demandQueue.length + this.backgroundQueue.length;
   }
 
   /** Runs one attempt in its turn, after the shared backoff. */
@@ -123,7 +134,7 @@ export class OriginPressure {
       this.stats.pausedMs += waitMs;
       await pause(waitMs);
     }
-    await this.turn();
+    await this.turn(backgroundTicket());
     try {
       const result = await attempt();
       if (this.step > 0 && ++this.successes >= this.limits.successesPerStep) {
@@ -140,13 +151,56 @@ export class OriginPressure {
       throw err;
     } finally {
       this.active--;
-      this.queue.shift()?.();
+      this.handOver();
     }
   }
 
-  private async turn(): Promise<void> {
-    if (this.active >= this.limits.maxConcurrentRequests) await new Promise<void>((go) => this.queue.push(go));
-    this.active++;
+  /** Resolves once this request holds a slot (counted in `active`). */
+  private turn(ticket: BackgroundTicket | undefined): Promise<void> {
+    if (ticket ? this.backgroundMayGo() : this.demandMayGo()) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((go) => {
+      if (!ticket) {
+        this.demandQueue.push(go);
+        return;
+      }
+      this.backgroundQueue.push(go);
+      // A reader now waits on this request: it queues as demand from here on, behind the demand already waiting.
+      ticket.onPromote(() => {
+        const at = this.backgroundQueue.indexOf(go);
+        if (at < 0) return; // it already had its turn
+        this.backgroundQueue.splice(at, 1);
+        this.demandQueue.push(go);
+        this.handOver();
+      });
+    });
+  }
+
+  private demandMayGo(): boolean {
+    return this.demandQueue.length === 0 && this.active < this.limits.maxConcurrentRequests;
+  }
+
+  private backgroundMayGo(): boolean {
+    return this.demandQueue.length === 0 && this.backgroundQueue.length === 0 && this.active < this.backgroundShare();
+  }
+
+  /** Slots background requests may hold: never none, or a preload nobody promotes would wait for good. */
+  private backgroundShare(): number {
+    return Math.max(1, this.limits.maxConcurrentRequests - this.limits.demandReserve);
+  }
+
+  /** Gives free slots to waiting requests: demand first, background only within its share. */
+  private handOver(): void {
+    for (;;) {
+      let go: (() => void) | undefined;
+      if (this.active < this.limits.maxConcurrentRequests) go = this.demandQueue.shift();
+      if (!go && this.demandQueue.length === 0 && this.active < this.backgroundShare()) go = this.backgroundQueue.shift();
+      if (!go) return;
+      this.active++;
+      go();
+    }
   }
 }
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockSource, ByteBudget, MemoryBlockCache } from '../../src/cache/index.js';
+import { BlockSource, ByteBudget, MemoryBlockCache, packRef } from '../../src/cache/index.js';
 import {
   Catalog,
   buildProfile,
@@ -26,7 +26,7 @@ import { RezFs, StartupSets } from '../../src/fs/index.js';
 import { silentLog, type Log } from '../../src/log.js';
 import { attachProfiles, publish } from '../../src/publish/index.js';
 import { updateCatalog } from '../../src/publish/catalog-update.js';
-import { openStore, type ObjectStore } from '../../src/store/index.js';
+import { DEFAULT_RETRY, OriginPressure, openStore, type ObjectStore } from '../../src/store/index.js';
 import { CountingStore } from '../support/counting-store.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
 
@@ -251,5 +251,57 @@ describe('attaching profiles', () => {
     expect(first.skipped).toEqual([`app/1.0: recorded through manifest ${'f'.repeat(64)}, but the version now has ${profile.manifest}`]);
     const again = await attachProfiles(raw, [profile], { log: silentLog });
     expect(again.generation).toBeUndefined();
+  });
+});
+
+/**
+ * The store's turns (OriginPressure, as every network store of a mount uses) go to demand reads before preloads: a
+ * reader arriving while a profile's preload fills the link starts at once, and a reader that needs a block a queued
+ * preload would fetch promotes that preload past the others. The store holds each ranged GET until the test lets
+ * it go (a real store cannot be paused per request).
+ */
+describe('preloads below demand reads at the store', () => {
+  class TurnTakingStore extends CountingStore {
+    readonly pressure = new OriginPressure(DEFAULT_RETRY, { maxConcurrentRequests: 2, demandReserve: 1, successesPerStep: 8, maxStep: 8 });
+    /** Ranged GETs that got a turn, by first byte, with their release. */
+    readonly started: { start: number; go: () => void }[] = [];
+    override getRange(key: string, start: number, end: number): Promise<Buffer> {
+      return this.pressure.run(
+        async () => {
+          await new Promise<void>((go) => this.started.push({ start, go }));
+          return super.getRange(key, start, end);
+        },
+        async () => {},
+        Math.random,
+      );
+    }
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 20));
+
+  it('sends a demand read ahead of queued preload runs, and promotes the queued run a reader joins', async () => {
+    const store = new TurnTakingStore(raw);
+    const catalog = await Catalog.open(store);
+    const version = (await catalog.shard('app')).versions['1.0']!;
+    const manifest = await catalog.versionManifest(version);
+    const pack = packRef(manifest, manifest, silentLog); // its first pack: the manifest's own record
+    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 24), undefined, silentLog, new ByteBudget(1 << 24));
+    const preloaded = blocks.preload(pack, [0, 10, 20, 30, 40]); // five runs: one GET each, one slot for all of them
+    await settle();
+    expect(store.started.map((g) => g.start)).toEqual([0]);
+    const demand = blocks.read(pack, { start: 50 * BLOCK, end: 50 * BLOCK + 10 });
+    await settle();
+    expect(store.started.map((g) => g.start)).toEqual([0, 50 * BLOCK]); // the reserved slot: no wait behind preloads
+    const joined = blocks.read(pack, { start: 40 * BLOCK, end: 40 * BLOCK + 10 }); // block 40's run is last in line
+    await settle();
+    store.started[0]!.go(); // the first preload's slot frees: block 40's run has it, ahead of blocks 10, 20 and 30
+    await settle();
+    expect(store.started.map((g) => g.start)).toEqual([0, 50 * BLOCK, 40 * BLOCK]);
+    for (let i = 0; i < 10; i++) {
+      for (const g of store.started.splice(0)) g.go();
+      await settle();
+    }
+    expect((await demand).equals(await raw.getRange(pack.key, 50 * BLOCK, 50 * BLOCK + 10))).toBe(true);
+    expect((await joined).equals(await raw.getRange(pack.key, 40 * BLOCK, 40 * BLOCK + 10))).toBe(true);
+    expect(await preloaded).toBe(5);
   });
 });

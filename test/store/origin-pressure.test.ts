@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { OriginPressure, retryDelayMs, withRetries, type RetryPolicy } from '../../src/store/retry.js';
 import { TransientStoreError } from '../../src/store/index.js';
+import { BackgroundTicket, inBackground } from '../../src/store/background.js';
 
 const policy: RetryPolicy = { maxAttempts: 4, baseDelayMs: 100, throttledBaseDelayMs: 400, maxDelayMs: 5_000, maxRetryAfterMs: 5_000 };
 const slowDown = () => new TransientStoreError('503 SlowDown', { throttled: true });
@@ -8,7 +9,7 @@ const top = () => 0.999999;
 
 describe('OriginPressure (one mount, one store)', () => {
   it('lets at most maxConcurrentRequests attempts run at once; the rest wait their turn in order', async () => {
-    const pressure = new OriginPressure(policy, { maxConcurrentRequests: 2, successesPerStep: 8, maxStep: 8 });
+    const pressure = new OriginPressure(policy, { maxConcurrentRequests: 2, demandReserve: 1, successesPerStep: 8, maxStep: 8 });
     let running = 0;
     let peak = 0;
     const order: number[] = [];
@@ -48,7 +49,7 @@ describe('OriginPressure (one mount, one store)', () => {
   });
 
   it('steps up per throttling answer (to the cap) and down per successesPerStep successes', async () => {
-    const pressure = new OriginPressure(policy, { maxConcurrentRequests: 4, successesPerStep: 2, maxStep: 3 });
+    const pressure = new OriginPressure(policy, { maxConcurrentRequests: 4, demandReserve: 1, successesPerStep: 2, maxStep: 3 });
     const none = async () => {};
     for (let i = 0; i < 5; i++) await pressure.run(() => Promise.reject(slowDown()), none, top).catch(() => undefined);
     expect(pressure.backoffStep).toBe(3);
@@ -75,4 +76,82 @@ describe('OriginPressure (one mount, one store)', () => {
     expect(waits).toEqual([0, 399, 0, 799]);
     expect(pressure.stats).toMatchObject({ throttled: 2, retries: 2, pauses: 2 });
   });
+
+  describe('demand before background', () => {
+    /** Attempts that each hold their slot until released by name; `started` lists them as they get a turn. */
+    function harness(max: number, reserve: number) {
+      const pressure = new OriginPressure(policy, { maxConcurrentRequests: max, demandReserve: reserve, successesPerStep: 8, maxStep: 8 });
+      const started: string[] = [];
+      const finish = new Map<string, () => void>();
+      const send = (name: string) =>
+        pressure.run(() => new Promise<string>((done) => (started.push(name), finish.set(name, () => done(name)))), async () => {}, top);
+      const background = (name: string, ticket = new BackgroundTicket()) => inBackground(ticket, () => send(name));
+      const settle = () => new Promise((r) => setImmediate(r));
+      const release = async (name: string) => {
+        finish.get(name)!();
+        await settle();
+      };
+      return { pressure, started, send, background, settle, release };
+    }
+
+    it('keeps demandReserve slots from background requests: a demand request arriving behind a full preload starts at once', async () => {
+      const h = harness(4, 1);
+      for (const name of ['b1', 'b2', 'b3', 'b4', 'b5']) void h.background(name);
+      await h.settle();
+      expect(h.started).toEqual(['b1', 'b2', 'b3']); // the fourth slot is kept for demand
+      void h.send('d1');
+      await h.settle();
+      expect(h.started).toEqual(['b1', 'b2', 'b3', 'd1']);
+      expect(h.pressure.queued).toBe(2);
+    });
+
+    it('hands a freed slot to waiting demand before waiting background, whatever arrived first', async () => {
+      const h = harness(2, 0);
+      void h.background('b1');
+      void h.background('b2');
+      void h.background('b3');
+      await h.settle();
+      void h.send('d1');
+      void h.send('d2');
+      await h.settle();
+      expect(h.started).toEqual(['b1', 'b2']);
+      await h.release('b1');
+      expect(h.started).toEqual(['b1', 'b2', 'd1']);
+      await h.release('b2');
+      expect(h.started).toEqual(['b1', 'b2', 'd1', 'd2']);
+      await h.release('d1');
+      expect(h.started.at(-1)).toBe('b3'); // background again once no demand waits
+    });
+
+    it('moves a background request to the demand queue when a reader promotes its ticket', async () => {
+      const h = harness(2, 0);
+      const tickets = [new BackgroundTicket(), new BackgroundTicket(), new BackgroundTicket()];
+      void h.background('b1', tickets[0]);
+      void h.background('b2', tickets[1]);
+      void h.background('b3', tickets[2]);
+      void h.background('b4');
+      await h.settle();
+      void h.send('d1');
+      await h.settle();
+      tickets[2]!.promote(); // a reader needs b3's bytes: it goes behind d1, before b4
+      await h.release('b1');
+      await h.release('b2');
+      expect(h.started).toEqual(['b1', 'b2', 'd1', 'b3']);
+    });
+
+    it('sends a promoted ticket\'s later requests as demand, and never leaves background with no slot at all', async () => {
+      const ticket = new BackgroundTicket();
+      ticket.promote();
+      const h = harness(1, 4); // a reserve as large as the cap still leaves background one slot
+      void h.background('b1');
+      await h.settle();
+      expect(h.started).toEqual(['b1']);
+      void h.background('p1', ticket);
+      void h.background('b2');
+      await h.settle();
+      await h.release('b1');
+      expect(h.started).toEqual(['b1', 'p1']);
+    });
+  });
 });
+
