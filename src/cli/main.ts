@@ -45,7 +45,7 @@ function program(): Command {
 
   addOptions(
     cli.command('mount').description('mount the store as a read-only rez package repository').argument('<mountpoint>'),
-    ['store', 'mirror', 'cacheDir', 'cacheSize', 'memoryLimit', 'readTimeout', 'refresh', 'allowOther', 'foreground', 'trustKey', 'logFile', 'fuse', 'recordWindow', 'metrics'],
+    ['store', 'mirror', 'cacheDir', 'cacheSize', 'memoryLimit', 'readTimeout', 'refresh', 'allowOther', 'foreground', 'trustKey', 'logFile', 'fuse', 'recordWindow', 'metrics', 'maxRequests'],
   ).action(async (mountpoint: string, _opts: unknown, command: Command) => {
     await mountCommand(await mountOptions(mountpoint, GivenOptions.of(command)), process.argv.slice(1));
   });

@@ -16,7 +16,7 @@ import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
-import { LocalCopyStore, OriginPressures, StoreTraffic, openStores, redactUrl, type ObjectStore } from '../store/index.js';
+import { LocalCopyStore, OriginPressures, StoreTraffic, openStores, redactUrl, type ObjectStore, type OriginLimits } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
 import { withDeadline } from '../deadline.js';
@@ -46,6 +46,8 @@ export interface MountCommand {
   recordWindowMs: number;
   /** Where to serve Prometheus metrics (--metrics), if anywhere. */
   metrics: MetricsAddress | undefined;
+  /** How hard the mount may press each store (--max-requests). */
+  originLimits: OriginLimits;
 }
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
@@ -209,7 +211,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     log.info(`SIGHUP: reopened ${cmd.logFile ?? 'stderr'}`);
   });
   try {
-    const origins = new OriginPressures();
+    const origins = new OriginPressures(cmd.originLimits);
     const traffic = cmd.metrics ? new StoreTraffic(kindOfKey) : undefined;
     const metrics = traffic && new MountMetrics(traffic, origins);
     // A file store on a hung NFS server answers by the read deadline too, and frees what the read had reserved then.

@@ -10,7 +10,7 @@
  *
  * Commander only collects what was typed (every value of every occurrence); it neither reads the
  * environment nor applies defaults, so there is one rule for all three. May import cache (memory plan
- * bounds) and the CLI's own units; nothing below the CLI imports this.
+ * bounds), store (origin limits) and the CLI's own units; nothing below the CLI imports this.
  */
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
@@ -18,6 +18,7 @@ import { homedir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { MIN_MEMORY_LIMIT_BYTES } from '../cache/index.js';
+import { DEFAULT_ORIGIN_LIMITS, type OriginLimits } from '../store/index.js';
 import type { MetricsAddress } from './metrics.js';
 import type { MountCommand } from './mount.js';
 import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
@@ -48,6 +49,9 @@ export const BOUNDS = {
   /** Polling more often than this only loads the store (0 turns polling off). */
   minRefreshMs: 250,
   maxRefreshMs: 24 * 3_600_000,
+  /** One request at a time serialises every cold read; past a few hundred, a farm of mounts is a denial of service. */
+  minRequests: 1,
+  maxRequests: 256,
 } as const;
 
 export const FUSE_CHOICES = ['auto', 'native', 'fuse-native'] as const;
@@ -96,6 +100,13 @@ export const OPTIONS = {
     help: "FUSE binding: native (libfuse3, rezfs's own), fuse-native (libfuse2), auto (native when built)",
   },
   metrics: { flag: '--metrics', value: '<host:port>', env: 'REZFS_METRICS', help: 'serve Prometheus metrics on http://HOST:PORT/metrics' },
+  maxRequests: {
+    flag: '--max-requests',
+    value: '<n>',
+    env: 'REZFS_MAX_REQUESTS',
+    default: String(DEFAULT_ORIGIN_LIMITS.maxConcurrentRequests),
+    help: 'requests in flight to each store at once (a farm of N mounts sends at most N x this); a quarter, up to 4, is kept for reads that wait',
+  },
   recordWindow: {
     flag: '--record-window',
     value: '<duration>',
@@ -260,6 +271,16 @@ export function parseFuse(given: Given): FuseChoice {
   return choice;
 }
 
+/** --max-requests: the origin limits of a mount, its demand reserve scaled down with a small cap. */
+export function parseMaxRequests(given: Given): OriginLimits {
+  const text = given.text.trim();
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < BOUNDS.minRequests || n > BOUNDS.maxRequests) {
+    throw new UsageError(`${given.where} ${JSON.stringify(given.text)} is not a request count; use a whole number from ${BOUNDS.minRequests} to ${BOUNDS.maxRequests}`);
+  }
+  return { ...DEFAULT_ORIGIN_LIMITS, maxConcurrentRequests: n, demandReserve: Math.min(DEFAULT_ORIGIN_LIMITS.demandReserve, Math.floor(n / 4)) };
+}
+
 /** How long a mount records what a version reads after its first use; 0 records nothing. */
 export function parseRecordWindow(given: Given): number {
   return parseDuration(given.where, given.text);
@@ -351,5 +372,6 @@ export async function mountOptions(mountpoint: string, given: GivenOptions): Pro
     fuse: parseFuse(given.one('fuse')!),
     recordWindowMs: parseRecordWindow(given.one('recordWindow')!),
     metrics: metrics === undefined ? undefined : parseMetricsAddress(metrics),
+    originLimits: parseMaxRequests(given.one('maxRequests')!),
   };
 }

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
-import { addOptions, GivenOptions, parseBoolean, parseCacheSize, parseReadTimeout, parseRefresh } from '../../src/cli/options.js';
+import { addOptions, GivenOptions, parseBoolean, parseCacheSize, parseMaxRequests, parseReadTimeout, parseRefresh } from '../../src/cli/options.js';
 import { UsageError } from '../../src/cli/units.js';
 
 /** What a command was given for `args` (and the environment as it is). */
@@ -59,5 +59,14 @@ describe('options', () => {
     expect(parseRefresh({ text: '0', where: '--refresh' })).toBe(0);
     expect(() => parseRefresh({ text: '100ms', where: '--refresh' })).toThrow(/--refresh 100ms is out of range: use between 250ms and 24h/);
     expect(parseRefresh({ text: '300ms', where: '--refresh' })).toBe(300);
+  });
+
+  it('--max-requests: a whole number from 1 to 256; a small cap keeps a smaller reserve for demand reads', () => {
+    expect(parseMaxRequests({ text: '16', where: '--max-requests' })).toMatchObject({ maxConcurrentRequests: 16, demandReserve: 4 });
+    expect(parseMaxRequests({ text: '6', where: '--max-requests' })).toMatchObject({ maxConcurrentRequests: 6, demandReserve: 1 });
+    expect(parseMaxRequests({ text: '2', where: '--max-requests' })).toMatchObject({ maxConcurrentRequests: 2, demandReserve: 0 });
+    for (const bad of ['0', '257', '4.5', 'many', '']) {
+      expect(() => parseMaxRequests({ text: bad, where: '--max-requests' })).toThrow(/--max-requests .* is not a request count; use a whole number from 1 to 256/);
+    }
   });
 });
