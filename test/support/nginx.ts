@@ -31,8 +31,11 @@ export interface NginxCache {
   stop(): Promise<void>;
 }
 
-/** Starts nginx (foreground child) as a caching reverse proxy to `origin` (e.g. http://127.0.0.1:9000). */
-export async function startNginxCache(nginx: string, origin: string): Promise<NginxCache> {
+/**
+ * Starts nginx (foreground child) as a caching reverse proxy to `origin` (e.g. http://127.0.0.1:9000).
+ * `workerConnections` bounds its clients and upstream sockets together (a herd of N mounts needs about 2 x N x 16).
+ */
+export async function startNginxCache(nginx: string, origin: string, options: { workerConnections?: number } = {}): Promise<NginxCache> {
   const dir = await mkdtemp(path.join(tmpdir(), 'rezfs-nginx-'));
   // Workers run as an unprivileged user when the master is root: they must be able to write the cache.
   await chmod(dir, 0o755);
@@ -46,9 +49,10 @@ export async function startNginxCache(nginx: string, origin: string): Promise<Ng
     conf,
     `daemon off;
 worker_processes 1;
+worker_rlimit_nofile ${2 * (options.workerConnections ?? 256) + 64};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 256; }
+events { worker_connections ${options.workerConnections ?? 256}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/tmp/body;
