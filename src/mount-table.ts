@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 /**
@@ -7,6 +8,8 @@ import { readFile } from 'node:fs/promises';
  */
 
 export interface MountEntry {
+  /** The kernel's id of the mount: a later mount on the same path has a higher one. */
+  mountId: number;
   /** `major:minor`, the name of the mount's backing-device info in /sys/class/bdi/. */
   device: string;
   mountpoint: string;
@@ -31,12 +34,19 @@ export function parseMountinfo(text: string): MountEntry[] {
     const fields = line.split(' ');
     const separator = fields.indexOf('-', 6);
     if (fields.length < 6 || separator < 0 || separator + 2 >= fields.length) continue;
-    entries.push({ device: fields[2]!, mountpoint: unescape(fields[4]!), fsType: fields[separator + 1]!, source: unescape(fields[separator + 2]!) });
+    entries.push({ mountId: Number(fields[0]), device: fields[2]!, mountpoint: unescape(fields[4]!), fsType: fields[separator + 1]!, source: unescape(fields[separator + 2]!) });
   }
   return entries;
 }
 
 /** This process's mount table, now. */
 export async function readMountTable(): Promise<MountEntry[]> {
-  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+  return parseMountinfo(await readFile(MOUNTINFO, 'utf8'));
 }
+
+/** The same, synchronously: for code that must not yield between looking and acting (tests' cleanup). */
+export function readMountTableSync(): MountEntry[] {
+  return parseMountinfo(readFileSync(MOUNTINFO, 'utf8'));
+}
+
+const MOUNTINFO = '/proc/self/mountinfo';

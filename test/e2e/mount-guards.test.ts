@@ -51,7 +51,7 @@ describe('mounting onto a mount', () => {
       const helper = await runProcess('sh', [join(REPO_ROOT, 'scripts', 'mount.rezfs'), store, dir], { env: { ...env, REZFS_BIN: CLI_PATH } });
       expect(helper.code, helper.stderr).toBe(1); // mount(8)'s "bad usage"
       expect(helper.stderr).toMatch(/is already mounted/);
-      expect(readMountTable().filter((m) => m.mountPoint === dir)).toHaveLength(1);
+      expect(readMountTable().filter((m) => m.mountpoint === dir)).toHaveLength(1);
       const status = JSON.parse((await runCli(['status', dir, '--json'], { env })).stdout) as { pid: number };
       expect(status.pid).toBe(first.pid);
     } finally {

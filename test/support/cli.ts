@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/deadline.js';
 import { isRunning } from '../../src/pid.js';
+import { readMountTableSync, type MountEntry } from '../../src/mount-table.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_PATH = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
@@ -167,33 +168,11 @@ export function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliRes
 // ---------------------------------------------------------------------------------------------------------------
 // Mount table
 
-export interface MountInfo {
-  mountId: number;
-  /** "major:minor" of the mounted filesystem. */
-  dev: string;
-  mountPoint: string;
-  fsType: string;
-  source: string;
-}
-
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
+/** A mount table entry, as the CLI parses it (src/mount-table.ts): one parser for the tests and the product. */
+export type MountInfo = MountEntry;
 
 /** Parse /proc/self/mountinfo (reading it never touches any FUSE filesystem). */
-export function readMountTable(): MountInfo[] {
-  const out: MountInfo[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    if (!line) continue;
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep < 0 || f.length < sep + 3) continue;
-    // mountinfo escapes bytes; names are UTF-8 bytes -> re-decode
-    const mp = Buffer.from(unescapeMountinfo(f[4] ?? ''), 'latin1').toString('utf8');
-    out.push({ mountId: Number(f[0]), dev: f[2] ?? '', mountPoint: mp, fsType: f[sep + 1] ?? '', source: f[sep + 2] ?? '' });
-  }
-  return out;
-}
+export const readMountTable = readMountTableSync;
 
 /** Absolute, symlink-resolved path without stat-ing the last component (which may be a stuck mount). */
 export function canonicalPath(p: string): string {
@@ -209,7 +188,7 @@ export function canonicalPath(p: string): string {
 /** The topmost mount at exactly this path, if any. */
 export function findMount(p: string): MountInfo | undefined {
   const cp = canonicalPath(p);
-  const all = readMountTable().filter((m) => m.mountPoint === cp);
+  const all = readMountTable().filter((m) => m.mountpoint === cp);
   return all[all.length - 1];
 }
 
@@ -221,8 +200,8 @@ export function isMounted(p: string): boolean {
 export function mountsUnder(dir: string): MountInfo[] {
   const cp = canonicalPath(dir);
   return readMountTable()
-    .filter((m) => m.mountPoint === cp || m.mountPoint.startsWith(cp.endsWith('/') ? cp : `${cp}/`))
-    .sort((a, b) => b.mountPoint.length - a.mountPoint.length || b.mountId - a.mountId);
+    .filter((m) => m.mountpoint === cp || m.mountpoint.startsWith(cp.endsWith('/') ? cp : `${cp}/`))
+    .sort((a, b) => b.mountpoint.length - a.mountpoint.length || b.mountId - a.mountId);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -368,7 +347,7 @@ export async function unmountPath(
   if (!stillMounted && daemonGone) return report('umount-lazy', false);
 
   // Stuck: abort the connection so nothing keeps waiting on the daemon, then detach and reap.
-  await abortFuseConnection(info.dev, log);
+  await abortFuseConnection(info.device, log);
   if (isMounted(mp)) {
     const again = await runProcess('umount', ['-l', mp], { timeoutMs: 10_000 });
     log.push(`umount -l after abort: exit ${again.code} ${again.stderr.trim()}`);
@@ -427,7 +406,7 @@ export async function forceUnmountAll(paths: string[] = []): Promise<string[]> {
   const done: string[] = [];
   const targets = new Map<string, number | undefined>();
   for (const [mp, pid] of tracked) targets.set(mp, pid);
-  for (const p of paths) for (const m of mountsUnder(p)) if (!targets.has(m.mountPoint)) targets.set(m.mountPoint, undefined);
+  for (const p of paths) for (const m of mountsUnder(p)) if (!targets.has(m.mountpoint)) targets.set(m.mountpoint, undefined);
   const ordered = [...targets.keys()].sort((a, b) => b.length - a.length);
   for (const mp of ordered) {
     try {

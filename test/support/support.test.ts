@@ -313,8 +313,8 @@ if (mode === 'daemon') {
 
   it('reads the mount table without touching mounts', () => {
     const table = readMountTable();
-    expect(table.some((m) => m.mountPoint === '/')).toBe(true);
-    expect(findMount('/')?.mountPoint).toBe('/');
+    expect(table.some((m) => m.mountpoint === '/')).toBe(true);
+    expect(findMount('/')?.mountpoint).toBe('/');
     expect(findMount(path.join(tmpdir(), 'definitely-not-mounted-rezfs'))).toBeUndefined();
   });
 });

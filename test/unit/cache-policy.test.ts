@@ -51,13 +51,15 @@ describe('parseMountinfo: the mount table from /proc/self/mountinfo', () => {
     '22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda rw',
     '42 27 0:39 / /var/tmp/a\\040b/mnt ro,nosuid,nodev,relatime - fuse.rezfs s3://x ro,user_id=0,group_id=0',
     '43 27 0:40 / /var/tmp/mnt ro,nosuid - fuse.rezfs file:///s ro',
+    '44 27 0:41 / /var/tmp/café\\011x ro - fuse.rezfs file:///s ro', // a UTF-8 name stays as it is; a tab is escaped
   ].join('\n');
 
-  it('reads device, mountpoint, type and source of every line, escaped characters decoded, optional fields skipped', () => {
+  it('reads id, device, mountpoint, type and source of every line, escaped characters decoded, optional fields skipped', () => {
     expect(parseMountinfo(mountinfo)).toEqual([
-      { device: '254:1', mountpoint: '/', fsType: 'ext4', source: '/dev/vda' },
-      { device: '0:39', mountpoint: '/var/tmp/a b/mnt', fsType: 'fuse.rezfs', source: 's3://x' },
-      { device: '0:40', mountpoint: '/var/tmp/mnt', fsType: 'fuse.rezfs', source: 'file:///s' },
+      { mountId: 22, device: '254:1', mountpoint: '/', fsType: 'ext4', source: '/dev/vda' },
+      { mountId: 42, device: '0:39', mountpoint: '/var/tmp/a b/mnt', fsType: 'fuse.rezfs', source: 's3://x' },
+      { mountId: 43, device: '0:40', mountpoint: '/var/tmp/mnt', fsType: 'fuse.rezfs', source: 'file:///s' },
+      { mountId: 44, device: '0:41', mountpoint: '/var/tmp/café\tx', fsType: 'fuse.rezfs', source: 'file:///s' },
     ]);
   });
 
