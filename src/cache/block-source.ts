@@ -70,6 +70,18 @@ export class IntegrityError extends Error {
   }
 }
 
+/** How a BlockSource loads; every field has a default. */
+export interface BlockSourceOptions {
+  /** Bytes of pieces being fetched at once (default DEFAULT_IN_FLIGHT_BYTES); the memory plan sizes it. */
+  budget?: ByteBudget;
+  /** A load, however many readers wait on it, gives up after this long; later readers start afresh. */
+  loadDeadlineMs?: number;
+  /** Background GETs (preload) in flight at once (default DEFAULT_BACKGROUND_GETS). */
+  backgroundGets?: number;
+  /** Told of every ranged GET's bytes by object key: what each package costs cold (fs/package-costs.ts). */
+  onFetched?: (objectKey: string, bytes: number) => void;
+}
+
 export interface BlockSourceStats {
   storeGets: number;
   storeBytes: number;
@@ -115,17 +127,21 @@ export class BlockSource {
   /** Background GETs in flight (preload), as a semaphore of slots. */
   private readonly backgroundSlots: ByteBudget;
 
+  private readonly budget: ByteBudget;
+  private readonly loadDeadlineMs: number;
+  private readonly onFetched: ((objectKey: string, bytes: number) => void) | undefined;
+
   constructor(
     private readonly store: ObjectStore,
     private readonly memory: BlockCache,
     private readonly disk: BlockCache | undefined,
     private readonly log: Log,
-    private readonly budget: ByteBudget = new ByteBudget(DEFAULT_IN_FLIGHT_BYTES),
-    /** A load, however many readers wait on it, gives up after this long; later readers start afresh. */
-    private readonly loadDeadlineMs: number = DEFAULT_LOAD_DEADLINE_MS,
-    backgroundGets: number = DEFAULT_BACKGROUND_GETS,
+    options: BlockSourceOptions = {},
   ) {
-    this.backgroundSlots = new ByteBudget(backgroundGets);
+    this.budget = options.budget ?? new ByteBudget(DEFAULT_IN_FLIGHT_BYTES);
+    this.loadDeadlineMs = options.loadDeadlineMs ?? DEFAULT_LOAD_DEADLINE_MS;
+    this.backgroundSlots = new ByteBudget(options.backgroundGets ?? DEFAULT_BACKGROUND_GETS);
+    this.onFetched = options.onFetched;
   }
 
   /** Pack bytes [span.start, span.end), in whole blocks. */
@@ -509,6 +525,7 @@ export class BlockSource {
     const bytes = await source.getRange(key, start, end);
     this.stats.storeGets++;
     this.stats.storeBytes += bytes.length;
+    this.onFetched?.(key, bytes.length);
     return bytes;
   }
 

@@ -125,6 +125,13 @@ export class MountMetrics {
     this.gauge('rezfs_catalog_generation', 'Generation of the catalog being served', [], (s) => [[{}, s.generation]]);
     this.gauge('rezfs_catalog_age_seconds', 'Time since the served generation was published', [], (s) => [[{}, s.catalogAgeSec]]);
     this.gauge('rezfs_offline', '1 while no store answers and the mount serves its local copy and cached data only', [], (s) => [[{}, s.offline ? 1 : 0]]);
+    // Gauges of the costliest versions only: a label per package of a terabyte repository would swamp Prometheus.
+    this.gauge('rezfs_package_cold_bytes', 'Payload bytes fetched from the store for each of the costliest package versions', ['package'], (s) =>
+      s.costliest.map((c) => [{ package: c.package }, c.coldBytes]),
+    );
+    this.gauge('rezfs_package_read_seconds', "Time readers waited on each of the costliest package versions' reads, summed", ['package'], (s) =>
+      s.costliest.map((c) => [{ package: c.package }, c.readSeconds]),
+    );
     this.gauge('rezfs_store_up', '1 for each store that answers, 0 for one that is down', ['store'], (s) => s.stores.map((st) => [{ store: st.url }, st.healthy ? 1 : 0]));
   }
 }

@@ -14,7 +14,7 @@ import { MountMetrics, serveMetrics, type MetricsAddress } from './metrics.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
-import { FuseNativeBinding, NativeBinding, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
+import { FuseNativeBinding, NativeBinding, PackageCosts, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
 import { LocalCopyStore, OriginPressures, StoreTraffic, openStores, redactUrl, type ObjectStore, type OriginLimits } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
@@ -227,7 +227,8 @@ async function serve(cmd: MountCommand): Promise<void> {
     const disk = new DiskBlockCache(cmd.cacheDir, cmd.cacheSize);
     // Learn how full the disk cache is now, off every read's path; until then blocks are served, not kept.
     disk.ready().catch((err: Error) => log.warn(`disk cache ${cmd.cacheDir}: ${err.message}`));
-    const blocks = new BlockSource(store, memoryCache, disk, log, budget, cmd.readTimeoutMs);
+    const costs = new PackageCosts();
+    const blocks = new BlockSource(store, memoryCache, disk, log, { budget, loadDeadlineMs: cmd.readTimeoutMs, onFetched: costs.fetched });
     const binding = chooseBinding(cmd.fuse, log);
     const recorded = new RecordedProfiles(cmd.cacheDir, store.url);
     const startup = new StartupSets(blocks, {
@@ -250,6 +251,7 @@ async function serve(cmd: MountCommand): Promise<void> {
       log,
       startup,
       onRead: metrics?.observeRead,
+      costs,
     });
     // Without invalidation the kernel's timeouts alone decide when new versions show: keep them within the interval.
     const cacheSec = (limit: number) =>
@@ -284,7 +286,7 @@ async function serve(cmd: MountCommand): Promise<void> {
     refresher.start();
     const started = Date.now();
     const status = () =>
-      mountStatus({ cmd, started, store, remote, fs, shown, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, errors: log.errors });
+      mountStatus({ cmd, started, store, remote, fs, shown, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, costs, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
     if (metrics && cmd.metrics) {

@@ -86,7 +86,7 @@ export async function prefetch(
   if (options.pin) for (const ofPackage of found) await cache.pin(ofPackage[0]!.name, ofPackage.flatMap(({ pack }) => pack.blocks));
   else await cache.pin(runPin, packs.flatMap(({ pack }) => pack.blocks));
   // No memory cache to speak of: prefetched blocks are for the disk, not for this short-lived process.
-  const blocks = new BlockSource(catalog.store, new MemoryBlockCache(1), cache, options.log, new ByteBudget(IN_FLIGHT_BYTES));
+  const blocks = new BlockSource(catalog.store, new MemoryBlockCache(1), cache, options.log, { budget: new ByteBudget(IN_FLIGHT_BYTES) });
   const total = packs.reduce((n, { pack }) => n + pack.blocks.length, 0);
   let done = 0;
   const load = async (pack: PackRef, indexes: number[]) => {

@@ -1,6 +1,6 @@
 import type { BlockSource, ByteBudget, MemoryBlockCache, MemoryPlan } from '../cache/index.js';
 import type { Catalog, CatalogRefresher } from '../catalog/index.js';
-import type { Mounted, RezFs, StartupSets } from '../fs/index.js';
+import type { Mounted, PackageCosts, RezFs, StartupSets } from '../fs/index.js';
 import type { LocalCopyStore, ObjectStore } from '../store/index.js';
 import type { MountCommand } from './mount.js';
 import { requestControl } from './control.js';
@@ -25,8 +25,12 @@ export interface StatusParts {
   memoryLimit: MemoryPlan;
   budget: ByteBudget;
   startup: StartupSets;
+  costs: PackageCosts;
   errors: number;
 }
+
+/** Packages `rezfs status` names as the costliest cold (the metrics name twice as many). */
+export const COSTLIEST_SHOWN = 10;
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 const ratio = (part: number, whole: number) => (whole === 0 ? null : Number((part / whole).toFixed(4)));
@@ -71,6 +75,8 @@ export async function mountStatus(p: StatusParts) {
     },
     /** Startup sets: profiles followed or ignored, small versions preloaded whole, blocks preloaded, recordings kept. */
     startup: { ...p.startup.stats },
+    /** The versions that cost the most payload bytes from the store (and read time): what to prefetch or profile first. */
+    costliest: p.costs.top(2 * COSTLIEST_SHOWN),
     errors: p.errors,
     rssBytes: process.memoryUsage.rss(),
   };
@@ -97,6 +103,9 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
     `  memory cache ${formatBytes(cache.memory.bytes)} of ${formatBytes(cache.memory.limit)}, hits ${pct(cache.memory.hitRatio)}; disk hits ${pct(cache.disk.hitRatio)}; store ${cache.store.gets} GETs (${formatBytes(cache.store.bytes)}); ${cache.chunkReads} reads from chunks`,
     `  FUSE binding ${s.fuse}; requests that reached rezfs: ${s.requests.metadata} metadata, ${s.requests.reads} reads`,
     `  startup sets: ${s.startup.profilesFollowed} profiles followed, ${s.startup.profilesIgnored} ignored, ${s.startup.wholePacks} small versions whole; ${s.startup.preloadedBlocks} blocks preloaded; ${s.startup.recorded} recorded`,
+    ...(s.costliest.length > 0
+      ? [`  costliest cold: ${s.costliest.slice(0, COSTLIEST_SHOWN).map((c) => `${c.package} ${formatBytes(c.coldBytes)} in ${c.storeGets} GETs, read ${c.readSeconds.toFixed(2)} s`).join('; ')}`]
+      : []),
     `  errors logged: ${s.errors}; rss ${formatBytes(s.rssBytes)}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -5,3 +5,4 @@ export { RezFs, type Attr, type DirEntry, type RezFsOptions, type StatFs } from 
 export { NativeBinding, nativeBindingAvailable, nativeBindingUnavailable } from './native-binding.js';
 export { generationChanges, type TreeChanges } from './changes.js';
 export { DEFAULT_STARTUP_SETS, StartupSets, type StartupSetPolicy, type StartupSetStats } from './startup-sets.js';
+export { PackageCosts, type PackageCost } from './package-costs.js';

@@ -6,6 +6,7 @@ import type { Log } from '../log.js';
 import { FsError } from './errors.js';
 import { hashedInodes, type InodeNumbers } from './inodes.js';
 import { childPath, splitPath } from './paths.js';
+import type { PackageCosts } from './package-costs.js';
 import type { StartupSets } from './startup-sets.js';
 import { withDeadline } from '../deadline.js';
 
@@ -62,6 +63,8 @@ export interface RezFsOptions {
   startup?: StartupSets;
   /** Told how long each payload read took (seconds) and whether it failed: a latency histogram's feed. */
   onRead?: (seconds: number, failed: boolean) => void;
+  /** Told which store objects each version's payload is in, and how long its reads took: its cold cost. */
+  costs?: PackageCosts;
 }
 
 /** What a path names, resolved against the catalog. */
@@ -74,7 +77,7 @@ type Resolved =
 
 type OpenFile =
   | { kind: 'inline'; data: Buffer }
-  | { kind: 'pack'; pack: PackRef; packHash: string; manifest: Manifest; node: FileNode; readahead: ReadaheadWindow };
+  | { kind: 'pack'; pack: PackRef; packHash: string; manifest: Manifest; node: FileNode; readahead: ReadaheadWindow; packageName: string };
 
 /**
  * The filesystem's semantics, independent of any FUSE binding: a read-only view of the catalog as
@@ -183,7 +186,7 @@ export class RezFs {
   async open(path: string, flags: number): Promise<number> {
     if ((flags & O_ACCMODE) !== 0 || (flags & (O_CREAT | O_TRUNC)) !== 0) throw new FsError('EROFS');
     const resolved = await this.resolve(this.catalog, path, this.deadline());
-    const file = this.openFile(resolved);
+    const file = this.openFile(resolved, path);
     const handle = this.nextHandle++;
     this.handles.set(handle, file);
     this.stats.opens++;
@@ -201,7 +204,7 @@ export class RezFs {
     const catalog = this.catalog;
     let known = this.unopened.get(path);
     if (known?.catalog !== catalog) {
-      known = { catalog, file: this.openFile(await this.resolve(catalog, path, this.deadline())) };
+      known = { catalog, file: this.openFile(await this.resolve(catalog, path, this.deadline()), path) };
       this.unopened.set(path, known);
     }
     return this.readFile(known.file, offset, length);
@@ -226,10 +229,10 @@ export class RezFs {
       const reading = sparse ? this.blocks.readChunks(file.pack, span) : this.blocks.read(file.pack, span);
       const data = await withDeadline(reading, this.options.readDeadlineMs, `reading ${file.pack.key}`);
       this.stats.readBytes += data.length;
-      this.options.onRead?.((performance.now() - started) / 1000, false);
+      this.readTook(file, (performance.now() - started) / 1000, false);
       return data;
     } catch (err) {
-      this.options.onRead?.((performance.now() - started) / 1000, true);
+      this.readTook(file, (performance.now() - started) / 1000, true);
       this.options.log.error(`read failed: ${(err as Error).message}`);
       this.stats.readErrors++;
       throw new FsError('EIO', (err as Error).message);
@@ -332,7 +335,13 @@ export class RezFs {
     return { ino, mode, nlink, size, uid: this.options.uid, gid: this.options.gid, mtimeMs, blocks: Math.ceil(size / 512) };
   }
 
-  private openFile(resolved: Resolved): OpenFile {
+  private readTook(file: Extract<OpenFile, { kind: 'pack' }>, seconds: number, failed: boolean): void {
+    this.options.onRead?.(seconds, failed);
+    this.options.costs?.read(file.packageName, seconds);
+  }
+
+  /** `resolved`, opened for reading by `path`. */
+  private openFile(resolved: Resolved, path: string): OpenFile {
     if (resolved.kind === 'inline' && resolved.entry.type === 'file') return { kind: 'inline', data: this.inline(resolved.entry) };
     if (resolved.kind === 'tree' && resolved.node.type === 'file') {
       const { manifest, node } = resolved;
@@ -341,7 +350,8 @@ export class RezFs {
       // A short forward skip keeps a sequential reader sequential: the kernel skips pages it has cached (those a
       // random reader left: a few pages each). Not much more: random reads landing that close would pass too.
       const slack = pack.blockSize / 8;
-      return { kind: 'pack', pack, packHash: record.pack, manifest, node, readahead: new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack) };
+      const readahead = new ReadaheadWindow(1, Math.max(1, this.options.readaheadBlocks), slack);
+      return { kind: 'pack', pack, packHash: record.pack, manifest, node, readahead, packageName: packageName(path) };
     }
     throw new FsError(resolved.kind === 'tree' && resolved.node.type === 'symlink' ? 'ELOOP' : 'EISDIR');
   }
@@ -412,7 +422,9 @@ export class RezFs {
     } catch (err) {
       throw this.unavailable(`${path}: manifest ${keys.manifest(record.manifest)} could not be loaded`, err);
     }
-    this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, packsOf(manifest).map((pack) => this.packRefOf(manifest, pack)));
+    const packs = packsOf(manifest).map((pack) => this.packRefOf(manifest, pack));
+    this.options.costs?.versionOpened(record.manifest, packageName(path), () => packs.flatMap((pack) => (pack.chunks ? [pack.key, pack.chunks.key] : [pack.key])));
+    this.options.startup?.versionOpened(catalog, { family, version, record }, manifest, packs);
     return manifest;
   }
 
@@ -433,4 +445,10 @@ function walk(root: DirNode, parts: string[]): TreeNode {
     node = child;
   }
   return node;
+}
+
+/** The package a path lies in, the way rez names it: `family-version` (a version directory's first two names). */
+function packageName(path: string): string {
+  const [family, version] = splitPath(path);
+  return version === undefined ? family ?? '' : `${family}-${version}`;
 }

@@ -49,6 +49,14 @@ describe('mount --metrics', () => {
       expect(sampleSum(after, 'rezfs_fs_read_bytes_total')).toBeGreaterThanOrEqual(payload.length);
       expect(sampleSum(after, 'rezfs_errors_total', { kind: 'read' })).toBe(0);
       expect(sampleSum(after, 'rezfs_store_requests_in_flight')).toBe(0);
+      // The version that cost it, by name: in the metrics and in status, with every pack byte the store sent.
+      const packBytes = sampleSum(after, 'rezfs_store_bytes_total', { store, kind: 'pack' });
+      expect(sampleSum(after, 'rezfs_package_cold_bytes', { package: 'tool-1.0' })).toBe(packBytes);
+      expect(sampleSum(after, 'rezfs_package_read_seconds', { package: 'tool-1.0' })).toBeGreaterThan(0);
+      const status = await runCli(['status', mount.mountpoint, '--json'], { env });
+      const { costliest } = JSON.parse(status.stdout) as { costliest: { package: string; coldBytes: number; storeGets: number }[] };
+      expect(costliest).toEqual([expect.objectContaining({ package: 'tool-1.0', coldBytes: packBytes })]);
+      expect((await runCli(['status', mount.mountpoint], { env })).stdout).toMatch(/costliest cold: tool-1\.0 3\.\d MiB in \d+ GETs, read \d+\.\d\d s/);
 
       // The kernel's page cache would answer a second read of the same file; drop it so the read reaches rezfs.
       await writeFile('/proc/sys/vm/drop_caches', '1');

@@ -281,7 +281,7 @@ describe('RezFs data', () => {
       }
     })(store);
     const catalog = await Catalog.open(store);
-    const blocks = new BlockSource(slow, new MemoryBlockCache(1 << 20), undefined, log, new ByteBudget(2 * BLOCK));
+    const blocks = new BlockSource(slow, new MemoryBlockCache(1 << 20), undefined, log, { budget: new ByteBudget(2 * BLOCK) });
     const fs = new RezFs(catalog, blocks, { uid: 0, gid: 0, readDeadlineMs: 5_000, readaheadBlocks: 8, log });
     const handle = await fs.open('/foo/1.0.0/lib/libfoo.so.1.2.3', O_RDONLY);
     const reads = [0, 1, 2, 3].map((i) => fs.read(handle, i * BLOCK, BLOCK));

@@ -52,7 +52,7 @@ async function harness(options: { trusted?: boolean; recordWindowMs?: number } =
   const catalog = await Catalog.open(store);
   const warnings: string[] = [];
   const log: Log = { ...silentLog, warn: (m) => warnings.push(m), error: (m) => warnings.push(m) };
-  const blocks = new BlockSource(store, new MemoryBlockCache(1 << 24), undefined, log, new ByteBudget(1 << 24));
+  const blocks = new BlockSource(store, new MemoryBlockCache(1 << 24), undefined, log, { budget: new ByteBudget(1 << 24) });
   const recorded: StartupProfile[] = [];
   const startup = new StartupSets(blocks, {
     log,
@@ -284,7 +284,7 @@ describe('preloads below demand reads at the store', () => {
     const version = (await catalog.shard('app')).versions['1.0']!;
     const manifest = await catalog.versionManifest(version);
     const pack = packRef(manifest, manifest, silentLog); // its first pack: the manifest's own record
-    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 24), undefined, silentLog, new ByteBudget(1 << 24));
+    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 24), undefined, silentLog, { budget: new ByteBudget(1 << 24) });
     const preloaded = blocks.preload(pack, [0, 10, 20, 30, 40]); // five runs: one GET each, one slot for all of them
     await settle();
     expect(store.started.map((g) => g.start)).toEqual([0]);

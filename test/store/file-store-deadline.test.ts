@@ -33,7 +33,7 @@ describe('a file store on a path that never answers', () => {
     await writeFile(join(work.path, 'packs/c'), 'fine');
     const store = new FileStore(work.path, { deadlineMs: DEADLINE_MS });
     const budget = new ByteBudget(1 << 20);
-    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 20), undefined, silentLog, budget, 10_000);
+    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 20), undefined, silentLog, { budget, loadDeadlineMs: 10_000 });
     const pack = { key: 'packs/a', size: 4096, blockSize: 4096, blocks: ['0'.repeat(64)] };
 
     const started = Date.now();
