@@ -2,11 +2,16 @@
  * Cold start over a network (issue 12), with real processes: s3rver behind the latency proxy (40 ms to the first
  * byte of every response), a fresh `rezfs mount` with an empty cache dir, stock rez. What is asserted is counted at
  * the proxy: how many catalog requests are in flight at once, the longest serial chain of requests, the methods
- * sent (and one fault injected at the store: a profile served cut short). Needs rez (REZ_BIN or rez on PATH); skipped, saying so, without it.
+ * sent (and faults made at the store: a profile served cut short, profiles written raw that a mount must refuse). Needs rez (REZ_BIN or rez on PATH); skipped, saying so, without it.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog, encodeDocument, generateSigningKeys, keys, loadPrivateKey, type StartupProfile } from '../../src/catalog/index.js';
+import { silentLog } from '../../src/log.js';
+import { updateCatalog } from '../../src/publish/catalog-update.js';
+import { openStore, type ObjectStore } from '../../src/store/index.js';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runRez, type MountHandle } from '../support/cli.js';
 import { startLatencyProxy, trafficStats, type LatencyProxy, type ProxiedRequest } from '../support/latency-proxy.js';
 import { startS3Server, type S3TestServer } from '../support/s3-server.js';
@@ -28,9 +33,9 @@ let repo: StartupRepo;
 let mounts = 0;
 let localLaunch = '';
 
-async function freshMount(store: string): Promise<MountHandle> {
+async function freshMount(store: string, extraArgs: string[] = []): Promise<MountHandle> {
   const id = `m${++mounts}`;
-  return mountStore({ store, mountpoint: path.join(work, id), cacheDir: path.join(work, `${id}-cache`), env, extraArgs: ['--fuse', FUSE] });
+  return mountStore({ store, mountpoint: path.join(work, id), cacheDir: path.join(work, `${id}-cache`), env, extraArgs: ['--fuse', FUSE, ...extraArgs] });
 }
 
 function rezEnv(packagesPath: string, args: string[]) {
@@ -44,9 +49,9 @@ async function launch(packagesPath: string): Promise<string> {
 }
 
 /** A cold launch on a fresh mount of `prefix` (its own, empty cache dir): what it printed and what the proxy saw. */
-async function coldLaunch(prefix: string): Promise<{ printed: string; cacheDir: string; requests: ProxiedRequest[] }> {
+async function coldLaunch(prefix: string, extraArgs: string[] = []): Promise<{ printed: string; cacheDir: string; requests: ProxiedRequest[] }> {
   proxy.reset();
-  const mount = await freshMount(s3.storeUrl(prefix));
+  const mount = await freshMount(s3.storeUrl(prefix), extraArgs);
   try {
     return { printed: await launch(mount.mountpoint), cacheDir: path.join(work, `m${mounts}-cache`), requests: proxy.requests() };
   } finally {
@@ -55,6 +60,31 @@ async function coldLaunch(prefix: string): Promise<{ printed: string; cacheDir: 
 }
 
 const packs = (requests: ProxiedRequest[]) => trafficStats(requests.filter((r) => r.path.includes('/packs/')));
+
+/** The store at `url` opened in this process with the test server's credentials (through its counting proxy). */
+function openAs(url: string): { store: ObjectStore; close: () => Promise<void> } {
+  const saved = { ...process.env };
+  Object.assign(process.env, s3.env);
+  try {
+    const store = openStore(url);
+    return { store, close: () => store.close() };
+  } finally {
+    process.env = saved;
+  }
+}
+
+/** Names profile `hash` in a version's record, unchecked (as a buggy or foreign tool could), in a new generation. */
+async function nameProfile(store: ObjectStore, family: string, version: string, hash: string, signingKey?: KeyObject): Promise<void> {
+  await updateCatalog(
+    store,
+    async (draft) => {
+      const shard = structuredClone((await draft.shard(family))!);
+      shard.versions[version]!.profile = hash;
+      draft.setShard(shard);
+    },
+    { log: silentLog, ...(signingKey ? { signingKey } : {}) },
+  );
+}
 
 describe.skipIf(SKIP !== undefined)(`a cold mount behind ${LATENCY_MS} ms of latency`, () => {
   beforeAll(async () => {
@@ -139,6 +169,58 @@ describe.skipIf(SKIP !== undefined)(`a cold mount behind ${LATENCY_MS} ms of lat
     const lines = (await readFile(path.join(launched.cacheDir, 'mount.log'), 'utf8')).split('\n').filter((l) => l.includes('startup profile'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/startup profile profiles\/[0-9a-f]{64}\.json of app\/[^ ]+ ignored: /);
+  });
+
+  it('ignores a profile naming bytes its pack lacks, one for another version, and an unsigned one on a signed store, with one log line each; the launches read the same bytes', async () => {
+    const [family, version] = repo.appDir.split('/') as [string, string];
+    const lib = repo.libraryFamilies[0]!;
+    // The test process writes to the store as a foreign tool could: raw profiles named in the app's record.
+    const { store, close } = openAs(s3.storeUrl('profiled'));
+    const keysDir = path.join(work, 'keys');
+    await mkdir(keysDir, { recursive: true });
+    const signing = generateSigningKeys();
+    await writeFile(path.join(keysDir, 'k.pem'), signing.privatePem, { mode: 0o600 });
+    await writeFile(path.join(keysDir, 'k.pub'), signing.publicPem);
+    const signingKey = loadPrivateKey(signing.privatePem, 'test key');
+    const signed = await runCli(['publish', repo.root, '--store', s3.storeUrl('signed'), '--sign-key', path.join(keysDir, 'k.pem')], { env, timeoutMs: 120_000 });
+    expect(signed.code, signed.stderr).toBe(0);
+    const { store: signedStore, close: closeSigned } = openAs(s3.storeUrl('signed'));
+    try {
+      const catalog = await Catalog.open(store);
+      const good = catalog.profile((await catalog.shard(family)).versions[version]?.profile ?? '');
+      await expect(good, 'the app has the profile an earlier test attached').resolves.toBeDefined();
+      const profile = await good;
+      const libShard = await catalog.shard(lib);
+      const [libVersion, libRecord] = Object.entries(libShard.versions)[0]!;
+      const signedApp = (await (await Catalog.open(signedStore)).shard(family)).versions[version]!; // the same payload: its packs, by hash
+      const cases: { what: string; target: ObjectStore; doc: StartupProfile; reason: RegExp; args: string[] }[] = [
+        {
+          what: 'bytes its pack lacks',
+          target: store,
+          doc: { ...profile, packs: [{ pack: profile.packs[0]!.pack, ranges: [[0, 100], [2 ** 40, 2 ** 40 + 4096]] }] },
+          reason: /not sorted ranges inside its \d+ bytes/,
+          args: [],
+        },
+        { what: 'another version', target: store, doc: { ...profile, family: lib, version: libVersion, manifest: libRecord.manifest }, reason: /it is for .* not this version/, args: [] },
+        { what: 'unsigned, on a signed store', target: signedStore, doc: { ...profile, manifest: signedApp.manifest }, reason: /is not signed, and this mount trusts only signed catalogs/, args: ['--trust-key', path.join(keysDir, 'k.pub')] },
+      ];
+      for (const c of cases) {
+        const doc = encodeDocument(c.doc);
+        await c.target.put(keys.profile(doc.hash), doc.bytes);
+        await nameProfile(c.target, family, version, doc.hash, c.target === signedStore ? signingKey : undefined);
+        const launched = await coldLaunch(c.target === signedStore ? 'signed' : 'profiled', c.args);
+        expect(launched.printed, c.what).toBe(localLaunch);
+        const lines = (await readFile(path.join(launched.cacheDir, 'mount.log'), 'utf8')).split('\n').filter((l) => l.includes('startup profile'));
+        expect(lines, c.what).toHaveLength(1);
+        expect(lines[0], c.what).toMatch(new RegExp(`startup profile profiles/${doc.hash}\\.json of ${family}/${version} ignored: `));
+        expect(lines[0], c.what).toMatch(c.reason);
+        expect(launched.requests.every((r) => r.method === 'GET' || r.method === 'HEAD')).toBe(true);
+      }
+      await nameProfile(store, family, version, encodeDocument(profile).hash); // as it was, for the tests after this one
+    } finally {
+      await close();
+      await closeSigned();
+    }
   });
 
   it('prefetch --context loads a saved context in a few waves, many GETs in flight, startup sets first', async () => {

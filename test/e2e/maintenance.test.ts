@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { forceUnmountAll, mountStore, runCli } from '../support/cli.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
 
 /** verify, prefetch and cache: what an admin runs on a store and on a farm node's cache. */
@@ -27,7 +27,10 @@ describe('store and cache maintenance through the CLI', () => {
     });
     expect((await runCli(['publish', repo, '--store', store])).code).toBe(0);
   });
-  afterAll(async () => work.remove());
+  afterAll(async () => {
+    await forceUnmountAll([work.path]);
+    await work.remove();
+  });
 
   it('verify passes on a good store and names each damaged object', async () => {
     const good = await runCli(['verify', '--store', store]);
@@ -121,12 +124,25 @@ describe('store and cache maintenance through the CLI', () => {
     const rxt = join(work.path, 'job.rxt');
     // REZ_PACKAGES_PATH=~/packages:/mnt/rez: the context holds local packages too, a new family and a local version.
     const variant = (name: string, version: string, location: string) => ({ key: 'filesystem.variant', variables: { name, version, location, index: null, repository_type: 'filesystem' } });
-    const resolved = [variant('tiny', '1.0', '/home/td/packages'), variant('bar', '2.0', '/mnt/rez'), variant('foo', '0.9.dev', '/home/td/packages')];
+    const resolved = [variant('tiny', '1.0', '/home/td/packages'), variant('bar', '2.0', '/mnt/rez'), variant('foo', '0.9.dev', '/home/td/packages'), variant('foo', '1.0.0', '/mnt/rez')];
     await writeFile(rxt, JSON.stringify({ resolved_packages: resolved }));
-    const fromContext = await runCli(['prefetch', '--context', rxt, '--store', store, '--cache-dir', cacheDir]);
+    const contextCache = join(work.path, 'context-cache');
+    const fromContext = await runCli(['prefetch', '--context', rxt, '--store', store, '--cache-dir', contextCache]);
     expect(fromContext.code, fromContext.stderr).toBe(0);
-    expect(fromContext.stdout).toMatch(/^prefetched 1 packages/);
+    expect(fromContext.stdout).toMatch(/^prefetched 2 packages/);
     expect(fromContext.stdout).toContain(`not in ${store}, so not prefetched: tiny-1.0 (/home/td/packages), foo-0.9.dev (/home/td/packages)\n`);
+    // A mount on that cache dir serves what the context needs from disk: no payload GET to the store.
+    const mount = await mountStore({ store, mountpoint: join(work.path, 'context-mnt'), cacheDir: contextCache, env: { REZFS_RUNTIME_DIR: join(work.path, 'run') } });
+    try {
+      expect((await readFile(join(mount.mountpoint, 'foo/1.0.0/lib/big.bin'))).equals(payload)).toBe(true);
+      const status = await runCli(['status', mount.mountpoint, '--json'], { env: { REZFS_RUNTIME_DIR: join(work.path, 'run') } });
+      expect(status.code, status.stderr).toBe(0);
+      const { cache } = JSON.parse(status.stdout) as { cache: { disk: { hits: number }; store: { gets: number } } };
+      expect(cache.store.gets).toBe(0);
+      expect(cache.disk.hits).toBeGreaterThanOrEqual(3);
+    } finally {
+      await mount.unmount();
+    }
     const unknown = await runCli(['prefetch', 'foo-9.9', '--store', store, '--cache-dir', cacheDir]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/no version 9\.9 of foo/);
