@@ -20,16 +20,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 case "${1:-}" in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
-[ "$(id -u)" = 0 ] || { echo "bench-farm: must run as root (drop_caches between cold runs)" >&2; exit 2; }
-[ -e /dev/fuse ] || { echo "bench-farm: /dev/fuse is missing" >&2; exit 2; }
-[ -x node_modules/.bin/vite-node ] || { echo "bench-farm: run npm ci (or scripts/setup.sh) first" >&2; exit 2; }
-if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then
-  echo "bench-farm: building dist/" >&2
-  npm run build:ts --silent >&2
-fi
-
 # shellcheck source=bench/driver.sh
 . "$ROOT/scripts/bench/driver.sh"
+bench_preflight bench-farm
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/rezfs-bench-farm.XXXXXX")
 cleanup() {
   local rc=$?

@@ -21,16 +21,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 case "${1:-}" in -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
-[ "$(id -u)" = 0 ] || { echo "bench-latency: must run as root (drop_caches between cold runs)" >&2; exit 2; }
-[ -e /dev/fuse ] || { echo "bench-latency: /dev/fuse is missing" >&2; exit 2; }
-[ -x node_modules/.bin/vite-node ] || { echo "bench-latency: run npm ci (or scripts/setup.sh) first" >&2; exit 2; }
-if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then
-  echo "bench-latency: building dist/" >&2
-  npm run build:ts --silent >&2
-fi
-
 # shellcheck source=bench/driver.sh
 . "$ROOT/scripts/bench/driver.sh"
+bench_preflight bench-latency
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/rezfs-bench-latency.XXXXXX")
 case "$WORK" in /tmp/*) echo "bench-latency: $WORK is under /tmp; set BENCH_DIR" >&2; rmdir "$WORK"; exit 2 ;; esac
 cleanup() {

@@ -30,3 +30,16 @@ unmount_fuse_under() {
     fusermount -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
 }
+
+# bench_preflight NAME: what a mounting benchmark needs before it starts (root for drop_caches and FUSE,
+# /dev/fuse, npm deps), exit 2 naming what is missing; builds dist/ when src/ is newer. Run from the repo root.
+bench_preflight() {
+  local name=$1
+  [ "$(id -u)" = 0 ] || { echo "$name: must run as root (drop_caches between cold runs)" >&2; exit 2; }
+  [ -e /dev/fuse ] || { echo "$name: /dev/fuse is missing" >&2; exit 2; }
+  [ -x node_modules/.bin/vite-node ] || { echo "$name: run npm ci (or scripts/setup.sh) first" >&2; exit 2; }
+  if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then
+    echo "$name: building dist/" >&2
+    npm run build:ts --silent >&2
+  fi
+}
