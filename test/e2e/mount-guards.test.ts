@@ -278,7 +278,8 @@ describe('a publish tells local mounts to refresh', () => {
       const published = await runCli(['publish', repo, '--store', store], { env });
       expect(published.stdout).toMatch(/1 local mount\(s\) told to refresh/);
       expect(await waitFor(async () => (await readdir(join(dir, 'hello')).catch((): string[] => [])).includes('1.2.0'), 10_000)).toBe(true);
-      expect(await readFile(log, 'utf8')).toMatch(/now serving generation/);
+      // The log stream is written asynchronously: the new version can show before its line is flushed.
+      expect(await waitFor(async () => /now serving generation/.test(await readFile(log, 'utf8')), 5_000)).toBe(true);
     } finally {
       await m.unmount();
     }

@@ -69,10 +69,19 @@ describe.skipIf(!native)('native binding (libfuse3 low-level)', () => {
     expect(first).toContain('/alpha/1.0/lib/libalpha.so');
     const before = (await status()).requests;
     expect(before.metadata).toBeGreaterThan(50); // readdirplus answers most lookups along with the listing
-    expect(await walk(mount.mountpoint)).toBe(first);
-    const after = (await status()).requests;
     // No lookup, getattr, readdir, readlink or read: opens never leave the kernel and the page cache is kept.
-    expect({ metadata: after.metadata - before.metadata, reads: after.reads - before.reads }).toEqual({ metadata: 0, reads: 0 });
+    // On a shared machine the kernel may reclaim a dentry or page under memory pressure between two walks,
+    // so one of three warm walks in a row must reach rezfs with nothing; a binding that loses the kernel's
+    // caches sends requests on every walk.
+    const counts: { metadata: number; reads: number }[] = [];
+    let last = before;
+    for (let i = 0; i < 3 && !counts.some((c) => c.metadata === 0 && c.reads === 0); i++) {
+      expect(await walk(mount.mountpoint)).toBe(first);
+      const now = (await status()).requests;
+      counts.push({ metadata: now.metadata - last.metadata, reads: now.reads - last.reads });
+      last = now;
+    }
+    expect(counts.at(-1)).toEqual({ metadata: 0, reads: 0 });
   });
 
   it('lets go of inodes the kernel forgets, so a long run does not grow', async () => {
