@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <uv.h>
 
-/* Operation codes, mirrored by the Op enum in src/fs/native-binding.ts. */
+/* Operation codes, mirrored by Op in src/fs/native-server.ts; exported as `ops`, which the loader checks against it. */
 enum op {
   OP_LOOKUP = 1,
   OP_FORGET = 2,
@@ -770,6 +770,20 @@ static napi_value init(napi_env env, napi_value exports) {
       {"notifyInval", NULL, js_notify_inval, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  static const struct { const char *name; int code; } codes[] = {
+      {"lookup", OP_LOOKUP},       {"forget", OP_FORGET},       {"getattr", OP_GETATTR}, {"readlink", OP_READLINK},
+      {"read", OP_READ},           {"readdir", OP_READDIR},     {"readdirplus", OP_READDIRPLUS},
+      {"statfs", OP_STATFS},       {"getxattr", OP_GETXATTR},   {"listxattr", OP_LISTXATTR},
+      {"init", OP_INIT},           {"exited", OP_EXITED},
+  };
+  napi_value ops, code;
+  napi_create_object(env, &ops);
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    napi_create_int32(env, codes[i].code, &code);
+    napi_set_named_property(env, ops, codes[i].name, code);
+  }
+  napi_object_freeze(env, ops);
+  napi_set_named_property(env, exports, "ops", ops);
   return exports;
 }
 
