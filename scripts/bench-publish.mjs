@@ -16,7 +16,7 @@
 // Needs a built dist/ (npm run build).
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -68,6 +68,19 @@ function writeVersion(family, version, files, sub = 'lib', extra = '') {
   const dir = join(repo, family, version);
   writeFiles(join(dir, sub), files);
   writeFileSync(join(dir, 'package.py'), `name = "${family}"\nversion = "${version}"\n${extra}`);
+}
+
+/**
+ * What a publish may read of the store besides new content: the index and shards, and the manifest of the version
+ * it grows (the biggest one here: big/1.0.0's, with every variant added so far).
+ */
+function catalogBytes() {
+  const sizes = (dir) => {
+    const path = join(work, 'store', dir);
+    return existsSync(path) ? readdirSync(path).map((name) => statSync(join(path, name)).size) : [];
+  };
+  const sum = (values) => values.reduce((a, b) => a + b, 0);
+  return sum(sizes('index')) + sum(sizes('families')) + Math.max(0, ...sizes('manifests'));
 }
 
 function rchar() {
@@ -164,8 +177,12 @@ try {
   console.log('');
   target(noop.ms <= 2 * find, `no-op republish <= 2x find -printf: ${(noop.ms / find).toFixed(2)}x`);
   target(noop.read < content / 1000, `no-op republish reads no file content: ${fmtBytes(noop.read)} read in all, content ${fmtBytes(content)}`);
-  target(added.read < 2 * addedBytes + 2 * MiB, `adding a version reads only its bytes (hash + upload, 2x): ${fmtBytes(added.read)} for ${fmtBytes(addedBytes)}`);
-  target(variant.read < 2 * variantBytes + 2 * MiB, `adding a variant reads only the new variant: ${fmtBytes(variant.read)} for ${fmtBytes(variantBytes)}`);
+  // Besides the new files' bytes (read twice: hashed, then packed), a publish may read catalog documents, never
+  // other payload.
+  const documents = catalogBytes();
+  const allowance = (bytes) => `${fmtBytes(bytes)} + catalog ${fmtBytes(documents)}`;
+  target(added.read <= 2 * addedBytes + documents, `adding a version reads only its bytes (hash + upload, 2x): ${fmtBytes(added.read)} for ${allowance(addedBytes)}`);
+  target(variant.read <= 2 * variantBytes + documents, `adding a variant reads only the new variant: ${fmtBytes(variant.read)} for ${allowance(variantBytes)}`);
 } finally {
   if (KEEP) console.log(`kept ${work}`);
   else rmSync(work, { recursive: true, force: true });

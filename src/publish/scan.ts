@@ -259,16 +259,19 @@ export interface DirName {
 
 /** A directory's entry names, sorted, each marked whether it is valid UTF-8. */
 export function listNames(dir: string): DirName[] {
-  let raw: Buffer[];
-  try {
-    raw = readdirSync(dir, { encoding: 'buffer' });
-  } catch (err) {
-    throw new PublishInputError(dir, `cannot list directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  return raw
+  const list = <T>(read: () => T[]): T[] => {
+    try {
+      return read();
+    } catch (err) {
+      throw new PublishInputError(dir, `cannot list directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  // Decoding replaces invalid bytes with U+FFFD: only a directory with such a name needs the raw names (costlier).
+  const texts = list(() => readdirSync(dir)).sort();
+  if (!texts.some((text) => text.includes('\ufffd'))) return texts.map((text) => ({ text, ok: true }));
+  return list(() => readdirSync(dir, { encoding: 'buffer' }))
     .map((name) => {
       const text = name.toString('utf8');
-      // Decoding replaces invalid bytes with U+FFFD: only a name that has one needs the exact (costlier) check.
       return { text, ok: !text.includes('\ufffd') || Buffer.from(text, 'utf8').equals(name) };
     })
     .sort((a, b) => (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
