@@ -12,13 +12,8 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { OriginPressure, OriginPressures, StoreTraffic } from '../store/index.js';
+import type { MetricsAddress } from './mount-config.js';
 import type { MountStatus } from './status.js';
-
-/** Where `--metrics` listens. */
-export interface MetricsAddress {
-  host: string;
-  port: number;
-}
 
 /** Seconds; from a page-cache-speed memory hit to a read that waited on a slow store. */
 const READ_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, RecordedProfiles, planMemory } from '../cache/index.js';
 import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, kindOfKey, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
 import { startControlServer } from './control.js';
-import { MountMetrics, serveMetrics, type MetricsAddress } from './metrics.js';
+import { MountMetrics, serveMetrics } from './metrics.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
@@ -20,35 +20,10 @@ import { LocalCopyStore, OriginPressures, StoreTraffic, openStores, redactUrl, t
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
 import { withDeadline } from '../deadline.js';
-import type { FuseChoice } from './options.js';
+import { MOUNT_TUNING, kernelTimes, readaheadBlocks, type FuseChoice, type MountConfig } from './mount-config.js';
 import { readMountTable } from '../mount-table.js';
 import { detach, fuseMountpoints } from './unmount.js';
 
-export interface MountCommand {
-  mountpoint: string;
-  store: string;
-  /** Stores with the same objects, in priority order after `store` (--mirror). */
-  mirrors: string[];
-  cacheDir: string;
-  /** Hard cap of the disk cache, in bytes. */
-  cacheSize: number;
-  memoryLimit: number;
-  readTimeoutMs: number;
-  allowOther: boolean;
-  foreground: boolean;
-  logFile: string | undefined;
-  /** Public key files; when given, only catalogs signed by one of them are served. */
-  trustKeys: string[];
-  /** How often to look for a new generation; 0 never (a publish on this host still notifies). */
-  refreshMs: number;
-  fuse: FuseChoice;
-  /** How long after a version's first use its reads are recorded (its startup profile); 0 records nothing. */
-  recordWindowMs: number;
-  /** Where to serve Prometheus metrics (--metrics), if anywhere. */
-  metrics: MetricsAddress | undefined;
-  /** How hard the mount may press each store (--max-requests). */
-  originLimits: OriginLimits;
-}
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
 const exec = promisify(execFile);
@@ -57,20 +32,8 @@ const READY_ENV = 'REZFS_READY_FD';
 const READY = 'ready';
 /** The prefix of a failure that is bad input (exit 2); any other failure is `error: `. */
 const BAD_INPUT = 'usage';
-const UNMOUNT_POLL_MS = 1_000;
-/** How long a look at whatever is mounted at the mountpoint may take before it counts as stuck. */
-const PROBE_TIMEOUT_MS = 5_000;
-/** How long a stopping mount waits for what it still writes to its cache dir (recordings, blocks waiting for room). */
-const DRAIN_WAIT_MS = 10_000;
-/** Time for the kernel to start a FUSE session and answer its first requests, on a loaded host. */
-const FUSE_START_MS = 20_000;
-/**
- * How far ahead of a sequential reader blocks are fetched, at most: room for several 8 MiB GETs in flight, so
- * the store is not idle while the reader drains what came. The memory budget still decides what is fetched.
- */
-const READAHEAD_BYTES = 32 * 1024 * 1024;
 
-export async function mountCommand(cmd: MountCommand, argv: readonly string[]): Promise<void> {
+export async function mountCommand(cmd: MountConfig, argv: readonly string[]): Promise<void> {
   const mountpoint = resolve(cmd.mountpoint);
   await refuseIfMounted(mountpoint);
   const info = await statMountpoint(mountpoint);
@@ -111,12 +74,12 @@ async function refuseIfMounted(mountpoint: string): Promise<void> {
   // A name nobody has looked up: the kernel must ask the server (the mountpoint's own attributes may
   // still be cached after its server died). ENOENT or any answer is a live server; ENOTCONN a dead one.
   const unseen = join(mountpoint, `.rezfs-probe-${randomBytes(8).toString('hex')}`);
-  const probe = await exec('stat', ['-c', '%F', unseen], { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL' }).then(
+  const probe = await exec('stat', ['-c', '%F', unseen], { timeout: MOUNT_TUNING.probeTimeoutMs, killSignal: 'SIGKILL' }).then(
     () => 'live' as const,
     (err: { stderr?: string; killed?: boolean }) => (err.killed ? 'stuck' : /not connected/.test(err.stderr ?? '') ? 'dead' : 'live'),
   );
   if (probe === 'live') throw already('');
-  if (probe === 'stuck') throw already(`, not answering within ${PROBE_TIMEOUT_MS / 1000} s`);
+  if (probe === 'stuck') throw already(`, not answering within ${MOUNT_TUNING.probeTimeoutMs / 1000} s`);
   process.stderr.write(`rezfs: ${mountpoint} is a dead mount (its server exited); detaching it\n`);
   await detach(mountpoint);
 }
@@ -137,7 +100,7 @@ async function statMountpoint(mountpoint: string): Promise<Stats | undefined> {
 }
 
 /** Re-runs this command in the foreground, detached, and returns once it reports the mount usable. */
-async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<void> {
+async function daemonize(cmd: MountConfig, argv: readonly string[]): Promise<void> {
   const logFile = cmd.logFile ?? resolve(cmd.cacheDir, 'mount.log');
   const log = openSync(logFile, 'a');
   const logStart = fstatSync(log).size;
@@ -181,8 +144,8 @@ async function daemonize(cmd: MountCommand, argv: readonly string[]): Promise<vo
  * deadline) and the kernel's start of FUSE. mount(8), fstab and systemd units must not hang on a
  * child that is stuck; with the default --read-timeout this is 80 s, inside systemd's 90 s.
  */
-function readyWaitMs(cmd: MountCommand): number {
-  return 2 * cmd.readTimeoutMs + FUSE_START_MS;
+function readyWaitMs(cmd: MountConfig): number {
+  return 2 * cmd.readTimeoutMs + MOUNT_TUNING.fuseStartMs;
 }
 
 /** A child that failed or is stuck: gone for good (SIGKILL also ends a stopped one), and nothing left mounted by it. */
@@ -195,7 +158,7 @@ async function stopChild(child: ChildProcess, mountpoint: string): Promise<void>
   if ((await fuseMountpoints()).includes(mountpoint)) await detach(mountpoint).catch(() => undefined);
 }
 
-async function serve(cmd: MountCommand): Promise<void> {
+async function serve(cmd: MountConfig): Promise<void> {
   const out = logOutput(cmd.logFile);
   const log = countingLog(streamLog(out.write));
   const ready = readyChannel();
@@ -246,22 +209,17 @@ async function serve(cmd: MountCommand): Promise<void> {
       uid: process.getuid?.() ?? 0,
       gid: process.getgid?.() ?? 0,
       readDeadlineMs: cmd.readTimeoutMs,
-      readaheadBlocks: Math.max(1, Math.floor(READAHEAD_BYTES / catalog.config.blockSize)),
+      readaheadBlocks: readaheadBlocks(catalog.config.blockSize),
       inodes: binding.inodes,
       log,
       startup,
       onRead: metrics?.observeRead,
       costs,
     });
-    // Without invalidation the kernel's timeouts alone decide when new versions show: keep them within the interval.
-    const cacheSec = (limit: number) =>
-      cmd.refreshMs > 0 && !binding.invalidatesChanges ? Math.min(limit, Math.max(1, Math.floor(cmd.refreshMs / 1000))) : limit;
     mounted = await binding.mount(cmd.mountpoint, fs, {
       source: redactUrl(cmd.store), // as given, so mount -a can match it to its fstab line
       allowOther: cmd.allowOther,
-      attrTimeoutSec: cacheSec(300),
-      negativeTimeoutSec: cacheSec(60),
-      operationTimeoutMs: cmd.readTimeoutMs + 5_000,
+      ...kernelTimes(cmd, binding.invalidatesChanges),
     });
     const activeMount = mounted;
     let shown = catalog;
@@ -315,7 +273,7 @@ async function serve(cmd: MountCommand): Promise<void> {
   }
   await untilSignalled(mounted, log);
   // What still waits goes to disk, so the next mount on this cache dir has it; not for ever (a hung disk).
-  if (drain) await withDeadline(drain(), DRAIN_WAIT_MS, `writing what is left to ${cmd.cacheDir}`).catch((err: Error) => log.warn(err.message));
+  if (drain) await withDeadline(drain(), MOUNT_TUNING.drainWaitMs, `writing what is left to ${cmd.cacheDir}`).catch((err: Error) => log.warn(err.message));
   refresher?.stop();
   control?.close();
   metricsServer?.close();
@@ -376,12 +334,12 @@ function countingLog(inner: Log): Log & { readonly errors: number } {
   };
 }
 
-function trustedKeys(cmd: MountCommand): KeyObject[] {
+function trustedKeys(cmd: MountConfig): KeyObject[] {
   return cmd.trustKeys.map(readPublicKey);
 }
 
 /** What a generation must satisfy: signed by a trusted key, no older than the newest seen before. */
-function trustPolicy(store: ObjectStore, cmd: MountCommand): { policy: () => Promise<TrustPolicy>; accepted: (c: Catalog) => Promise<void> } | undefined {
+function trustPolicy(store: ObjectStore, cmd: MountConfig): { policy: () => Promise<TrustPolicy>; accepted: (c: Catalog) => Promise<void> } | undefined {
   if (cmd.trustKeys.length === 0) return undefined;
   const keys = trustedKeys(cmd);
   const floor = new GenerationFloor(cmd.cacheDir, store.url);
@@ -417,7 +375,7 @@ async function untilSignalled(mounted: Mounted, log: Log): Promise<void> {
         clearInterval(watch);
         done();
       }, () => undefined);
-    }, UNMOUNT_POLL_MS);
+    }, MOUNT_TUNING.unmountPollMs);
     const stop = (signal: string) => {
       clearInterval(watch);
       log.info(`${signal}: unmounting ${mounted.mountpoint}`);

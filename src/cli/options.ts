@@ -19,8 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { MIN_MEMORY_LIMIT_BYTES } from '../cache/index.js';
 import { DEFAULT_ORIGIN_LIMITS, type OriginLimits } from '../store/index.js';
-import type { MetricsAddress } from './metrics.js';
-import type { MountCommand } from './mount.js';
+import { FUSE_CHOICES, type FuseChoice, type MetricsAddress, type MountConfig } from './mount-config.js';
 import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
 
 export interface OptionSpec {
@@ -53,9 +52,6 @@ export const BOUNDS = {
   minRequests: 1,
   maxRequests: 256,
 } as const;
-
-export const FUSE_CHOICES = ['auto', 'native', 'fuse-native'] as const;
-export type FuseChoice = (typeof FUSE_CHOICES)[number];
 
 function defaultCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'rezfs');
@@ -352,7 +348,7 @@ export async function writableFile(given: Given): Promise<string> {
 }
 
 /** Every `rezfs mount` option, parsed, bounded and (paths) checked: what the mount runs with. */
-export async function mountOptions(mountpoint: string, given: GivenOptions): Promise<MountCommand> {
+export async function mountOptions(mountpoint: string, given: GivenOptions): Promise<MountConfig> {
   const cacheDir = await writableDirectory(cacheDirOf(given));
   const logFile = given.one('logFile');
   const metrics = given.one('metrics');

@@ -2,13 +2,13 @@ import type { BlockSource, ByteBudget, MemoryBlockCache, MemoryPlan } from '../c
 import type { Catalog, CatalogRefresher } from '../catalog/index.js';
 import type { Mounted, PackageCosts, RezFs, StartupSets } from '../fs/index.js';
 import type { LocalCopyStore, ObjectStore } from '../store/index.js';
-import type { MountCommand } from './mount.js';
+import type { MountConfig } from './mount-config.js';
 import { requestControl } from './control.js';
 import { findMount } from './registry.js';
 import { UsageError, formatBytes } from './units.js';
 
 export interface StatusParts {
-  cmd: MountCommand;
+  cmd: MountConfig;
   started: number;
   store: LocalCopyStore;
   remote: ObjectStore;
