@@ -16,14 +16,13 @@ import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
 import { FuseNativeBinding, NativeBinding, PackageCosts, RezFs, StartupSets, generationChanges, nativeBindingUnavailable, type FuseBinding, type Mounted } from '../fs/index.js';
 import { OWN_LOG_LINE, streamLog, type Log } from '../log.js';
-import { LocalCopyStore, OriginPressures, StoreTraffic, openStores, redactUrl, type ObjectStore, type OriginLimits } from '../store/index.js';
+import { LocalCopyStore, OriginPressures, StoreTraffic, openStores, redactUrl, type ObjectStore } from '../store/index.js';
 import { UsageError, formatBytes } from './units.js';
 import { isBadInput } from './exit-codes.js';
 import { withDeadline } from '../deadline.js';
 import { MOUNT_TUNING, kernelTimes, readaheadBlocks, type FuseChoice, type MountConfig } from './mount-config.js';
 import { readMountTable } from '../mount-table.js';
 import { detach, fuseMountpoints } from './unmount.js';
-
 
 /** The pipe on which a daemonised mount tells its parent it is ready (or why it failed). */
 const exec = promisify(execFile);
