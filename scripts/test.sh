@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Run the test suite: set up the machine (apt FUSE packages, Node >= 20, npm deps, fuse-native check, build), then
-# vitest: every test on the default (native) binding, then every suite that mounts again on fuse-native.
-# Arguments are passed to one `vitest run` instead, e.g. scripts/test.sh test/support  or  scripts/test.sh -t publish
-# (REZFS_FUSE=fuse-native scripts/test.sh test/e2e picks the binding).
+# one vitest run of its projects (vitest.config.ts): every test on the default (native) binding and every suite that
+# mounts again on fuse-native, several files at once, then the few that need the machine alone; then the unit and
+# end-to-end suites on the current Node.js LTS line.
+# Arguments are passed to one `vitest run` on one binding instead, e.g. scripts/test.sh test/support  or
+# scripts/test.sh -t publish  (REZFS_FUSE=fuse-native scripts/test.sh test/e2e picks the binding;
+# REZFS_TEST_WORKERS=1 runs the files one at a time).
 #
 # No external services are needed: the S3 tests start their own s3rver (in a child process, behind a counting
 # proxy) from test/support/s3-server.ts, the WebDAV tests their own Apache (test/support/dav-server.ts), and tear
@@ -41,19 +44,21 @@ export REZFS_SKIP_BUILD=1
 mkdir -p .tmp
 rm -f .tmp/vitest*.json
 status=0
-# run_pass <binding> <json> [vitest args...]: one vitest run with REZFS_FUSE=<binding> for every mount it makes.
+# One binding's projects (vitest.config.ts): the `main` ones mount with REZFS_FUSE.
+ONE_BINDING=(--project main --project "main exclusive")
+# run_pass <what> <json> [vitest args...]: one vitest run.
 run_pass() {
-  local binding="$1" json="$2"
+  local what="$1" json="$2"
   shift 2
-  echo "[test] vitest run $* (FUSE binding: $binding, node $(node --version))"
-  REZFS_FUSE="$binding" npx vitest run --reporter=default --reporter=json --outputFile.json="$json" "$@" || status=$?
+  echo "[test] vitest run $* ($what, node $(node --version))"
+  npx vitest run --reporter=default --reporter=json --outputFile.json="$json" "$@" || status=$?
 }
 if [ $# -gt 0 ]; then
-  run_pass "${REZFS_FUSE:-auto}" .tmp/vitest.json "$@"
+  run_pass "FUSE binding: ${REZFS_FUSE:-auto}" .tmp/vitest.json "${ONE_BINDING[@]}" "$@"
 else
-  # Everything on the default binding (native, rezfs's own), then every suite that mounts again on fuse-native.
-  run_pass auto .tmp/vitest.json
-  run_pass fuse-native .tmp/vitest-fuse-native.json test/e2e test/faults test/rez
+  # Every project: everything on the default binding (native, rezfs's own) and every suite that mounts again on
+  # fuse-native.
+  REZFS_FUSE=auto run_pass "FUSE bindings: native and fuse-native" .tmp/vitest.json
   # Then the unit and end-to-end suites on the current Node.js LTS line (REZFS_LTS_NODE, a major version; 0 skips
   # it), from the npm registry's `node` package installed into .tools/ (not committed). The system Node ran the rest.
   lts="${REZFS_LTS_NODE:-26}"
@@ -64,7 +69,7 @@ else
       npm install --silent --no-audit --no-fund --prefix "$tools" "node@$lts" >/dev/null 2>&1 || true
     fi
     if [ -x "$tools/node_modules/.bin/node" ]; then
-      PATH="$tools/node_modules/.bin:$PATH" run_pass auto ".tmp/vitest-node$lts.json" test/unit test/e2e
+      REZFS_FUSE=auto PATH="$tools/node_modules/.bin:$PATH" run_pass "FUSE binding: auto" ".tmp/vitest-node$lts.json" "${ONE_BINDING[@]}" test/unit test/e2e
     else
       echo "[test] FAILED: Node.js $lts could not be installed from the npm registry (REZFS_LTS_NODE=0 skips this pass)"
       status=1
