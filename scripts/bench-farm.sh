@@ -10,7 +10,7 @@
 #
 #   --nodes N         mounts started together (default 32)
 #   --latency MS      the origin's first-byte delay (default 20)
-#   --fault-rate P    share of origin GETs answered 503 in the fault row (default 0.05; 0 skips the row)
+#   --fault-rate P    share of origin GETs answered 503 in the fault row: every (1/P)th, the first included (default 0.05; 0 skips the row)
 #   --quick           a smaller repository
 #
 # Needs root (drop_caches, FUSE), /dev/fuse, nginx (nginx-light), `npm ci` done; builds dist/ when src/ is newer.

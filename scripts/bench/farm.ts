@@ -22,11 +22,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { forceUnmountAll, mountStore, runCli, runProcess, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, type LatencyProxy, type ProxiedRequest } from '../../test/support/latency-proxy.js';
 import { findNginx, startNginxCache } from '../../test/support/nginx.js';
-import { rssBytes } from '../../test/support/proc.js';
+import { cpuMs, machineBusyMs, memoryBytes } from '../../test/support/proc.js';
 import { startS3Server, type S3TestServer } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 
@@ -67,6 +68,7 @@ const opts = parseArgs(process.argv.slice(2));
 const WORK = opts.work;
 const log = (message: string) => process.stderr.write(`[bench-farm ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 const MiB = 1024 * 1024;
+const CORES = availableParallelism();
 const SLOW_DOWN = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
 const NGINX = findNginx() ?? fail('nginx is not installed (apt-get install nginx-light): the site-cache rows need it');
 
@@ -81,10 +83,16 @@ interface Row {
   peakInFlight: number;
   /** 503s the origin answered (fault rows). */
   injected: number;
-  /** RSS of each mount after mounting, before any read. */
-  idleRss: number[];
+  /** Each mount's memory after mounting, before any read. */
+  idleMemory: { rss: number; pss: number; private: number }[];
   /** Origin requests the mounts made while mounting (the catalog: index, shards), before the herd read. */
   mountRequests: number;
+  /** CPU the mount processes spent during the herd's read, summed. */
+  mountCpuMs: number;
+  /** CPU the whole machine spent busy during it (mounts, readers, nginx, s3rver, proxy), summed over cores. */
+  machineBusyMs: number;
+  /** Wall time from the common start to the last node's finish. */
+  wallMs: number;
 }
 
 const rows: Row[] = [];
@@ -168,12 +176,16 @@ async function runRow(
       );
       mounts.push(...(await Promise.all(batch)));
     }
-    const idleRss = (await Promise.all(mounts.map((m) => rssBytes(m.pid)))).map((b) => b ?? 0);
+    const idleMemory = (await Promise.all(mounts.map((m) => memoryBytes(m.pid)))).map((b) => b ?? { rss: 0, pss: 0, private: 0 });
     await dropCaches();
     let injected = 0;
     if (faultRate > 0) {
+      // Every (1/rate)th GET, the first included: a herd through a site cache makes few origin requests (one per
+      // object), and a coin per request would often inject none.
+      const every = Math.max(1, Math.round(1 / faultRate));
+      let gets = 0;
       s3.setInterceptor((r) => {
-        if (r.method !== 'GET' || Math.random() >= faultRate) return undefined;
+        if (r.method !== 'GET' || gets++ % every !== 0) return undefined;
         injected++;
         return { status: 503, body: SLOW_DOWN, headers: { 'content-type': 'application/xml' } };
       });
@@ -181,6 +193,8 @@ async function runRow(
     const mountRequests = proxy.requests().length;
     proxy.reset();
     log(`${label}: ${nodes} node(s) read at once`);
+    const cpu0 = mounts.map((m) => cpuMs(m.pid));
+    const busy0 = machineBusyMs();
     const t0 = performance.now();
     const results = await Promise.all(
       mounts.map(async (m) => {
@@ -188,11 +202,14 @@ async function runRow(
         return { ms: performance.now() - t0, ok: r.code === 0 && r.stdout === expected, why: r.code !== 0 ? r.stderr.split('\n')[0] : 'other bytes than local disk' };
       }),
     );
+    const wallMs = performance.now() - t0;
+    const machineBusy = machineBusyMs() - busy0;
+    const mountCpuMs = mounts.reduce((n, m, i) => n + (cpuMs(m.pid) - cpu0[i]!), 0);
     s3.setInterceptor(null);
     const failed = results.filter((r) => !r.ok);
     for (const r of failed.slice(0, 3)) problems.push(`${label}: a node failed: ${r.why}`);
     const stats = proxy.stats();
-    rows.push({ label, nodes, origin: proxy.requests(), nodeMs: results.map((r) => r.ms), failed: failed.length, peakInFlight: stats.peakInFlight, injected, idleRss, mountRequests });
+    rows.push({ label, nodes, origin: proxy.requests(), nodeMs: results.map((r) => r.ms), failed: failed.length, peakInFlight: stats.peakInFlight, injected, idleMemory, mountRequests, mountCpuMs, machineBusyMs: machineBusy, wallMs });
   } finally {
     s3.setInterceptor(null);
     await Promise.all(mounts.map((m) => m.unmount()));
@@ -245,8 +262,8 @@ function report(filesPerNode: number): void {
   lines.push('');
   lines.push('Origin figures are the herd\'s reads; "at mount" is what the mounts asked the origin while mounting (the catalog), before.');
   lines.push('');
-  lines.push('| row | at mount | origin requests | unique objects/slices | ratio | origin MiB | unique MiB | ratio | 503s | node p50 | node p95 | node max | vs one node (p95) | peak origin in flight | failed |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('| row | at mount | origin requests | unique objects/slices | ratio | origin MiB | unique MiB | ratio | 503s | node p50 | node p95 | node max | vs one node (p95) | peak origin in flight | mount CPU | machine busy | failed |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   const alone = new Map(rows.filter((r) => r.nodes === 1).map((r) => [r.label.split(',')[0], r]));
   for (const row of rows) {
     const u = unique(row.origin);
@@ -256,17 +273,29 @@ function report(filesPerNode: number): void {
     lines.push(
       `| ${row.label} | ${row.mountRequests} | ${row.origin.length} | ${u.pieces} | ${(row.origin.length / u.pieces).toFixed(2)}x | ${(bytes / MiB).toFixed(1)} | ${(u.bytes / MiB).toFixed(1)} | ` +
         `${(bytes / u.bytes).toFixed(2)}x | ${row.injected} | ${s(percentile(row.nodeMs, 50))} | ${s(p95)} | ${s(Math.max(...row.nodeMs))} | ` +
-        `${single && row.nodes > 1 ? `${(p95 / percentile(single.nodeMs, 95)).toFixed(2)}x` : '–'} | ${row.peakInFlight} | ${row.failed} |`,
+        `${single && row.nodes > 1 ? `${(p95 / percentile(single.nodeMs, 95)).toFixed(2)}x` : '–'} | ${row.peakInFlight} | ${s(row.mountCpuMs)} | ` +
+        `${((100 * row.machineBusyMs) / (CORES * row.wallMs)).toFixed(0)}% of ${CORES} cores | ${row.failed} |`,
     );
   }
+  lines.push('');
+  lines.push(
+    '"mount CPU" is what the mount processes spent during the read, summed; "machine busy" is the share of all cores busy (mounts, readers, nginx, ' +
+      's3rver, proxy) from the start to the last node\'s finish: near 100% the herd waits for this machine\'s cores, not for the origin.',
+  );
   const fault = rows.find((r) => r.injected > 0);
   const clean = rows.find((r) => r.label === `site cache, ${opts.nodes} nodes`);
   if (fault && clean) {
     lines.push('');
     lines.push(`retries under ${opts.faultRate * 100}% 503s: ${fault.origin.length} origin requests vs ${clean.origin.length} fault-free (${(fault.origin.length / clean.origin.length).toFixed(2)}x)`);
   }
-  const idle = rows.filter((r) => r.nodes > 1).flatMap((r) => r.idleRss);
-  if (idle.length > 0) lines.push(`idle mount RSS: median ${(percentile(idle, 50) / MiB).toFixed(0)} MiB, max ${(Math.max(...idle) / MiB).toFixed(0)} MiB (${idle.length} mounts)`);
+  const idle = rows.filter((r) => r.nodes > 1).flatMap((r) => r.idleMemory);
+  if (idle.length > 0) {
+    const figure = (name: string, values: number[]) => `${name} median ${(percentile(values, 50) / MiB).toFixed(0)} MiB, max ${(Math.max(...values) / MiB).toFixed(0)} MiB`;
+    lines.push(
+      `idle mount memory (${idle.length} mounts): ${figure('RSS', idle.map((m) => m.rss))}; ${figure('PSS', idle.map((m) => m.pss))}; ` +
+        `${figure('private', idle.map((m) => m.private))} (RSS counts the node binary's text, shared by every mount, whole in each)`,
+    );
+  }
   for (const p of problems) lines.push(`PROBLEM: ${p}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -23,6 +23,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, trafficStats, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
+import { cpuMs } from '../../test/support/proc.js';
 import { startS3Server } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 
@@ -267,16 +268,6 @@ async function pread(file: string): Promise<Sample & { checksum: number }> {
 async function dropCaches(): Promise<void> {
   await runProcess('sync', [], { timeoutMs: 60_000 });
   writeFileSync('/proc/sys/vm/drop_caches', '3');
-}
-
-/** utime + stime of a process, in ms (from /proc/<pid>/stat, in clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 // ------------------------------------------------------------------------------------------------------------------

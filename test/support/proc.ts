@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 
 /** The state letter of /proc/<pid>/stat (R, S, D, Z, T, I, ...), or undefined once the process is gone. */
 export async function procState(pid: number): Promise<string | undefined> {
@@ -23,6 +24,40 @@ export async function rssBytes(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A process's memory as /proc/PID/smaps_rollup counts it: `rss` (every resident page it maps, shared ones whole),
+ * `pss` (shared pages divided among the processes mapping them: what N such processes cost a machine, N x pss) and
+ * `private` (pages only it maps). The node binary's text is most of a small process's RSS and is shared by every
+ * process running it. Undefined once the process is gone.
+ */
+export async function memoryBytes(pid: number): Promise<{ rss: number; pss: number; private: number } | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024;
+    const m = { rss: kb('Rss'), pss: kb('Pss'), private: kb('Private_Clean') + kb('Private_Dirty') };
+    return Object.values(m).every(Number.isFinite) ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime + stime of a process, in ms (from /proc/<pid>/stat, in clock ticks of 10 ms); NaN once it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU time the whole machine has spent busy (not idle, not waiting on I/O), in ms summed over cores, from /proc/stat. */
+export function machineBusyMs(): number {
+  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = ticks;
+  return (user! + nice! + system! + irq! + softirq! + steal!) * 10;
 }
 
 /** What the kernel says a process waits in, for messages (e.g. `fuse_wait_answer`, `folio_wait_bit_common`). */
