@@ -18,4 +18,4 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-node_modules/.bin/vite-node scripts/bench/rss.mjs -- --tmp "$tmp" "$@"
+node_modules/.bin/vite-node scripts/bench/rss.ts -- --tmp "$tmp" "$@"
