@@ -4,13 +4,13 @@
  * When something first looks inside a version (a stat, a listing, an open below `/<family>/<version>/`; reading
  * package.py to resolve does not count), this module
  *  - when the version's pack is small, preloads all of it (a small package is read whole soon enough);
- *  - when it is big and has no profile (its first launch ever), preloads its small files, in pack order, up to as
- *    many bytes as a small pack: a start-up imports a package's modules and reads its configs, and only samples
- *    its big binaries, so the modules travel in one wave instead of one round trip each;
  *  - else follows the version's published startup profile, if its shard record names one: fetches the document, checks
  *    it (profileProblem: right version, real ranges, signed when the mount trusts keys) and preloads the blocks its
  *    ranges fall in, in parallel and below demand reads (BlockSource.preload); a profile that fails any check is
  *    ignored with one log line;
+ *  - when it is big and names no profile (its first launch ever), preloads its small files, in pack order, up to as
+ *    many bytes as a small pack: a start-up imports a package's modules and reads its configs, and only samples
+ *    its big binaries, so the modules travel in one wave instead of one round trip each;
  *  - and records, for `recordWindowMs`, the pack ranges the filesystem reads from that version: the recording is
  *    handed to `onRecorded` (the mount keeps it under its cache dir; `rezfs profile` publishes it).
  * Python's start-up lists every directory on sys.path before it reads a module, so the first looks at all the
