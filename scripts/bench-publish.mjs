@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check (scripts/tsconfig.json checks this file: it stays JavaScript to time the built dist/, not a transform of src/)
 // rezfs publish benchmark (issue 13): what an incremental publish costs against `find -printf` of the same tree.
 //
 //   node scripts/bench-publish.mjs [--files 20000] [--reps 3] [--keep]
@@ -26,11 +27,15 @@ if (!existsSync(CLI)) {
   console.error('bench-publish: dist/ is not built: run npm run build first');
   process.exit(2);
 }
+/** @type {typeof import('../src/publish/index.js')} */
 const { publish } = await import(join(ROOT, 'dist/publish/index.js'));
+/** @type {typeof import('../src/store/index.js')} */
 const { openStore } = await import(join(ROOT, 'dist/store/index.js'));
+/** @type {typeof import('../src/log.js')} */
 const { silentLog } = await import(join(ROOT, 'dist/log.js'));
 
 const args = process.argv.slice(2);
+/** @type {(name: string, fallback: number) => number} */
 const option = (name, fallback) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : fallback;
@@ -49,7 +54,11 @@ const stateDir = join(work, 'state');
 let contentBytes = 0;
 let fileCount = 0;
 
-/** `files` files of 1-16 KiB of random bytes in 20 subdirectories of `dir`. */
+/**
+ * `files` files of 1-16 KiB of random bytes in 20 subdirectories of `dir`.
+ * @param {string} dir
+ * @param {number} files
+ */
 function writeFiles(dir, files) {
   const buffer = Buffer.alloc(16 * 1024);
   for (let i = 0; i < files; i++) {
@@ -63,7 +72,12 @@ function writeFiles(dir, files) {
   }
 }
 
-/** A version directory with `files` files under `sub`, and its package.py. */
+/**
+ * A version directory with `files` files under `sub`, and its package.py.
+ * @param {string} family
+ * @param {string} version
+ * @param {number} files
+ */
 function writeVersion(family, version, files, sub = 'lib', extra = '') {
   const dir = join(repo, family, version);
   writeFiles(join(dir, sub), files);
@@ -75,21 +89,29 @@ function writeVersion(family, version, files, sub = 'lib', extra = '') {
  * it grows (the biggest one here: big/1.0.0's, with every variant added so far).
  */
 function catalogBytes() {
+  /** @type {(dir: string) => number[]} */
   const sizes = (dir) => {
     const path = join(work, 'store', dir);
     return existsSync(path) ? readdirSync(path).map((name) => statSync(join(path, name)).size) : [];
   };
+  /** @type {(values: number[]) => number} */
   const sum = (values) => values.reduce((a, b) => a + b, 0);
   return sum(sizes('index')) + sum(sizes('families')) + Math.max(0, ...sizes('manifests'));
 }
 
 function rchar() {
-  return Number(/^rchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))[1]);
+  return Number(/^rchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? NaN);
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+/** @type {(values: number[]) => number} */
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 
-/** One in-process publish: its wall time (ms), bytes read and summary. */
+/** @typedef {Partial<import('../src/publish/index.js').PublishOptions>} Extra */
+
+/**
+ * One in-process publish: its wall time (ms), bytes read and summary.
+ * @param {Extra} [options]
+ */
 async function timedPublish(options = {}) {
   const store = openStore(storeUrl);
   const before = rchar();
@@ -101,15 +123,24 @@ async function timedPublish(options = {}) {
   return { ms, read, summary };
 }
 
+/**
+ * @param {number} reps
+ * @param {((rep: number) => void) | undefined} prepare
+ * @param {Extra} options
+ */
 async function medianPublish(reps, prepare, options) {
   const runs = [];
   for (let r = 0; r < reps; r++) {
     prepare?.(r);
     runs.push(await timedPublish(options));
   }
-  return { ms: median(runs.map((x) => x.ms)), read: median(runs.map((x) => x.read)), summary: runs.at(-1).summary };
+  return { ms: median(runs.map((x) => x.ms)), read: median(runs.map((x) => x.read)), summary: /** @type {typeof runs[number]} */ (runs.at(-1)).summary };
 }
 
+/**
+ * @param {string} command
+ * @param {string[]} commandArgs
+ */
 function timedCommand(command, commandArgs) {
   const started = performance.now();
   const r = spawnSync(command, commandArgs, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
@@ -117,7 +148,9 @@ function timedCommand(command, commandArgs) {
   return performance.now() - started;
 }
 
+/** @type {(ms: number) => string} */
 const fmtMs = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`);
+/** @type {(n: number) => string} */
 const fmtBytes = (n) => (n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
 try {
@@ -159,6 +192,7 @@ try {
   const variantBytes = (contentBytes - before) / REPS;
   if (variant.summary.changes.grown !== 1) throw new Error('adding a variant did not grow the version');
 
+  /** @type {[string, number, number | undefined, string][]} */
   const rows = [
     ['find -printf of the tree (baseline)', find, undefined, ''],
     ['no-op republish, this host\'s memory', noop.ms, noop.read, `${(noop.ms / find).toFixed(2)}x find`],
@@ -173,6 +207,7 @@ try {
   for (const [what, ms, read, ratio] of rows) {
     console.log(`  ${what.padEnd(58)} ${fmtMs(ms).padStart(9)}  ${read === undefined ? ''.padStart(12) : `read ${fmtBytes(read)}`.padStart(14)}  ${ratio}`);
   }
+  /** @type {(ok: boolean, text: string) => void} */
   const target = (ok, text) => console.log(`  target ${ok ? 'MET ' : 'MISSED'} ${text}`);
   console.log('');
   target(noop.ms <= 2 * find, `no-op republish <= 2x find -printf: ${(noop.ms / find).toFixed(2)}x`);
@@ -180,6 +215,7 @@ try {
   // Besides the new files' bytes (read twice: hashed, then packed), a publish may read catalog documents, never
   // other payload.
   const documents = catalogBytes();
+  /** @type {(bytes: number) => string} */
   const allowance = (bytes) => `${fmtBytes(bytes)} + catalog ${fmtBytes(documents)}`;
   target(added.read <= 2 * addedBytes + documents, `adding a version reads only its bytes (hash + upload, 2x): ${fmtBytes(added.read)} for ${allowance(addedBytes)}`);
   target(variant.read <= 2 * variantBytes + documents, `adding a variant reads only the new variant: ${fmtBytes(variant.read)} for ${allowance(variantBytes)}`);
