@@ -8,9 +8,6 @@
  *    it (profileProblem: right version, real ranges, signed when the mount trusts keys) and preloads the blocks its
  *    ranges fall in, in parallel and below demand reads (BlockSource.preload); a profile that fails any check is
  *    ignored with one log line;
- *  - when it is big and names no profile (its first launch ever), preloads its small files, in pack order, up to as
- *    many bytes as a small pack: a start-up imports a package's modules and reads its configs, and only samples
- *    its big binaries, so the modules travel in one wave instead of one round trip each;
  *  - and records, for `recordWindowMs`, the pack ranges the filesystem reads from that version: the recording is
  *    handed to `onRecorded` (the mount keeps it under its cache dir; `rezfs profile` publishes it).
  * Python's start-up lists every directory on sys.path before it reads a module, so the first looks at all the
@@ -21,8 +18,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { blockSpan, blocksCovering, profileBlocks, type BlockSource, type PackRef } from '../cache/index.js';
-import { buildProfile, keys, profileProblem, type Catalog, type DirNode, type Manifest, type StartupProfile, type VersionRecord } from '../catalog/index.js';
+import { profileBlocks, type BlockSource, type PackRef } from '../cache/index.js';
+import { buildProfile, keys, profileProblem, type Catalog, type Manifest, type StartupProfile, type VersionRecord } from '../catalog/index.js';
 import type { Log } from '../log.js';
 
 export interface StartupSetPolicy {
@@ -30,18 +27,11 @@ export interface StartupSetPolicy {
   recordWindowMs: number;
   /** A version whose pack is at most this big is preloaded whole at its first use (its profile is not fetched). */
   wholePackBytes: number;
-  /** A big version without a profile has its files of at most this size preloaded (up to wholePackBytes of them). */
-  smallFileBytes: number;
   /** A recording stops at this many separate ranges (a version read all over is not a startup set). */
   maxRanges: number;
 }
 
-export const DEFAULT_STARTUP_SETS: StartupSetPolicy = {
-  recordWindowMs: 20_000,
-  wholePackBytes: 4 * 1024 * 1024,
-  smallFileBytes: 256 * 1024,
-  maxRanges: 10_000,
-};
+export const DEFAULT_STARTUP_SETS: StartupSetPolicy = { recordWindowMs: 20_000, wholePackBytes: 4 * 1024 * 1024, maxRanges: 10_000 };
 
 export interface StartupSetOptions {
   policy?: Partial<StartupSetPolicy>;
@@ -57,8 +47,6 @@ export interface StartupSetStats {
   profilesFollowed: number;
   profilesIgnored: number;
   wholePacks: number;
-  /** Big versions without a profile whose small files were preloaded. */
-  smallFileSets: number;
   preloadedBlocks: number;
   recorded: number;
 }
@@ -81,7 +69,7 @@ interface Recording {
 const OPENED_VERSIONS = 16_384;
 
 export class StartupSets {
-  readonly stats: StartupSetStats = { profilesFollowed: 0, profilesIgnored: 0, wholePacks: 0, smallFileSets: 0, preloadedBlocks: 0, recorded: 0 };
+  readonly stats: StartupSetStats = { profilesFollowed: 0, profilesIgnored: 0, wholePacks: 0, preloadedBlocks: 0, recorded: 0 };
   private readonly policy: StartupSetPolicy;
   private readonly opened = new LRUCache<string, true>({ max: OPENED_VERSIONS });
   private readonly recordings = new Map<Manifest, Recording>();
@@ -110,11 +98,6 @@ export class StartupSets {
       this.stats.wholePacks++;
       for (const pack of packs) this.track(this.preload(pack, pack.blocks.map((_, i) => i)));
     } else if (profile) this.track(this.follow(catalog, target, manifest, packs, profile));
-    else {
-      const small = smallFileBlocks(manifest, packs, this.policy);
-      if (small.some((indexes) => indexes.length > 0)) this.stats.smallFileSets++;
-      for (const [i, pack] of packs.entries()) if (small[i]!.length > 0) this.track(this.preload(pack, small[i]!));
-    }
   }
 
   /** Settles once every profile fetch and preload started so far has. */
@@ -189,48 +172,4 @@ export class StartupSets {
     this.stats.profilesIgnored++;
     this.options.log.warn(message);
   }
-}
-
-/** A version's definition files: the catalog carries them inline, so no read of them reaches the packs. */
-const DEFINITIONS = new Set(['package.py', 'package.yaml']);
-
-/**
- * Per pack of `packs` (the manifest's, in order), the blocks that the version's files of at most `smallFileBytes`
- * (its definition aside) fill to at least a quarter (a lone README beside a big binary is not worth a block), in
- * pack order, until they add up to `wholePackBytes`.
- */
-export function smallFileBlocks(manifest: Manifest, packs: readonly PackRef[], policy: Pick<StartupSetPolicy, 'smallFileBytes' | 'wholePackBytes'>): number[][] {
-  const filled = packs.map(() => new Map<number, number>()); // block -> bytes of small files in it
-  const walk = (dir: DirNode, top: boolean) => {
-    for (const [name, node] of Object.entries(dir.entries)) {
-      if (node.type === 'dir') walk(node, false);
-      else if (node.type === 'file' && node.size > 0 && node.size <= policy.smallFileBytes && !(top && DEFINITIONS.has(name))) {
-        const pack = packs[node.pack ?? 0];
-        if (!pack) continue;
-        const blocks = filled[node.pack ?? 0]!;
-        const covering = blocksCovering({ start: node.offset, end: node.offset + node.size }, pack.blockSize)!;
-        for (let index = covering.first; index <= covering.last; index++) {
-          const block = blockSpan(index, pack.blockSize, pack.size);
-          blocks.set(index, (blocks.get(index) ?? 0) + Math.min(block.end, node.offset + node.size) - Math.max(block.start, node.offset));
-        }
-      }
-    }
-  };
-  walk(manifest.root, true);
-  let budget = policy.wholePackBytes;
-  return packs.map((pack, i) => {
-    const chosen: number[] = [];
-    for (const [index, bytes] of [...filled[i]!].sort((a, b) => a[0] - b[0])) {
-      const block = blockSpan(index, pack.blockSize, pack.size);
-      const length = block.end - block.start;
-      if (bytes < length / 4) continue;
-      if (length > budget) {
-        budget = 0;
-        break;
-      }
-      budget -= length;
-      chosen.push(index);
-    }
-    return chosen;
-  });
 }

@@ -47,7 +47,7 @@ interface Harness {
   warnings: string[];
 }
 
-async function harness(options: { trusted?: boolean; recordWindowMs?: number; smallFileBytes?: number } = {}): Promise<Harness> {
+async function harness(options: { trusted?: boolean; recordWindowMs?: number } = {}): Promise<Harness> {
   const store = new CountingStore(raw);
   const catalog = await Catalog.open(store);
   const warnings: string[] = [];
@@ -56,7 +56,7 @@ async function harness(options: { trusted?: boolean; recordWindowMs?: number; sm
   const recorded: StartupProfile[] = [];
   const startup = new StartupSets(blocks, {
     log,
-    policy: { recordWindowMs: options.recordWindowMs ?? 60_000, wholePackBytes: 8 * BLOCK, smallFileBytes: options.smallFileBytes ?? 0 },
+    policy: { recordWindowMs: options.recordWindowMs ?? 60_000, wholePackBytes: 8 * BLOCK },
     ...(options.trusted ? { trustedKeys: [loadPublicKey(signing.publicPem, 'test key')] } : {}),
     onRecorded: (p) => recorded.push(p),
   });
@@ -118,9 +118,6 @@ beforeAll(async () => {
     'app/1.0/python/app/__init__.py': 'X = 1\n',
     'lib/1.0/package.py': packageDefinition('lib', '1.0'),
     'lib/1.0/python/lib/__init__.py': 'Y = 2\n',
-    'tool/1.0/package.py': packageDefinition('tool', '1.0'), // never profiled
-    'tool/1.0/lib/libtool.so': BIG,
-    'tool/1.0/python/tool/__init__.py': `Z = 3\n${'#'.repeat(3000)}\n`, // most of a block
   });
   raw = openStore(`file://${storeDir}`);
   await raw.put(keys.config, Buffer.from(JSON.stringify({ format: '1.0.0', blockSize: BLOCK })));
@@ -179,21 +176,6 @@ describe('following a profile', () => {
     expect(h.store.count('getRange', 'packs/')).toBe(1);
     expect((await read(h.fs, '/lib/1.0/python/lib/__init__.py', 0, 100)).toString()).toBe('Y = 2\n');
     expect(h.store.count('getRange', 'packs/')).toBe(1);
-  });
-});
-
-describe('a big version without a profile (its first launch ever)', () => {
-  it('has its small files preloaded at its first use, and its big file left to its readers', async () => {
-    const h = await harness({ smallFileBytes: 16 * 1024 });
-    await h.fs.readdir('/tool/1.0/python/tool');
-    await h.startup.idle();
-    // The block of __init__.py; not package.py's (the catalog carries it), none of the big file's.
-    expect(h.startup.stats).toMatchObject({ smallFileSets: 1, preloadedBlocks: 1, wholePacks: 0 });
-    const preloads = h.store.count('getRange', 'packs/');
-    expect((await read(h.fs, '/tool/1.0/python/tool/__init__.py', 0, 6)).toString()).toBe('Z = 3\n');
-    expect(h.store.count('getRange', 'packs/')).toBe(preloads);
-    expect((await read(h.fs, '/tool/1.0/lib/libtool.so', 30 * BLOCK, 100)).equals(BIG.subarray(30 * BLOCK, 30 * BLOCK + 100))).toBe(true);
-    expect(h.store.count('getRange', 'packs/')).toBe(preloads + 1);
   });
 });
 
