@@ -8,12 +8,20 @@ import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config
  *    busy: the files wait on I/O, not on the CPU).
  *  - the `exclusive` projects, after them, one file at a time in one worker (singleFork): files that drop the
  *    kernel's caches (which would change what other files' mounts see from the kernel), count kernel requests, or
- *    judge memory and time under load.
+ *    judge memory, time or chains of requests under load.
  * Vitest has one worker pool for a run (its size is the root `maxWorkers`), runs a group's many-worker files before
  * its single-worker ones, and groups in `groupOrder`.
  * Each file keeps its own servers, ports, temp dirs and mounts, and cleans up in afterAll, so files are independent.
  */
-const EXCLUSIVE = ['test/native/memcheck.test.ts', 'test/e2e/native.test.ts', 'test/e2e/metrics.test.ts', 'test/faults/load.test.ts'];
+const EXCLUSIVE = [
+  'test/native/memcheck.test.ts',
+  'test/e2e/native.test.ts',
+  'test/e2e/metrics.test.ts',
+  'test/faults/load.test.ts',
+  // Counts chains of requests, each sent after the one before it answered: a mount starved of CPU lets demand
+  // reads overtake its preloads and lengthens them.
+  'test/e2e/cold-start.test.ts',
+];
 const MOUNTING = ['test/e2e/**/*.test.ts', 'test/faults/**/*.test.ts', 'test/rez/**/*.test.ts'];
 /** Files in flight at once (REZFS_TEST_WORKERS; 1 runs the suite serially). */
 const WORKERS = Math.max(1, Math.floor(Number(process.env.REZFS_TEST_WORKERS ?? 3)) || 3);

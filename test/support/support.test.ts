@@ -2,7 +2,7 @@
  * Fast self-tests of the test support code. Independent of src/ and dist/.
  */
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { chmod, lstat, mkdtemp, readFile, readdir, readlink, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, lutimes, mkdtemp, readFile, readdir, readlink, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -193,6 +193,8 @@ async function generateSmall(root: string): Promise<void> {
   for (const x of ['fam/1.0/package.py', 'fam/1.0/bin/tool', 'fam/1.0/data.txt', 'fam/1.0/same-size.txt', 'fam/1.0/gone.txt', 'fam/1.0/lib/libx.so.1', 'fam/1.0/bin', 'fam/1.0/lib', 'fam/1.0/dir-or-file', 'fam/1.0', 'fam']) {
     await utimes(p(x), 1_700_000_000, 1_700_000_000);
   }
+  // The link's own time too: two trees made a second apart (a loaded machine) must still compare equal.
+  await lutimes(p('fam/1.0/lib/libx.so'), 1_700_000_000, 1_700_000_000);
 }
 
 describe('s3 test server', () => {
