@@ -27,7 +27,7 @@ import path from 'node:path';
 import { forceUnmountAll, mountStore, runCli, runProcess, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, type LatencyProxy, type ProxiedRequest } from '../../test/support/latency-proxy.js';
 import { findNginx, startNginxCache } from '../../test/support/nginx.js';
-import { cpuMs, machineBusyMs, memoryBytes } from '../../test/support/proc.js';
+import { cpuMs, dropCaches, machineBusyMs, memoryBytes } from '../../test/support/proc.js';
 import { startS3Server, type S3TestServer } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 
@@ -216,10 +216,6 @@ async function runRow(
     await forceUnmountAll([dir]);
     await nginx?.stop();
   }
-}
-
-async function dropCaches(): Promise<void> {
-  await runProcess('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], { timeoutMs: 60_000 });
 }
 
 // ------------------------------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@
  * Nothing here serves a mount: every mount is a `rezfs mount` child (test/support/cli.ts), unmounted on the way
  * out. Progress goes to stderr, the table to stdout.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, trafficStats, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
-import { cpuMs } from '../../test/support/proc.js';
+import { cpuMs, dropCaches } from '../../test/support/proc.js';
 import { startS3Server } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 
@@ -263,11 +263,6 @@ async function pread(file: string): Promise<Sample & { checksum: number }> {
   if (r.code !== 0) throw new Error(`pread of ${file} failed: ${r.stderr.slice(-300)}`);
   const result = JSON.parse(r.stdout.trim()) as { seconds: number; bytes: number; checksum: number };
   return { ms: result.seconds * 1000, readBytes: result.bytes, checksum: result.checksum };
-}
-
-async function dropCaches(): Promise<void> {
-  await runProcess('sync', [], { timeoutMs: 60_000 });
-  writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
 // ------------------------------------------------------------------------------------------------------------------

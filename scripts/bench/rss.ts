@@ -9,9 +9,10 @@
  * Nothing here serves a mount: every mount is a `rezfs mount` child (test/support/cli.ts), unmounted on the way
  * out; the S3 server is test/support/s3-server.ts's, read directly (its counting proxy bypassed).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { forceUnmountAll, mountStore, runCli, runProcess, type MountHandle } from '../../test/support/cli.js';
+import { dropCaches, statusBytes } from '../../test/support/proc.js';
 import { startS3Server, type S3TestServer } from '../../test/support/s3-server.js';
 import { bigFilePackage } from './data.js';
 
@@ -39,19 +40,8 @@ function fail(message: string): never {
 }
 
 const log = (msg: string) => process.stderr.write(`[rss ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-/** A /proc/<pid>/status figure in MiB (NaN once the process is gone). */
-const procStatus = (pid: number, field: 'VmRSS' | 'VmHWM'): number => {
-  try {
-    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
-  } catch {
-    return NaN;
-  }
-};
-
-async function dropCaches(): Promise<void> {
-  await runProcess('sync', [], { timeoutMs: 60_000 });
-  writeFileSync('/proc/sys/vm/drop_caches', '3');
-}
+/** A /proc/<pid>/status memory figure in MiB (NaN once the process is gone). */
+const statusMiB = async (pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> => ((await statusBytes(pid, field)) ?? NaN) / MiB;
 
 interface Row {
   binding: string;
@@ -74,21 +64,21 @@ async function measure(s3: S3TestServer, env: Record<string, string>, binding: s
       extraArgs: ['--memory-limit', LIMIT, '--fuse', binding, '--refresh', '0'],
     });
     const pid = mount.pid;
-    sampler = setInterval(() => (sampled = Math.max(sampled, procStatus(pid, 'VmRSS') || 0)), 100);
+    sampler = setInterval(() => void statusMiB(pid, 'VmRSS').then((now) => (sampled = Math.max(sampled, now || 0))), 100);
     await dropCaches();
     const file = join(mount.mountpoint, 'big', '1.0.0', 'data', big);
     const t = performance.now();
     const seq = await runProcess('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M'], { timeoutMs: 1_800_000 });
     if (seq.code !== 0) throw new Error(`dd: ${seq.stderr}`);
     const seqSeconds = (performance.now() - t) / 1000;
-    const afterSequential = procStatus(pid, 'VmHWM');
+    const afterSequential = await statusMiB(pid, 'VmHWM');
     await dropCaches();
     const quarter = Math.floor(FILE_MIB / 4);
     const parallel = await runProcess('bash', ['-c', `for i in 0 1 2 3; do dd if='${file}' of=/dev/null bs=128k skip=$((i * ${quarter} * 8)) count=$((${quarter} * 8)) 2>/dev/null & done; wait`], {
       timeoutMs: 1_800_000,
     });
     if (parallel.code !== 0) throw new Error(`parallel dd: ${parallel.stderr}`);
-    return { binding, seqSeconds, afterSequential, hwm: procStatus(pid, 'VmHWM'), sampled };
+    return { binding, seqSeconds, afterSequential, hwm: await statusMiB(pid, 'VmHWM'), sampled };
   } finally {
     clearInterval(sampler);
     await mount?.unmount();

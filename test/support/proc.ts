@@ -2,9 +2,10 @@
  * Watching processes through /proc (never through a mount): state (R, S, D, Z, ...), resident memory, and spawning
  * children whose pid the test needs while they run.
  */
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 
 /** The state letter of /proc/<pid>/stat (R, S, D, Z, T, I, ...), or undefined once the process is gone. */
 export async function procState(pid: number): Promise<string | undefined> {
@@ -16,14 +17,19 @@ export async function procState(pid: number): Promise<string | undefined> {
   }
 }
 
-/** VmRSS of a process in bytes, or undefined once it is gone. */
-export async function rssBytes(pid: number): Promise<number | undefined> {
+/** A memory figure of /proc/<pid>/status in bytes (VmRSS resident now, VmHWM its peak), or undefined once it is gone. */
+export async function statusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number | undefined> {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** VmRSS of a process in bytes, or undefined once it is gone. */
+export function rssBytes(pid: number): Promise<number | undefined> {
+  return statusBytes(pid, 'VmRSS');
 }
 
 /**
@@ -58,6 +64,12 @@ export function machineBusyMs(): number {
   const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
   const [user, nice, system, , , irq, softirq, steal] = ticks;
   return (user! + nice! + system! + irq! + softirq! + steal!) * 10;
+}
+
+/** Writes dirty pages back, then empties the page cache, dentries and inodes (root only): what "cold" means here. */
+export async function dropCaches(): Promise<void> {
+  await promisify(execFile)('sync', [], { timeout: 60_000 });
+  await writeFile('/proc/sys/vm/drop_caches', '3');
 }
 
 /** What the kernel says a process waits in, for messages (e.g. `fuse_wait_answer`, `folio_wait_bit_common`). */
