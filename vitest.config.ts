@@ -21,6 +21,8 @@ const EXCLUSIVE = [
   // Counts chains of requests, each sent after the one before it answered: a mount starved of CPU lets demand
   // reads overtake its preloads and lengthens them.
   'test/e2e/cold-start.test.ts',
+  // Installs /sbin/mount.rezfs for its mount(8) cases and removes it after: one copy of the file at a time.
+  'test/e2e/fstab.test.ts',
 ];
 const MOUNTING = ['test/e2e/**/*.test.ts', 'test/faults/**/*.test.ts', 'test/rez/**/*.test.ts'];
 /** Files in flight at once (REZFS_TEST_WORKERS; 1 runs the suite serially). */
