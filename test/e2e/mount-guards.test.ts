@@ -172,14 +172,14 @@ describe('starting in the background', () => {
     const exited = new Promise<number | null>((resolve) => parent.once('exit', resolve));
     // The serving child, stopped as soon as it exists: it never gets to say "ready" (a hung start, for real).
     let child: number | undefined;
+    // The parent's own list of children: one small read per poll. A scan of all of /proc took long enough under
+    // load for the child to become ready first and be adopted by init (and left mounted).
     await waitFor(async () => {
-      for (const pid of await readdir('/proc').then((names) => names.filter((p) => /^\d+$/.test(p)))) {
-        const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent.pid) child = Number(pid);
-      }
+      const children = await readFile(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').catch(() => '');
+      child = children.trim() ? Number(children.trim().split(/\s+/)[0]) : undefined;
       if (child !== undefined) process.kill(child, 'SIGSTOP');
       return child !== undefined;
-    }, 10_000, 10);
+    }, 10_000, 5);
     expect(child, 'the serving child').toBeDefined();
     const started = Date.now();
     const code = await exited;
