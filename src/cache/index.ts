@@ -6,5 +6,6 @@ export { DiskBlockCache, type DiskCacheStats, type GcResult } from './disk-cache
 export { MemoryBlockCache } from './memory-cache.js';
 export * from './block-math.js';
 export { MIN_MEMORY_LIMIT_BYTES, planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';
+export { ReleasedBytes } from './released-bytes.js';
 export { RecordedProfiles } from './recorded-profiles.js';
 export { profileBlocks } from './profile-blocks.js';

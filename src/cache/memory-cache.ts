@@ -11,10 +11,12 @@ const ENTRY_OVERHEAD_BYTES = 256;
 export class MemoryBlockCache implements BlockCache {
   private readonly lru: LRUCache<string, Buffer>;
 
-  constructor(maxBytes: number) {
+  /** `onRelease` hears of every block let go (evicted, deleted or replaced): see released-bytes.ts. */
+  constructor(maxBytes: number, onRelease?: (bytes: number) => void) {
     this.lru = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (block) => block.length + ENTRY_OVERHEAD_BYTES,
+      ...(onRelease ? { dispose: (block: Buffer) => onRelease(block.length) } : {}),
     });
   }
 

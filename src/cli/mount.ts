@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import type { Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, RecordedProfiles, planMemory } from '../cache/index.js';
+import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, RecordedProfiles, ReleasedBytes, planMemory } from '../cache/index.js';
 import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, kindOfKey, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
 import { startControlServer } from './control.js';
 import { MountMetrics, serveMetrics } from './metrics.js';
@@ -184,7 +184,7 @@ async function serve(cmd: MountConfig): Promise<void> {
     await trust?.accepted(catalog);
     preloadShards(catalog, log); // while the kernel mount is set up, and before anyone resolves
     const memory = planMemory(cmd.memoryLimit);
-    const memoryCache = new MemoryBlockCache(memory.cacheBytes);
+    const memoryCache = new MemoryBlockCache(memory.cacheBytes, new ReleasedBytes(memory.inFlightBytes).release);
     const budget = new ByteBudget(memory.inFlightBytes);
     const disk = new DiskBlockCache(cmd.cacheDir, cmd.cacheSize);
     // Learn how full the disk cache is now, off every read's path; until then blocks are served, not kept.

@@ -75,6 +75,21 @@ export interface RequestLog {
 }
 
 /**
+ * Resolves once `log` has recorded no new request for `quietMs` (or after `timeoutMs`): the background requests a
+ * mount sends after a first touch (a version's manifest or profile) have landed, so a reset after it starts clean.
+ */
+export async function untilQuiet(log: RequestLog, quietMs = 500, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = log.count();
+  let since = Date.now();
+  while (Date.now() - since < quietMs && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = log.count();
+    if (now !== seen) [seen, since] = [now, Date.now()];
+  }
+}
+
+/**
  * What an interceptor may do with a request before it is forwarded:
  *  - return undefined: forward unchanged;
  *  - `{ delayMs }`: wait, then forward;

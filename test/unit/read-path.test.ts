@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/cache/byte-budget.js';
+import { MemoryBlockCache } from '../../src/cache/memory-cache.js';
 import { PROCESS_RESERVE_BYTES, planMemory } from '../../src/cache/memory-plan.js';
 import { ReadaheadWindow } from '../../src/cache/readahead.js';
+import { ReleasedBytes } from '../../src/cache/released-bytes.js';
 
 const MiB = 1024 * 1024;
 
@@ -135,5 +137,42 @@ describe('planMemory', () => {
     const plan = planMemory(16 * MiB);
     expect(plan.inFlightBytes).toBeGreaterThanOrEqual(4 * MiB);
     expect(plan.cacheBytes).toBeGreaterThan(0);
+  });
+});
+
+describe('ReleasedBytes (collecting the blocks the memory cache lets go)', () => {
+  const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('asks for one collection per threshold of blocks evicted, deleted or replaced, never from inside the cache call', async () => {
+    let collections = 0;
+    const released = new ReleasedBytes(3 * MiB, () => collections++);
+    const cache = new MemoryBlockCache(2 * MiB + 1024, released.release);
+    for (let i = 0; i < 5; i++) await cache.put(`block${i}`, Buffer.alloc(MiB)); // holds 2: 3 evicted
+    expect(collections).toBe(0); // asked for on the next turn, not inside put()
+    await tick();
+    expect(collections).toBe(1);
+    await cache.delete('block4');
+    await cache.put('block3', Buffer.alloc(MiB)); // replaces: the old buffer is let go
+    await cache.put('block5', Buffer.alloc(MiB));
+    await tick();
+    expect(collections).toBe(1); // 2 MiB released since: under the threshold
+    await cache.put('block6', Buffer.alloc(MiB));
+    await tick();
+    expect(collections).toBe(2);
+  });
+
+  it('asks once for a burst, however many thresholds it crosses before the collection runs', async () => {
+    let collections = 0;
+    const released = new ReleasedBytes(MiB, () => collections++);
+    for (let i = 0; i < 10; i++) released.release(MiB);
+    await tick();
+    expect(collections).toBe(1);
+  });
+
+  it('reaches V8 for real without --expose-gc', async () => {
+    const released = new ReleasedBytes(1);
+    released.release(1);
+    await tick(); // throws inside setImmediate if gc() could not be had
+    expect((globalThis as { gc?: unknown }).gc).toBeUndefined(); // and without putting gc on the global object
   });
 });
