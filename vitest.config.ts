@@ -25,18 +25,26 @@ const EXCLUSIVE = [
   'test/e2e/fstab.test.ts',
 ];
 const MOUNTING = ['test/e2e/**/*.test.ts', 'test/faults/**/*.test.ts', 'test/rez/**/*.test.ts'];
+/** Files under MOUNTING that never serve a mount (the CLI's refusals, publish): one binding's pass is enough. */
+const NEVER_SERVE = ['test/e2e/publish-input.test.ts', 'test/e2e/mistyped-store.test.ts'];
+/** Files under MOUNTING that mount each binding themselves, to share the work the bindings have in common. */
+const EVERY_BINDING = ['test/rez/rez.test.ts'];
 /** Files in flight at once (REZFS_TEST_WORKERS; 1 runs the suite serially). */
 const WORKERS = Math.max(1, Math.floor(Number(process.env.REZFS_TEST_WORKERS ?? 3)) || 3);
 const MAIN_BINDING = process.env.REZFS_FUSE ?? 'auto';
 
-function project(name: string, binding: string, include: string[], options: { alone: boolean; exclude?: string[] }): TestProjectInlineConfiguration {
+/**
+ * `second`: the pass that repeats the mounting files on fuse-native. It sets REZFS_TEST_SECOND_BINDING, which
+ * cases that never reach the binding (test/support/cli.ts `onSecondBinding`) skip on.
+ */
+function project(name: string, binding: string, include: string[], options: { alone: boolean; second: boolean; exclude?: string[] }): TestProjectInlineConfiguration {
   return {
     test: {
       ...LIMITS,
       name,
       include,
       exclude: options.exclude ?? [],
-      env: { REZFS_FUSE: binding },
+      env: { REZFS_FUSE: binding, ...(options.second ? { REZFS_TEST_SECOND_BINDING: '1' } : {}) },
       sequence: { groupOrder: options.alone ? 1 : 0 },
       ...(options.alone ? { poolOptions: { forks: { singleFork: true } } } : {}),
     },
@@ -53,10 +61,10 @@ export default defineConfig({
     maxWorkers: WORKERS,
     minWorkers: 1,
     projects: [
-      project('main', MAIN_BINDING, ['test/**/*.test.ts'], { alone: false, exclude: EXCLUSIVE }),
-      project('fuse-native', 'fuse-native', MOUNTING, { alone: false, exclude: EXCLUSIVE }),
-      project('main exclusive', MAIN_BINDING, EXCLUSIVE, { alone: true }),
-      project('fuse-native exclusive', 'fuse-native', EXCLUSIVE.filter((f) => !f.startsWith('test/native/')), { alone: true }),
+      project('main', MAIN_BINDING, ['test/**/*.test.ts'], { alone: false, second: false, exclude: EXCLUSIVE }),
+      project('fuse-native', 'fuse-native', MOUNTING, { alone: false, second: true, exclude: [...EXCLUSIVE, ...NEVER_SERVE, ...EVERY_BINDING] }),
+      project('main exclusive', MAIN_BINDING, EXCLUSIVE, { alone: true, second: false }),
+      project('fuse-native exclusive', 'fuse-native', EXCLUSIVE.filter((f) => !f.startsWith('test/native/')), { alone: true, second: true }),
     ],
   },
 });

@@ -2,8 +2,10 @@
  * Stock rez against a rezfs mount, compared with the same rez against the source directory.
  *
  * One generated repository (test/rez/rez-generator.ts: 210 families x 10 versions, variants, hashed variants, weak and
- * conflict requirements, `.ignore` markers) is published to a file:// store and mounted by another process. For every
- * request, the real rez CLI runs twice — `REZ_PACKAGES_PATH` = mount, and = source — and must answer the same:
+ * conflict requirements, `.ignore` markers) is published to a file:// store and mounted by other processes, once per
+ * FUSE binding (REZFS_FUSE's, and fuse-native: this file covers both in one pass, so the source side runs once).
+ * For every request, the real rez CLI runs on each side — `REZ_PACKAGES_PATH` = a mount, or = source — and every
+ * mount must answer what the source does:
  * the resolve (or the failure) and the solver's counters, `rez-context` of the saved context, and the output of
  * `rez env <request> -- <family>-tool`, an executable that runs from the package and prints checksums of its payload.
  * `rez search` / `rez view` must agree too. Paths are compared modulo the repository root. Then rez's payload cache
@@ -26,7 +28,9 @@ import { generateRezRepo, planFamilies, rezRequests, type RezRepo, type RezReque
 
 const REZ = findRez();
 const SKIP_REASON = REZ ? undefined : 'rez not found: set REZ_BIN to the directory containing the `rez` executable, or put rez on PATH';
-const CONCURRENCY = Math.max(1, Number(process.env.REZ_TEST_CONCURRENCY ?? 3));
+const CONCURRENCY = Math.max(1, Number(process.env.REZ_TEST_CONCURRENCY ?? 4));
+/** Each binding this file mounts (vitest.config.ts keeps it out of the second binding's pass). */
+const BINDINGS = [...new Set([process.env.REZFS_FUSE ?? 'auto', 'fuse-native'])];
 const REQUESTS = rezRequests(planFamilies());
 /** Requests whose variants go through rez's payload cache. */
 const CACHE_LABELS = ['hashed variants, layer 1', 'platform_python variants, layer 2', '1.2+ MiB library 1', 'combination 1'];
@@ -36,14 +40,16 @@ if (SKIP_REASON) console.warn(`[test/rez] skipping stock-rez end-to-end tests: $
 const limiter = new Limiter(CONCURRENCY);
 
 interface Side {
-  name: 'mount' | 'source';
+  /** `source`, or `mount-<binding>`: also names its saved contexts. */
+  name: string;
   root: string;
 }
 
 let work = '';
 let repo: RezRepo;
-let mount: MountHandle | undefined;
-let sides: [Side, Side];
+const mounts: MountHandle[] = [];
+let source: Side;
+let mountSides: Side[] = [];
 
 /** Environment for one rez run: nothing from the caller's rez config, no resolve caching, no memcached. */
 function rezEnv(side: Side, extra: Record<string, string> = {}): Record<string, string> {
@@ -163,16 +169,17 @@ describe.skipIf(!!SKIP_REASON)(`stock rez on a rezfs mount vs the source directo
     const published = await runCli(['publish', repo.root, '--store', store], { timeoutMs: 300_000 });
     expect(published.stderr).toBe('');
     expect(published.code).toBe(0);
-    mount = await mountStore({ store, mountpoint: path.join(work, 'mnt'), cacheDir: path.join(work, 'rezfs-cache') });
-    sides = [
-      { name: 'mount', root: mount.mountpoint },
-      { name: 'source', root: repo.root },
-    ];
+    for (const binding of BINDINGS) {
+      const name = `mount-${binding}`;
+      mounts.push(await mountStore({ store, mountpoint: path.join(work, name), cacheDir: path.join(work, `cache-${binding}`), extraArgs: ['--fuse', binding] }));
+      mountSides.push({ name, root: mounts.at(-1)!.mountpoint });
+    }
+    source = { name: 'source', root: repo.root };
   }, 400_000);
 
   afterAll(async () => {
     if (!work) return;
-    await mount?.unmount();
+    for (const mount of mounts) await mount.unmount();
     const left = await forceUnmountAll([work]);
     if (left.length) console.warn(`[test/rez] forced unmounts: ${left.join('; ')}`);
     // Never recurse into a mount that is still there.
@@ -191,45 +198,47 @@ describe.skipIf(!!SKIP_REASON)(`stock rez on a rezfs mount vs the source directo
     expect(REQUESTS.length).toBeGreaterThanOrEqual(40);
   });
 
-  it('shows the same families on the mount as in the source', async () => {
-    const [m, s] = await Promise.all([fsp.readdir(sides[0].root), fsp.readdir(sides[1].root)]);
-    expect(m.sort()).toEqual(s.sort());
+  it('shows the same families on each mount as in the source', async () => {
+    const s = await fsp.readdir(source.root);
+    for (const side of mountSides) expect((await fsp.readdir(side.root)).sort(), side.name).toEqual(s.sort());
   });
 
   describe.concurrent('rez env / rez-context / tool, request by request', () => {
     REQUESTS.forEach((req, index) => {
       it(`${req.request.join(' ')}  [${req.label}]`, async ({ expect }) => {
-        const [m, s] = await Promise.all([runRequest(sides[0], req, index), runRequest(sides[1], req, index)]);
-        const [mountSide, sourceSide] = sides;
+        const [s, ...ms] = await Promise.all([runRequest(source, req, index), ...mountSides.map((side) => runRequest(side, req, index))]);
         const show = (r: CliResult) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-        // The resolve (or its failure), and the solver's work, are identical.
-        expect(m.resolve.timedOut || s.resolve.timedOut).toBe(false);
-        expect(m.resolve.code, `mount:\n${show(m.resolve)}\nsource:\n${show(s.resolve)}`).toBe(s.resolve.code);
-        expect(normalize(splitStats(m.resolve.stdout).rest, mountSide)).toBe(normalize(splitStats(s.resolve.stdout).rest, sourceSide));
-        expect(normalize(m.resolve.stderr, mountSide)).toBe(normalize(s.resolve.stderr, sourceSide));
-        expect(m.counters).toEqual(s.counters);
-        // rez-context of the saved context: request, resolved packages and their roots.
-        expect(!!m.context).toBe(!!s.context);
-        if (m.context && s.context) {
-          expect(m.context.code).toBe(s.context.code);
-          expect(normalize(m.context.stdout, mountSide)).toBe(normalize(s.context.stdout, sourceSide));
-          expect(normalize(m.context.stderr, mountSide)).toBe(normalize(s.context.stderr, sourceSide));
+        for (const [i, m] of ms.entries()) {
+          const mountSide = mountSides[i]!;
+          // The resolve (or its failure), and the solver's work, are identical.
+          expect(m.resolve.timedOut || s.resolve.timedOut).toBe(false);
+          expect(m.resolve.code, `${mountSide.name}:\n${show(m.resolve)}\nsource:\n${show(s.resolve)}`).toBe(s.resolve.code);
+          expect(normalize(splitStats(m.resolve.stdout).rest, mountSide)).toBe(normalize(splitStats(s.resolve.stdout).rest, source));
+          expect(normalize(m.resolve.stderr, mountSide)).toBe(normalize(s.resolve.stderr, source));
+          expect(m.counters).toEqual(s.counters);
+          // rez-context of the saved context: request, resolved packages and their roots.
+          expect(!!m.context).toBe(!!s.context);
+          if (m.context && s.context) {
+            expect(m.context.code).toBe(s.context.code);
+            expect(normalize(m.context.stdout, mountSide)).toBe(normalize(s.context.stdout, source));
+            expect(normalize(m.context.stderr, mountSide)).toBe(normalize(s.context.stderr, source));
+          }
+          // The tool, run from the resolved package, prints the same checksums.
+          expect(m.tool.code, `${mountSide.name}:\n${show(m.tool)}\nsource:\n${show(s.tool)}`).toBe(s.tool.code);
+          expect(m.tool.stdout).toBe(s.tool.stdout);
+          expect(normalize(m.tool.stderr, mountSide)).toBe(normalize(s.tool.stderr, source));
+          if (s.resolve.code === 0) expect(m.context?.stdout).toContain(`${mountSide.root}/`);
         }
-        // The tool, run from the resolved package, prints the same checksums.
-        expect(m.tool.code, `mount:\n${show(m.tool)}\nsource:\n${show(s.tool)}`).toBe(s.tool.code);
-        expect(m.tool.stdout).toBe(s.tool.stdout);
-        expect(normalize(m.tool.stderr, mountSide)).toBe(normalize(s.tool.stderr, sourceSide));
 
         const ok = s.resolve.code === 0;
-        const roots = resolvedRoots(normalize(s.context?.stdout ?? '', sourceSide));
+        const roots = resolvedRoots(normalize(s.context?.stdout ?? '', source));
         if (ok) {
-          expect(m.context?.stdout).toContain(`${mountSide.root}/`);
           const family = req.tool.replace(/-tool$/, '');
           const line = new RegExp(`^${family}-(\\S+) lib=([0-9a-f]{64}) data=\\d+ \\d+ ran-from=root$`, 'm').exec(s.tool.stdout);
           expect(line, s.tool.stdout + s.tool.stderr).not.toBeNull();
           const root = roots.get(`${family}-${line![1]}`);
           expect(root, `${family} in ${[...roots.keys()].join(' ')}`).toBeDefined();
-          const lib = await fsp.readFile(path.join(root!.replace('<REPO>', sourceSide.root), 'lib', `lib${family}.so`));
+          const lib = await fsp.readFile(path.join(root!.replace('<REPO>', source.root), 'lib', `lib${family}.so`));
           expect(line![2]).toBe(sha256(lib));
         }
         outcomes.set(index, { ok, solverFails: s.counters.num_fails ?? 0, roots, toolStdout: s.tool.stdout });
@@ -257,91 +266,98 @@ describe.skipIf(!!SKIP_REASON)(`stock rez on a rezfs mount vs the source directo
     for (const family of families) {
       it(family, async ({ expect }) => {
         const search = ['search', family, '--type', 'variant', '--validate', '--format', '{qualified_name} {index} {root} {uri} {timestamp} {requires}'];
-        const [ms, ss, mv, sv] = await Promise.all([
-          rez(sides[0], search),
-          rez(sides[1], search),
-          rez(sides[0], ['view', family]),
-          rez(sides[1], ['view', family]),
-        ]);
+        const [ss, sv] = await Promise.all([rez(source, search), rez(source, ['view', family])]);
         expect(ss.code).toBe(0);
         expect(ss.stdout).not.toBe('');
-        expect(ms.code).toBe(ss.code);
-        expect(normalize(ms.stdout, sides[0])).toBe(normalize(ss.stdout, sides[1]));
-        expect(normalize(ms.stderr, sides[0])).toBe(normalize(ss.stderr, sides[1]));
         expect(sv.code).toBe(0);
-        expect(mv.code).toBe(sv.code);
-        // rez orders the keys outside its fixed list (`base`, `hashed_variants`) by set iteration, which varies from
-        // run to run (rez's python runs with -E: PYTHONHASHSEED is ignored): compare the top-level entries as a set.
-        expect(viewEntries(normalize(mv.stdout, sides[0]))).toEqual(viewEntries(normalize(sv.stdout, sides[1])));
-        expect(normalize(mv.stderr, sides[0])).toBe(normalize(sv.stderr, sides[1]));
+        await Promise.all(
+          mountSides.map(async (side) => {
+            const [ms, mv] = await Promise.all([rez(side, search), rez(side, ['view', family])]);
+            expect(ms.code, side.name).toBe(ss.code);
+            expect(normalize(ms.stdout, side)).toBe(normalize(ss.stdout, source));
+            expect(normalize(ms.stderr, side)).toBe(normalize(ss.stderr, source));
+            expect(mv.code, side.name).toBe(sv.code);
+            // rez orders the keys outside its fixed list (`base`, `hashed_variants`) by set iteration, which varies
+            // from run to run (rez's python runs with -E: PYTHONHASHSEED is ignored): compare the entries as a set.
+            expect(viewEntries(normalize(mv.stdout, side))).toEqual(viewEntries(normalize(sv.stdout, source)));
+            expect(normalize(mv.stderr, side)).toBe(normalize(sv.stderr, source));
+          }),
+        );
       });
     }
     it('every package of every family (rez search --validate "*"), and the family list', async ({ expect }) => {
       for (const args of [['search', '--type', 'package', '--validate', '*'], ['search', '--type', 'family']]) {
-        const [m, s] = await Promise.all([rez(sides[0], args), rez(sides[1], args)]);
+        const [s, ...ms] = await Promise.all([rez(source, args), ...mountSides.map((side) => rez(side, args))]);
         expect(s.code).toBe(0);
-        expect(m.code).toBe(0);
-        expect(normalize(m.stdout, sides[0])).toBe(normalize(s.stdout, sides[1]));
-        expect(normalize(m.stderr, sides[0])).toBe(normalize(s.stderr, sides[1]));
+        for (const [i, m] of ms.entries()) {
+          expect(m.code, mountSides[i]!.name).toBe(0);
+          expect(normalize(m.stdout, mountSides[i]!)).toBe(normalize(s.stdout, source));
+          expect(normalize(m.stderr, mountSides[i]!)).toBe(normalize(s.stderr, source));
+        }
       }
       const visible = repo.packages.filter((p) => !p.ignored).length;
-      const [s] = await Promise.all([rez(sides[1], ['search', '--type', 'package', '*'])]);
+      const s = await rez(source, ['search', '--type', 'package', '*']);
       expect(s.stdout.trim().split('\n').length).toBe(visible);
     });
   });
 
-  it('fills rez\'s payload cache from the mount; the cached variants equal the source byte for byte', async () => {
-    const cacheDir = path.join(work, 'pkg-cache');
-    await fsp.mkdir(cacheDir);
-    const cacheEnv = { REZ_CACHE_PACKAGES_PATH: cacheDir, REZ_DEFAULT_CACHABLE: '1' };
-    const indexes = CACHE_LABELS.map((label) => REQUESTS.findIndex((r) => r.label === label));
-    expect(indexes).not.toContain(-1);
-    const expected = new Set<string>();
-    for (const index of indexes) {
-      const req = REQUESTS[index]!;
-      const before = outcomes.get(index);
-      expect(before?.ok, req.label).toBe(true);
-      for (const k of before!.roots.keys()) expected.add(k);
-      const run = await rez(sides[0], ['env', '--pkg-cache-mode', 'sync', ...req.request, '--', req.tool], cacheEnv);
-      expect(run.code, run.stderr).toBe(0);
-      // Same checksums as without the cache; now the tool runs from the cached copy.
-      expect(run.stdout).toBe(before!.toolStdout);
-      const family = req.tool.replace(/-tool$/, '');
-      const where = await rez(sides[0], ['env', ...req.request, '--', 'printenv', `REZ_${family.toUpperCase()}_ROOT`], cacheEnv);
-      expect(where.stdout.trim().startsWith(`${cacheDir}/${family}/`), where.stdout + where.stderr).toBe(true);
-    }
+  it('fills rez\'s payload cache from each mount; the cached variants equal the source byte for byte', async () => {
+    for (const side of mountSides) await fillPayloadCache(side);
+  }, 300_000);
+});
 
-    // <cache>/<family>/<version>/<hash>/<a>.json (+ the copy in <a>/); .sys holds rez's logs.
-    const cached: { json: string; copy: string }[] = [];
-    for (const family of await fsp.readdir(cacheDir)) {
-      if (family === '.sys') continue;
-      for (const version of await fsp.readdir(path.join(cacheDir, family))) {
-        for (const hash of await fsp.readdir(path.join(cacheDir, family, version))) {
-          const dir = path.join(cacheDir, family, version, hash);
-          for (const name of await fsp.readdir(dir)) {
-            if (name.endsWith('.json')) cached.push({ json: path.join(dir, name), copy: path.join(dir, name.slice(0, -5)) });
-            else if (name.startsWith('.copying')) throw new Error(`unfinished copy ${path.join(dir, name)}`);
-          }
+/** rez's payload cache (`--pkg-cache-mode sync`) filled from one mount: the copies equal the source tree. */
+async function fillPayloadCache(side: Side): Promise<void> {
+  const cacheDir = path.join(work, `pkg-cache-${side.name}`);
+  await fsp.mkdir(cacheDir);
+  const cacheEnv = { REZ_CACHE_PACKAGES_PATH: cacheDir, REZ_DEFAULT_CACHABLE: '1' };
+  const indexes = CACHE_LABELS.map((label) => REQUESTS.findIndex((r) => r.label === label));
+  expect(indexes).not.toContain(-1);
+  const expected = new Set<string>();
+  for (const index of indexes) {
+    const req = REQUESTS[index]!;
+    const before = outcomes.get(index);
+    expect(before?.ok, req.label).toBe(true);
+    for (const k of before!.roots.keys()) expected.add(k);
+    const run = await rez(side, ['env', '--pkg-cache-mode', 'sync', ...req.request, '--', req.tool], cacheEnv);
+    expect(run.code, run.stderr).toBe(0);
+    // Same checksums as without the cache; now the tool runs from the cached copy.
+    expect(run.stdout).toBe(before!.toolStdout);
+    const family = req.tool.replace(/-tool$/, '');
+    const where = await rez(side, ['env', ...req.request, '--', 'printenv', `REZ_${family.toUpperCase()}_ROOT`], cacheEnv);
+    expect(where.stdout.trim().startsWith(`${cacheDir}/${family}/`), where.stdout + where.stderr).toBe(true);
+  }
+
+  // <cache>/<family>/<version>/<hash>/<a>.json (+ the copy in <a>/); .sys holds rez's logs.
+  const cached: { json: string; copy: string }[] = [];
+  for (const family of await fsp.readdir(cacheDir)) {
+    if (family === '.sys') continue;
+    for (const version of await fsp.readdir(path.join(cacheDir, family))) {
+      for (const hash of await fsp.readdir(path.join(cacheDir, family, version))) {
+        const dir = path.join(cacheDir, family, version, hash);
+        for (const name of await fsp.readdir(dir)) {
+          if (name.endsWith('.json')) cached.push({ json: path.join(dir, name), copy: path.join(dir, name.slice(0, -5)) });
+          else if (name.startsWith('.copying')) throw new Error(`unfinished copy ${path.join(dir, name)}`);
         }
       }
     }
-    const names: string[] = [];
-    for (const { json, copy } of cached) {
-      const { handle } = JSON.parse(await fsp.readFile(json, 'utf8')) as {
-        handle: { variables: { location: string; name: string; version: string; index: number | null } };
-      };
-      const v = handle.variables;
-      expect(v.location).toBe(mount!.mountpoint);
-      names.push(`${v.name}-${v.version}`);
-      const pkg = repo.packages.find((p) => p.family === v.name && p.version === v.version)!;
-      expect(pkg, `${v.name}-${v.version}`).toBeDefined();
-      const sub = v.index === null || v.index === undefined ? '' : pkg.variantDirs[v.index]!;
-      const source = path.join(repo.root, pkg.dir, sub);
-      const [copyTree, sourceTree] = await Promise.all([readTree(copy, false), readTree(source, true)]);
-      expect(copyTree.size).toBeGreaterThan(5);
-      expect(Object.fromEntries(copyTree), `${copy} vs ${source}`).toEqual(Object.fromEntries(sourceTree));
-    }
-    expect(names.sort()).toEqual([...expected].sort());
-    console.log(`[test/rez] payload cache: ${cached.length} variants copied from the mount, equal to the source`);
-  }, 300_000);
-});
+  }
+  const names: string[] = [];
+  for (const { json, copy } of cached) {
+    const { handle } = JSON.parse(await fsp.readFile(json, 'utf8')) as {
+      handle: { variables: { location: string; name: string; version: string; index: number | null } };
+    };
+    const v = handle.variables;
+    expect(v.location).toBe(side.root);
+    names.push(`${v.name}-${v.version}`);
+    const pkg = repo.packages.find((p) => p.family === v.name && p.version === v.version)!;
+    expect(pkg, `${v.name}-${v.version}`).toBeDefined();
+    const sub = v.index === null || v.index === undefined ? '' : pkg.variantDirs[v.index]!;
+    const source = path.join(repo.root, pkg.dir, sub);
+    const [copyTree, sourceTree] = await Promise.all([readTree(copy, false), readTree(source, true)]);
+    expect(copyTree.size).toBeGreaterThan(5);
+    expect(Object.fromEntries(copyTree), `${copy} vs ${source}`).toEqual(Object.fromEntries(sourceTree));
+  }
+  expect(names.sort()).toEqual([...expected].sort());
+  console.log(`[test/rez] payload cache: ${cached.length} variants copied from ${side.name}, equal to the source`);
+}

@@ -20,6 +20,12 @@ import { readMountTableSync, type MountEntry } from '../../src/mount-table.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_PATH = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/**
+ * True in the pass that repeats the mounting suites on a second FUSE binding (vitest.config.ts). A case that
+ * never reaches the binding (a refusal before mounting, a publish) runs in the first pass only:
+ * `it.skipIf(onSecondBinding)`.
+ */
+export const onSecondBinding = process.env.REZFS_TEST_SECOND_BINDING === '1';
 
 export interface RunCliOptions {
   /** Merged over process.env (a value of undefined removes the variable). */
