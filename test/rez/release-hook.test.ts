@@ -3,7 +3,9 @@
  * releases (`rez-release --variants 0`, then `--variants 1`, as two build hosts would), each publishing through the
  * documented release hook (examples/rez/rezconfig.py, used as is; `rezfs` on PATH through the documented symlink).
  * A mount of the store is up all along: after each release both the released variants resolve and run through it,
- * and the mounted version is byte for byte (and mode for mode) the release directory.
+ * and the mounted version is byte for byte (and mode for mode) the release directory. Then the other way rez puts
+ * packages in a repository: `rez-build --install --prefix DIR`, every variant at once and no release hook, and a
+ * `rezfs publish DIR` by hand.
  *
  * Needs rez (`REZ_BIN` or PATH) and git (rez-release wants a VCS); skipped, saying so, without them.
  * Under /var/tmp: rez treats repositories under its tmpdir (/tmp) as temporary.
@@ -79,7 +81,7 @@ async function expectMountedAsReleased(): Promise<void> {
   expect(mounted).toEqual(released);
 }
 
-describe.skipIf(SKIP_REASON !== undefined)('rez-release, one variant at a time, through the documented release hook', () => {
+describe.skipIf(SKIP_REASON !== undefined)('packages rez put in a repository: rez-release one variant at a time through the documented hook, and rez-build --install', () => {
   beforeAll(async () => {
     work = await fsp.mkdtemp(path.join(process.env.REZFS_REZ_TEST_DIR ?? '/var/tmp', 'rezfs-release-'));
     const d = dirs();
@@ -164,4 +166,32 @@ describe.skipIf(SKIP_REASON !== undefined)('rez-release, one variant at a time, 
     expect(verified.code, verified.stderr).toBe(0);
     expect(verified.stdout).toMatch(/2 families, 3 versions, 4 packs/); // dep-1, dep-2, multi's first and added pack
   }, 600_000);
+
+  it('rez-build --install --prefix DIR (every variant in one build, no hook), then rezfs publish DIR: the mount serves the install', async () => {
+    const d = dirs();
+    const installed = path.join(work, 'installed');
+    const build = await runProcess(rezTool('build'), ['--install', '--prefix', installed], { cleanEnv: true, env: rezEnv(d.release), cwd: d.src, timeoutMs: 180_000 });
+    expect(build.code, `rez-build --install:\n${build.stdout}\n${build.stderr}`).toBe(0);
+    const store = `file://${path.join(work, 'store-installed')}`;
+    const published = await runCli(['publish', installed, '--store', store], { env: rezEnv(d.release) });
+    expect(published.code, published.stderr).toBe(0);
+    expect(published.stdout).toMatch(/published 1 packages/);
+    const mnt = path.join(work, 'mnt-installed');
+    const installMount = await mountStore({ store, mountpoint: mnt, cacheDir: path.join(work, 'cache-installed'), env: { REZFS_RUNTIME_DIR: path.join(work, 'run') } });
+    try {
+      expect(await snapshotTree(path.join(mnt, 'multi/1.0.0'))).toEqual(await snapshotTree(path.join(installed, 'multi/1.0.0')));
+      // multi from the mount (first on the path), dep from the release repository.
+      for (const dep of [1, 2]) {
+        const env = rezEnv(`${mnt}:${d.release}`);
+        const r = await runProcess(REZ!, ['env', 'multi', `dep-${dep}`, '--', 'sh', '-c', 'multi-tool; echo "$REZ_MULTI_ROOT"'], { cleanEnv: true, env, cwd: work, timeoutMs: 120_000 });
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.trim().split('\n')).toEqual([`multi variant ${dep - 1}`, path.join(mnt, 'multi/1.0.0', `dep-${dep}`)]);
+      }
+      // The same install published again: nothing new, nothing uploaded.
+      const again = await runCli(['publish', installed, '--store', store], { env: rezEnv(d.release) });
+      expect(again.stdout).toMatch(/^nothing to publish: 1 packages already in/);
+    } finally {
+      await installMount.unmount();
+    }
+  }, 300_000);
 });
