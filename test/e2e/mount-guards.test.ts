@@ -177,10 +177,15 @@ describe('starting in the background', () => {
     // The serving child, stopped as soon as it exists: it never gets to say "ready" (a hung start, for real).
     let child: number | undefined;
     // The parent's own list of children: one small read per poll. A scan of all of /proc took long enough under
-    // load for the child to become ready first and be adopted by init (and left mounted).
+    // load for the child to become ready first and be adopted by init (and left mounted). It is stopped only once
+    // it runs as the serving child (`--foreground` in its command line): stopped between fork and exec, it would
+    // hold the parent inside spawn(), which waits for the exec.
     await waitFor(async () => {
       const children = await readFile(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').catch(() => '');
-      child = children.trim() ? Number(children.trim().split(/\s+/)[0]) : undefined;
+      for (const pid of children.trim().split(/\s+/).filter(Boolean).map(Number)) {
+        const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+        if (argv.includes('--foreground')) child = pid;
+      }
       if (child !== undefined) process.kill(child, 'SIGSTOP');
       return child !== undefined;
     }, 10_000, 5);
