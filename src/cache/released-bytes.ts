@@ -9,8 +9,9 @@ import { runInNewContext } from 'node:vm';
  * say so. A mount whose memory cache turns over fast carries the difference: in test/faults/load (32 O_DIRECT
  * readers, rez and sha256sum, --memory-limit 256M) peak RSS reached 287-321 MiB, over the limit + 64 MiB a mount
  * promises. Asking for a collection each time the cache has released `afterBytes` (the plan's in-flight budget:
- * 32 MiB at 256M) kept it at 253-258 MiB (5 runs); the readers got 8.4-11.4 GiB through in the 60 s against 11.1-12.9 without, while rez and sha256sum got more done (the machine has 2 cores). The collection is V8's concurrent, asynchronous
- * major GC, which marks alongside the JS thread rather than stopping it.
+ * 32 MiB at 256M) kept it at 253-258 MiB over 5 runs. The readers got 8.4-11.4 GiB through in the 60 s (11.1-12.9
+ * without), while rez and sha256sum got more runs done on the 2 cores. The collection is V8's asynchronous major
+ * GC, which marks alongside the JS thread rather than stopping it for the whole mark.
  */
 export class ReleasedBytes {
   private released = 0;
