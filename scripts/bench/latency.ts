@@ -21,6 +21,7 @@
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { waitFor } from '../../src/deadline.js';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, trafficStats, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
 import { cpuMs, dropCaches } from '../../test/support/proc.js';
@@ -65,8 +66,8 @@ const rez = findRez() ?? fail('rez not found: set REZ_BIN to the directory conta
 const log = (message: string) => process.stderr.write(`[bench-latency ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 const MiB = 1024 * 1024;
 const SPARSE_READS = 2000;
-const WARM_PAIRS = 3;
 const SPARSE_SIZE = 4096;
+const WARM_PAIRS = 3;
 const PREAD = path.join(import.meta.dirname, 'pread.ts');
 /** The TypeScript helpers run as `node <vite-node> <script> -- args`, on the same Node as this driver. */
 const VITE_NODE = path.join(import.meta.dirname, '..', '..', 'node_modules', 'vite-node', 'vite-node.mjs');
@@ -166,19 +167,23 @@ async function warmPairs(latency: number, row: string, proxy: LatencyProxy, moun
 }
 
 /**
- * Waits (at most 20 s) until the mount has used under 20 ms of CPU in 500 ms (the 10 ms clock ticks of /proc): what a cold run leaves it doing (writing
- * fetched blocks to the disk cache, saving the startup set it recorded) belongs to the cold run, and on 2 cores
- * it would slow the first warm runs (0 store requests and 0 FUSE requests, yet 1266 ms against 828 ms next).
+ * Waits (at most 20 s) until the mount has used under 20 ms of CPU in 500 ms (/proc counts 10 ms ticks). What a
+ * cold run leaves it doing (writing fetched blocks to the disk cache, saving the startup set it recorded) belongs
+ * to the cold run, and on 2 cores it would slow the first warm runs (0 store requests and 0 FUSE requests, yet
+ * 1266 ms against 828 ms for the next).
  */
 async function settled(mount: MountHandle): Promise<void> {
-  const deadline = performance.now() + 20_000;
-  let last = cpuMs(mount.pid);
-  while (performance.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const now = cpuMs(mount.pid);
-    if (now - last < 20) return;
-    last = now;
-  }
+  let last = Number.NaN; // the first look only takes the baseline
+  await waitFor(
+    () => {
+      const now = cpuMs(mount.pid);
+      const quiet = now - last < 20;
+      last = now;
+      return quiet;
+    },
+    20_000,
+    500,
+  );
 }
 
 /** The repository published again, with the startup profile `rezfs profile` records for the launch attached. */

@@ -49,7 +49,7 @@ let work = '';
 let repo: RezRepo;
 const mounts: MountHandle[] = [];
 let source: Side;
-let mountSides: Side[] = [];
+const mountSides: Side[] = [];
 
 /** Environment for one rez run: nothing from the caller's rez config, no resolve caching, no memcached. */
 function rezEnv(side: Side, extra: Record<string, string> = {}): Record<string, string> {

@@ -24,6 +24,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '../../src/deadline.js';
 
 export interface RecordedRequest {
   /** 1-based sequence number since the server started (not reset by reset()). */
@@ -79,14 +80,17 @@ export interface RequestLog {
  * mount sends after a first touch (a version's manifest or profile) have landed, so a reset after it starts clean.
  */
 export async function untilQuiet(log: RequestLog, quietMs = 500, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let seen = log.count();
   let since = Date.now();
-  while (Date.now() - since < quietMs && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const now = log.count();
-    if (now !== seen) [seen, since] = [now, Date.now()];
-  }
+  await waitFor(
+    () => {
+      const now = log.count();
+      if (now !== seen) [seen, since] = [now, Date.now()];
+      return Date.now() - since >= quietMs;
+    },
+    timeoutMs,
+    50,
+  );
 }
 
 /**
