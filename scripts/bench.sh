@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # rezfs benchmark (issues 4 and 7): one invocation starts an S3 server (s3rver) on 127.0.0.1, generates the data in a
 # temp dir under /var/tmp, measures rezfs through each FUSE adapter and the baselines, and prints one table with the
-# adapters side by side, then the issue 7 and issue 4 targets per adapter.
+# adapters side by side (its CPU rows, mount CPU per GiB read cold and per cold launch and publish CPU per GiB, are
+# issue 17's baselines), then the issue 7 and issue 4 targets per adapter.
 #
 #   scripts/bench.sh [--quick] [--peers] [--install-peers] [--reps N] [--peer-reps N] [--fuse LIST]
 #

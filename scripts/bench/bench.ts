@@ -1,10 +1,14 @@
-// The rezfs benchmark (issues 4 and 7). Run through scripts/bench.sh, which owns the temp dir and the last-resort cleanup:
+// The rezfs benchmark (issues 4 and 7; the CPU rows are issue 17's baselines). Run through scripts/bench.sh, which owns
+// the temp dir and the last-resort cleanup:
 //   vite-node scripts/bench/bench.ts -- --tmp <dir> [--quick] [--peers] [--reps N] [--peer-reps N] [--fuse native,fuse-native]
 // Starts s3rver on 127.0.0.1 (request counting preloaded into its own process, no proxy), generates the data, runs
-// workloads 1-9 through rezfs mounts (the CLI, each mount served by its own daemon), baselines in the same run,
-// and prints one table. Every workload that goes through a mount (1-7) runs once per FUSE adapter (`rezfs mount
+// workloads 1-10 through rezfs mounts (the CLI, each mount served by its own daemon), baselines in the same run,
+// and prints one table. Every workload that goes through a mount (1-7, 10) runs once per FUSE adapter (`rezfs mount
 // --fuse <adapter>`; by default both, in alternating order), and the table shows the adapters side by side, each
-// against the same baselines. Progress goes to stderr, the table to stdout.
+// against the same baselines. CPU rows count CPU seconds (utime + stime), which other work on the machine does not
+// inflate as it does wall times: the mount daemon's from /proc/<pid>/stat around the cold read of 1 and the cold
+// launch of 10 (the latency benchmark's, at 0 ms), and `rezfs publish`'s in 8 as bash's `times` reports it.
+// Progress goes to stderr, the table to stdout.
 //
 // Rules kept here: nothing in this process ever serves a mount; every command that touches a mount runs as a child
 // with a timeout (never a synchronous exec); only pids this run started (or that `rezfs mount` reported as its
@@ -21,9 +25,10 @@ import { fileURLToPath } from 'node:url';
 import { fuseMountpoints } from '../../src/cli/unmount.js';
 import { waitFor } from '../../src/deadline.js';
 import { isRunning as alive } from '../../src/pid.js';
-import { findRez } from '../../test/support/cli.js';
-import { dropCaches as dropKernelCaches } from '../../test/support/proc.js';
+import { findRez, isolatedRezEnv } from '../../test/support/cli.js';
+import { cpuMs, dropCaches as dropKernelCaches } from '../../test/support/proc.js';
 import { findProgram } from '../../test/support/programs.js';
+import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 import { bigFilePackage, catalogRepo, treePackage } from './data.js';
 import type { PreadResult } from './pread.js';
 import type { Copy, Listed, Transfer } from './s3-tool.js';
@@ -40,6 +45,7 @@ const NODE = process.execPath;
 /** The TypeScript helpers run as `node <vite-node> <script> -- args`, on the same Node as this driver. */
 const VITE_NODE = join(ROOT, 'node_modules', 'vite-node', 'vite-node.mjs');
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 const BUCKET = 'bench';
 // A warm 256 MiB read takes ~10-40 ms, so one sample is mostly noise (and the first one after a cold read competes
 // with that read's write-back): each repetition reads warm this many times, on every side alike.
@@ -223,6 +229,21 @@ function run(cmd: string, args: string[], { env, timeoutMs = 600_000, cwd }: Run
 const runScript = (script: string, args: (string | number)[], options?: RunOptions) =>
   run(NODE, [VITE_NODE, script, '--', ...args.map(String)], options);
 
+/**
+ * `run`, with the CPU seconds the command used: user + system time of it and of every child it waited for, as bash's
+ * `times` reports them for its children once the command has exited (the kernel's rusage of a reaped child: nothing
+ * has to catch the process before it exits, and no /usr/bin/time needs to be installed).
+ */
+async function runCpu(cmd: string, args: string[], options: RunOptions = {}): Promise<RunResult & { cpuSeconds: number }> {
+  const script = '"$@"; rc=$?; echo >&2; echo __CPU >&2; times >&2; exit $rc';
+  const r = await run('bash', ['-c', script, 'bash', cmd, ...args], { ...options, env: { ...(options.env ?? process.env), LC_ALL: 'C' } });
+  const at = r.stderr.lastIndexOf('\n__CPU\n');
+  // `times` prints the shell's own user and system time, then its children's: "0m1.234s 0m0.056s".
+  const children = at < 0 ? undefined : /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/m.exec(r.stderr.slice(at + 7).split('\n')[1] ?? '');
+  const cpuSeconds = children ? 60 * Number(children[1]) + Number(children[2]) + 60 * Number(children[3]) + Number(children[4]) : NaN;
+  return { ...r, stderr: at < 0 ? r.stderr : r.stderr.slice(0, at), cpuSeconds };
+}
+
 /** The last line a helper printed, parsed as JSON: its result. */
 const lastJsonLine = <T>(stdout: string): T => JSON.parse(stdout.trim().split('\n').pop() ?? '') as T;
 
@@ -319,6 +340,37 @@ function collectLog(m: RezfsMount): void {
   const bad = text.split('\n').filter((l) => /error|warn|fail|exception/i.test(l));
   for (const line of bad.slice(0, 5)) problems.push(`mount.log (${m.label ?? m.mnt}): ${line.trim().slice(0, 300)}`);
   if (bad.length > 5) problems.push(`mount.log (${m.label ?? m.mnt}): ... ${bad.length - 5} more error/warning lines`);
+}
+
+/**
+ * Waits (at most 20 s) until a mount daemon has used under 20 ms of CPU in 500 ms (/proc counts 10 ms ticks), as
+ * scripts/bench/latency.ts's settled() does; false when it never went quiet.
+ */
+async function untilIdle(m: RezfsMount): Promise<boolean> {
+  let last = Number.NaN; // the first look only takes the baseline
+  return waitFor(
+    () => {
+      const now = cpuMs(m.pid);
+      const quiet = now - last < 20;
+      last = now;
+      return quiet;
+    },
+    20_000,
+    500,
+  );
+}
+
+/**
+ * CPU seconds (utime + stime, /proc/<pid>/stat) the mount daemon spends on `work`: from once it is idle (what its own
+ * start-up still does is not counted) until it is idle again after `work` (what `work` left it doing, such as writing
+ * fetched blocks to the disk cache or prefetching startup sets, is).
+ */
+async function mountCpu(m: RezfsMount, what: string, work: () => Promise<unknown>): Promise<number> {
+  if (!(await untilIdle(m))) problems.push(`${what}: the mount (${m.adapter}) was not idle within 20 s before; its CPU figure counts what it was doing`);
+  const before = cpuMs(m.pid);
+  await work();
+  if (!(await untilIdle(m))) problems.push(`${what}: the mount (${m.adapter}) was not idle within 20 s after; its CPU figure stops there`);
+  return (cpuMs(m.pid) - before) / 1000;
 }
 
 /**
@@ -592,7 +644,8 @@ async function bigFile() {
       const cacheDir = freshCacheDir();
       await step(`1 ${a}`, async () => {
         await coldDataMount(cacheDir, a, 'big file cold+warm', async (m) => {
-          add(`1 ${a}`, await ddRead(rezBig(m), cfg.bigBytes));
+          const cpu = await mountCpu(m, 'cold read', async () => add(`1 ${a}`, await ddRead(rezBig(m), cfg.bigBytes)));
+          add(`1 cpu ${a}`, cpu / (cfg.bigBytes / GiB));
           const g = await gets();
           add(`1 gets ${a}`, g.n);
           add(`1 getbytes ${a}`, g.bytes);
@@ -796,11 +849,62 @@ async function publishBench() {
     });
     await step('8 rezfs', async () => {
       await timed(`cat '${paths.pubFile}' > /dev/null`);
-      const pub = await run(NODE, [CLI, 'publish', paths.pubRepo, '--store', `s3://${BUCKET}/pub${r}`], { timeoutMs: 1_800_000 });
+      const pub = await runCpu(NODE, [CLI, 'publish', paths.pubRepo, '--store', `s3://${BUCKET}/pub${r}`], { timeoutMs: 1_800_000 });
       if (pub.code !== 0) throw new Error(`publish failed: ${pub.stderr.trim()}`);
       add('8 rezfs', mib / pub.seconds);
+      add('8 cpu', pub.cpuSeconds / (cfg.publishBytes / GiB));
       await s3tool('rm', BUCKET, `pub${r}/`);
     });
+  }
+}
+
+/**
+ * Workload 10: the cold application launch of the latency benchmark (scripts/bench/latency.ts, here at 0 ms: no proxy)
+ * on test/support/startup-repo.ts's repository (its --quick sizes with --quick): `rez env app -- app-start` on a
+ * fresh mount after drop_caches, hundreds of module imports and scattered reads of big binaries; the mount's CPU.
+ */
+async function launchCpu(): Promise<void> {
+  const rez = findRez();
+  if (!rez) {
+    notes.push('10: rez not found (REZ_BIN, PATH, /opt/rez/bin/rez): the cold launch row skipped');
+    return;
+  }
+  const store = `s3://${BUCKET}/startup`;
+  const repo = await step('10 build', async () => {
+    const repo = generateStartupRepo(join(TMP, 'startup'), Q ? { families: 32, appModules: 200, bigBinaries: [16 * MiB, 8 * MiB] } : {});
+    const pub = await run(NODE, [CLI, 'publish', repo.root, '--store', store], { timeoutMs: 1_800_000 });
+    if (pub.code !== 0) throw new Error(`publish of the startup repository failed: ${pub.stderr.trim()}`);
+    notes.push(`10: startup repository of ${repo.files} files (${(repo.bytes / MiB).toFixed(0)} MiB) published to ${store}; \`rez env ${repo.launchRequest.join(' ')} -- ${repo.launchCommand.join(' ')}\``);
+    return repo;
+  });
+  if (!repo) return;
+  // As latency.ts launches it: stock rez, nothing of the caller's rez configuration, cwd off the mount.
+  const launch = async (startup: StartupRepo, packagesPath: string): Promise<string> => {
+    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', ...isolatedRezEnv(join(TMP, 'rez-home'), packagesPath) };
+    const out = await run(rez, ['env', ...startup.launchRequest, '--', ...startup.launchCommand], { env, cwd: TMP, timeoutMs: 600_000 });
+    if (out.code !== 0) throw new Error(`rez env ${startup.launchRequest.join(' ')} on ${packagesPath} failed (exit ${out.code}): ${out.stderr.trim().slice(-400)}`);
+    return out.stdout.trim();
+  };
+  const expected = await step('10 local', () => launch(repo, repo.root));
+  if (expected === undefined) return;
+  for (let r = 0; r < cfg.reps; r++) {
+    log(`cold launch, repetition ${r + 1}/${cfg.reps}`);
+    for (const a of adapterOrder(r)) {
+      await step(`10 ${a}`, async () => {
+        const m = await mountRezfs(store, freshCacheDir(), a);
+        try {
+          await dropCaches();
+          const cpu = await mountCpu(m, 'cold launch', async () => {
+            const printed = await launch(repo, m.mnt);
+            if (printed !== expected) gate.sanity.push(`the launch printed ${JSON.stringify(printed)} on rezfs ${a}, ${JSON.stringify(expected)} locally`);
+          });
+          add(`10 cpu ${a}`, cpu);
+        } finally {
+          m.label = `cold launch, ${a}`;
+          await unmount(m);
+        }
+      });
+    }
   }
 }
 
@@ -900,6 +1004,8 @@ async function peers(): Promise<Peer[]> {
 function fmt(x: number | undefined, unit: string): string {
   if (x === undefined || Number.isNaN(x)) return 'n/a';
   if (unit === 's') return x >= 100 ? `${x.toFixed(0)} s` : x >= 10 ? `${x.toFixed(1)} s` : x >= 0.1 ? `${x.toFixed(2)} s` : `${(x * 1000).toFixed(1)} ms`;
+  // CPU figures are issue 17's baselines: always two decimals.
+  if (unit.startsWith('CPU s')) return `${x.toFixed(2)} ${unit}`;
   if (unit === 'x') return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
   const n = Number.isInteger(x) ? String(x) : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 0.01 ? x.toFixed(2) : x.toPrecision(2);
   return unit ? `${n} ${unit}` : n;
@@ -966,6 +1072,7 @@ function rows(peerList: Peer[]): Row[] {
   const out = [
     row(`1 ${bigMiB} MiB file cold, fresh mount (vs raw SDK GET)`, 'MiB/s', (a) => `1 ${a}`, '1 raw', { min: 0.8, text: '>= 0.8x' }, (a) => [`1 ${a}`, '1 raw']),
     row(`1 the same, vs raw GET + sha256 + block writes, no FUSE`, 'MiB/s', (a) => `1 ${a}`, '1 keep', null, (a) => [`1 ${a}`, '1 keep']),
+    row('1 the same: mount CPU per GiB read cold', 'CPU s/GiB', (a) => `1 cpu ${a}`, undefined, null, (a) => [`1 ${a}`]),
     row(`2 ${bigMiB} MiB file warm (vs local page cache)`, 'MiB/s', (a) => `2 ${a}`, '2 local', { min: 0.8, text: '>= 0.8x' }, (a) => [`2 ${a}`, `1 ${a}`]),
     row('3 remount + drop_caches: disk cache (vs local cold)', 'MiB/s', (a) => `3 ${a}`, '3 local', { min: 0.5, text: '>= 0.5x' }, (a) => [`3 ${a}`]),
     row(`4 find ${files} files cold (vs local cold)`, 's', (a) => `4 find cold ${a}`, '4 find cold local', { max: 5, text: '<= 5x' }, (a) => [`4 find ${a}`]),
@@ -984,6 +1091,7 @@ function rows(peerList: Peer[]): Row[] {
     row(`7 ${versions} versions: rez env 3 pkgs, again`, 's', (a) => `7 rez warm big ${a}`, (a) => `7 rez warm small ${a}`, { max: 1.2, text: '<= 1.2x' }, cat),
     row(`7 ${versions} versions: mount RSS (vs ${vs})`, 'MiB', (a) => `7 rss big ${a}`, (a) => `7 rss small ${a}`, { abs: (v) => v < 200, text: '< 200 MiB' }, cat),
     row(`8 publish ${cfg.publishBytes / MiB} MiB, no FUSE (vs raw multipart 8 MiB x4)`, 'MiB/s', '8 rezfs', '8 raw', { min: 0.7, text: '>= 0.7x' }, () => ['8 rezfs', '8 raw']),
+    row('8 the same: rezfs publish CPU per GiB published', 'CPU s/GiB', '8 cpu', undefined, null, () => ['8 rezfs']),
   ];
   for (const p of peerList) {
     const t = p === 's3fs';
@@ -999,6 +1107,7 @@ function rows(peerList: Peer[]): Row[] {
       row(`9 vs ${p}: random preads warm`, 'ops/s', (a) => `5 warm ${a}`, `9 ${p} pread warm`, null, () => [`9 ${p} pread`]),
     );
   }
+  out.push(row('10 cold app launch (rez env app -- app-start): mount CPU', 'CPU s', (a) => `10 cpu ${a}`, undefined, null, (a) => ['10 build', '10 local', `10 ${a}`]));
   return out;
 }
 
@@ -1144,6 +1253,7 @@ async function main(): Promise<void> {
   await memoryStress();
   await catalogScale();
   await publishBench();
+  await launchCpu();
   const peerList = opts.peers || PEERS.some((p) => findProgram([p])) ? await peers() : [];
   if (!opts.peers && peerList.length === 0) notes.push('9: s3fs/rclone not installed and --peers not given: peer rows skipped');
   const wall = (performance.now() - t0) / 1000;
