@@ -56,3 +56,21 @@ export function consecutiveRuns(sorted: readonly number[], maxRun = Number.POSIT
   }
   return runs;
 }
+
+/**
+ * Sorted items (blocks, chunks, chunk lists) grouped for ranged GETs by the bytes they occupy (`spanOf`, increasing
+ * with the item): an item joins the run before it when the bytes between them are at most `maxGap` and the run
+ * then spans at most `maxBytes`. The gap's bytes are fetched and dropped: cheaper than a request of their own.
+ */
+export function coalesce(sorted: readonly number[], spanOf: (item: number) => Span, maxGap: number, maxBytes: number): number[][] {
+  const runs: { items: number[]; start: number; end: number }[] = [];
+  for (const item of sorted) {
+    const span = spanOf(item);
+    const run = runs.at(-1);
+    if (run && span.start - run.end <= maxGap && span.end - run.start <= maxBytes) {
+      run.items.push(item);
+      run.end = span.end;
+    } else runs.push({ items: [item], ...span });
+  }
+  return runs.map((run) => run.items);
+}

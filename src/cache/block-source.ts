@@ -5,7 +5,7 @@ import type { Log } from '../log.js';
 import { BackgroundTicket, inBackground, ObjectNotFoundError, readVerified, type ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
 import { ByteBudget } from './byte-budget.js';
-import { blockSpan, blocksCovering, consecutiveRuns, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
+import { blockSpan, blocksCovering, coalesce, consecutiveRuns, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
 
 /** What a reader needs to know about one pack: from its manifest. */
 export interface PackRef {
@@ -54,6 +54,12 @@ const MAX_RUN_BYTES = 8 * 1024 * 1024;
  * response is in, and preloads run many GETs side by side: smaller runs put the first blocks in readers' hands sooner.
  */
 const MAX_PRELOAD_RUN_BYTES = 2 * 1024 * 1024;
+/**
+ * Of a block, the most bytes between two preloaded chunks (or chunk lists) fetched in one ranged GET, gap and all
+ * (128 KiB of a 1 MiB block): at the latencies of object storage a request costs more than that many bytes on the
+ * wire, and fewer requests go out in fewer waves.
+ */
+const MAX_PRELOAD_GAP_SHARE = 1 / 8;
 /** Background disk writes of chunks and chunk lists at once, past which their disk copy is skipped. */
 const MAX_SMALL_DISK_WRITES = 64;
 
@@ -148,9 +154,35 @@ export class BlockSource {
   async read(pack: PackRef, span: Span): Promise<Buffer> {
     const covering = blocksCovering(span, pack.blockSize);
     if (!covering) return Buffer.alloc(0);
-    const indexes = range(covering.first, covering.last);
-    const blocks = await Promise.all(indexes.map((index) => this.block(pack, index)));
-    return joined(blocks.map((block, i) => slice(block, sliceOfBlock(indexes[i]!, pack.blockSize, span))));
+    return joined(await Promise.all(range(covering.first, covering.last).map((index) => this.blockPart(pack, index, span))));
+  }
+
+  /**
+   * The part of `span` in block `index`: from its chunks when they are all loading or in memory and the block is not
+   * (a startup set preloaded them), else from the block.
+   */
+  private async blockPart(pack: PackRef, index: number, span: Span): Promise<Buffer> {
+    const chunks = pack.chunks;
+    const block = blockSpan(index, pack.blockSize, pack.size);
+    const part = { start: Math.max(span.start, block.start), end: Math.min(span.end, block.end) };
+    if (chunks && !this.badChunkObjects.has(chunks.key) && (await this.chunksAtHand(pack, chunks, index, part))) {
+      return this.partOfBlock(pack, chunks, index, part);
+    }
+    return slice(await this.block(pack, index), sliceOfBlock(index, pack.blockSize, span));
+  }
+
+  /** True when block `index` is neither loading nor in memory but every chunk holding `part` of it is. */
+  private async chunksAtHand(pack: PackRef, chunks: PackChunks, index: number, part: Span): Promise<boolean> {
+    const sha = pack.blocks[index]!;
+    if (this.inFlight.has(sha) || (await this.memory.get(sha))) return false;
+    const { layout } = chunks;
+    let list: Buffer | undefined;
+    for (let chunk = layout.chunkAt(part.start); chunk <= layout.chunkAt(part.end - 1); chunk++) {
+      if (this.inFlight.has(chunkKey(pack, chunk))) continue;
+      list ??= await this.memoryChunkList(chunks, index);
+      if (!list || !(await this.memory.get(hashAt(list, chunk - index * layout.chunksPerBlock)))) return false;
+    }
+    return true;
   }
 
   /**
@@ -204,6 +236,86 @@ export class BlockSource {
       }),
     );
     return loaded.reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * Loads chunks of a pack in the background (the scattered parts of a big binary a startup profile names), with
+   * the chunk lists they are checked against and the pack's chunk index, all at once: one ranged GET per group of
+   * nearby chunks and one per group of nearby lists (gaps up to MAX_PRELOAD_GAP_SHARE of a block fetched and
+   * dropped), each under a background slot and budget room no demand read wants, like `preload`. Chunks at hand,
+   * and those of blocks at hand, are skipped. Resolves with how many chunks were loaded; never rejects. A reader of one of these
+   * chunks joins its load and promotes the whole pack's preload to demand.
+   */
+  async preloadChunks(pack: PackRef, wanted: readonly number[]): Promise<number> {
+    const chunks = pack.chunks;
+    if (!chunks || this.badChunkObjects.has(chunks.key) || wanted.length === 0) return 0;
+    const { layout } = chunks;
+    const ticket = new BackgroundTicket();
+    return inBackground(ticket, async () => {
+      const lists = new Map<number, Promise<Buffer>>();
+      const listsToFetch: number[] = [];
+      const toFetch: number[] = [];
+      for (const [block, inBlock] of byBlock(wanted, layout)) {
+        const sha = pack.blocks[block];
+        if (sha === undefined) throw new RangeError(`chunk ${inBlock[0]} is past the end of ${pack.key}`);
+        if (this.inFlight.has(sha) || (await this.memory.get(sha))) continue;
+        const local = await this.localChunkList(chunks, block);
+        const missing: number[] = [];
+        for (const chunk of inBlock) {
+          const hash = local && hashAt(local, chunk - block * layout.chunksPerBlock);
+          const atHand = this.inFlight.has(chunkKey(pack, chunk)) || (hash && ((await this.memory.get(hash)) ?? (await this.diskHit(hash))));
+          if (!atHand) missing.push(chunk);
+        }
+        if (missing.length === 0) continue;
+        toFetch.push(...missing);
+        const pendingList = this.inFlight.get(listKey(chunks, block));
+        if (local || pendingList) lists.set(block, local ? Promise.resolve(local) : pendingList!);
+        else listsToFetch.push(block);
+      }
+      if (listsToFetch.length > 0) {
+        const chunkIndex = this.chunkIndex(chunks);
+        chunkIndex.catch(() => undefined); // awaited by each list's check
+        for (const group of coalesce(listsToFetch, (block) => layout.listSpan(block), pack.blockSize * MAX_PRELOAD_GAP_SHARE, MAX_PRELOAD_RUN_BYTES)) {
+          const { start, end, held } = extent(group, (block) => layout.listSpan(block));
+          const response = this.backgroundGet(chunks.key, start, end, held);
+          for (const block of group) {
+            const span = layout.listSpan(block);
+            const load = (async () => this.checkedList(chunks, block, Buffer.from((await response).subarray(span.start - start, span.end - start)), chunkIndex))();
+            lists.set(block, this.track(listKey(chunks, block), span.end - span.start, load, { ticket }));
+          }
+        }
+      }
+      const hashOf = async (chunk: number) => {
+        const block = Math.floor(chunk / layout.chunksPerBlock);
+        return hashAt(await lists.get(block)!, chunk - block * layout.chunksPerBlock);
+      };
+      const loads: Promise<Buffer>[] = [];
+      for (const run of coalesce(toFetch, (chunk) => layout.chunkSpan(chunk), pack.blockSize * MAX_PRELOAD_GAP_SHARE, MAX_PRELOAD_RUN_BYTES)) {
+        const { start, end, held } = extent(run, (chunk) => layout.chunkSpan(chunk));
+        loads.push(...this.cutChunks(pack, layout, run, this.backgroundGet(pack.key, start, end, held), start, hashOf, { ticket }));
+      }
+      const loaded = await Promise.all(loads.map((load) => load.then(() => 1, () => 0)));
+      return loaded.reduce<number>((a, b) => a + b, 0);
+    });
+  }
+
+  /**
+   * One ranged GET of background work (preloadChunks): it waits for a background slot and for budget room no demand
+   * read wants, for the response and `held` (what the pieces cut from it hold until they settle), and gives the
+   * slot and the response's room back with the response.
+   */
+  private async backgroundGet(key: string, start: number, end: number, held: number): Promise<Buffer> {
+    await this.backgroundSlots.acquire(1);
+    try {
+      await this.budget.acquireBehind(end - start + held);
+      try {
+        return await this.getRange(this.store, key, start, end);
+      } finally {
+        this.budget.release(end - start);
+      }
+    } finally {
+      this.backgroundSlots.release(1);
+    }
   }
 
   /** Settles once every disk write started so far has (a process about to exit, `rezfs prefetch`). */
@@ -326,7 +438,8 @@ export class BlockSource {
       const overdue = this.overdue.get(chunkKey(pack, chunk));
       if (overdue) throw overdue;
       const pending = this.inFlight.get(chunkKey(pack, chunk));
-      const cached = pending ?? (local && ((await this.memoryHit(hashOf(local, chunk))) ?? (await this.diskHit(hashOf(local, chunk)))));
+      const joined = pending && this.join(pending, () => this.chunkAlone(pack, layout, chunk, list, hashOf));
+      const cached = joined ?? (local && ((await this.memoryHit(hashOf(local, chunk))) ?? (await this.diskHit(hashOf(local, chunk)))));
       if (cached) loads.set(chunk, Promise.resolve(cached));
       else missing.push(chunk);
     }
@@ -343,18 +456,40 @@ export class BlockSource {
    * (the block's chunk list) is in; a chunk that fails is fetched again on its own.
    */
   private fetchChunkRun(pack: PackRef, layout: ChunkLayout, run: number[], list: Promise<Buffer>, hashOf: (list: Buffer, chunk: number) => string): Promise<Buffer>[] {
-    const spans = run.map((chunk) => layout.chunkSpan(chunk));
-    const start = spans[0]!.start;
-    const end = spans.at(-1)!.end;
+    const start = layout.chunkSpan(run[0]!).start;
+    const end = layout.chunkSpan(run.at(-1)!).end;
     const total = end - start;
     // The chunks, plus the response until it is cut into them: both are in memory at once.
     const response = this.budget.acquire(2 * total).then(() => this.getRange(this.store, pack.key, start, end));
     response.finally(() => this.budget.release(total)).catch(() => undefined);
-    return run.map((chunk, i) => {
-      const span = spans[i]!;
+    return this.cutChunks(pack, layout, run, response, start, async (chunk) => hashOf(await list, chunk));
+  }
+
+  /** One chunk in a ranged GET of its own, checked against its block's list: a reader's when a background load failed. */
+  private async chunkAlone(pack: PackRef, layout: ChunkLayout, chunk: number, list: Promise<Buffer>, hashOf: (list: Buffer, chunk: number) => string): Promise<Buffer> {
+    const sha = hashOf(await list, chunk);
+    return this.keepSmall(sha, await this.fetchVerified(pack.key, layout.chunkSpan(chunk), sha, { kind: 'chunk', index: chunk }));
+  }
+
+  /**
+   * Chunks `wanted` cut out of `response` (pack bytes from `start` on), one tracked load each (the caller holds
+   * budget for their sizes), each checked against its hash (`hashOf`, known once its block's list is in) and kept;
+   * one that fails is fetched again on its own.
+   */
+  private cutChunks(
+    pack: PackRef,
+    layout: ChunkLayout,
+    wanted: readonly number[],
+    response: Promise<Buffer>,
+    start: number,
+    hashOf: (chunk: number) => Promise<string>,
+    background?: { ticket: BackgroundTicket },
+  ): Promise<Buffer>[] {
+    return wanted.map((chunk) => {
+      const span = layout.chunkSpan(chunk);
       const load = (async () => {
         const bytes = await response;
-        const sha = hashOf(await list, chunk);
+        const sha = await hashOf(chunk);
         const data = Buffer.from(bytes.subarray(span.start - start, span.end - start)); // own copy: the cache counts each chunk alone
         const actual = sha256(data);
         if (actual === sha) return this.keepSmall(sha, data);
@@ -362,8 +497,24 @@ export class BlockSource {
         this.log.error(`${new IntegrityError(pack.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
         return this.keepSmall(sha, await this.fetchVerified(pack.key, span, sha, piece));
       })();
-      return this.track(chunkKey(pack, chunk), span.end - span.start, load);
+      return this.track(chunkKey(pack, chunk), span.end - span.start, load, background);
     });
+  }
+
+  /** Block `block`'s chunk list as fetched, checked against the pack's chunk index and kept; fetched again alone when it fails. */
+  private async checkedList(chunks: PackChunks, block: number, bytes: Buffer, chunkIndex: Promise<Buffer>): Promise<Buffer> {
+    const piece: Piece = { kind: 'chunk list', index: block };
+    const sha = hashAt(await chunkIndex, block);
+    const actual = sha256(bytes);
+    if (actual === sha) return this.keepSmall(sha, bytes);
+    this.log.error(`${new IntegrityError(chunks.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
+    return this.keepSmall(sha, await this.fetchVerified(chunks.key, chunks.layout.listSpan(block), sha, piece));
+  }
+
+  /** Block `index`'s chunk list when its pack's index and the list are in memory. */
+  private async memoryChunkList(chunks: PackChunks, index: number): Promise<Buffer | undefined> {
+    const chunkIndex = await this.memory.get(chunks.index);
+    return chunkIndex && this.memory.get(hashAt(chunkIndex, index));
   }
 
   /** Block `index`'s chunk list when its pack's index and the list are in memory or on disk, without a GET. */
@@ -381,25 +532,21 @@ export class BlockSource {
   private async chunkList(chunks: PackChunks, index: number): Promise<Buffer> {
     const { layout } = chunks;
     const listSpan = layout.listSpan(index);
-    const piece: Piece = { kind: 'chunk list', index };
-    const listKey = `${chunks.key}#list${index}`;
-    const pending = this.inFlight.get(listKey);
-    if (pending) return pending;
+    const pending = this.inFlight.get(listKey(chunks, index));
+    if (pending) return this.join(pending, () => this.chunkList(chunks, index));
     const cachedIndex = await this.memory.get(chunks.index);
-    if (cachedIndex) return this.piece(chunks.key, listSpan, hashAt(cachedIndex, index), piece);
+    if (cachedIndex) return this.piece(chunks.key, listSpan, hashAt(cachedIndex, index), { kind: 'chunk list', index });
     const size = listSpan.end - listSpan.start;
     const raw = this.budget.acquire(size).then(() => this.getRange(this.store, chunks.key, listSpan.start, listSpan.end));
-    const chunkIndex = this.piece(chunks.key, layout.indexSpan(), chunks.index, { kind: 'chunk index', index: 0 });
-    chunkIndex.catch(() => undefined); // awaited below, after `raw`: the budget is released only after it was taken
-    const load = (async () => {
-      const bytes = await raw;
-      const sha = hashAt(await chunkIndex, index);
-      const actual = sha256(bytes);
-      if (actual === sha) return this.keepSmall(sha, bytes);
-      this.log.error(`${new IntegrityError(chunks.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
-      return this.keepSmall(sha, await this.fetchVerified(chunks.key, listSpan, sha, piece));
-    })();
-    return this.track(listKey, size, load);
+    const chunkIndex = this.chunkIndex(chunks);
+    chunkIndex.catch(() => undefined); // awaited after `raw`: the budget is released only after it was taken
+    const load = (async () => this.checkedList(chunks, index, await raw, chunkIndex))();
+    return this.track(listKey(chunks, index), size, load);
+  }
+
+  /** A pack's chunk index (one hash per block's chunk list), checked against the manifest's hash of it. */
+  private chunkIndex(chunks: PackChunks): Promise<Buffer> {
+    return this.piece(chunks.key, chunks.layout.indexSpan(), chunks.index, { kind: 'chunk index', index: 0 });
   }
 
   /**
@@ -557,6 +704,29 @@ export class BlockSource {
     await this.disk.delete(sha).catch(() => undefined);
     return undefined;
   }
+}
+
+/** Sorted chunks grouped by the block they lie in, in order. */
+function byBlock(sorted: readonly number[], layout: ChunkLayout): Map<number, number[]> {
+  const blocks = new Map<number, number[]>();
+  for (const chunk of sorted) {
+    const block = Math.floor(chunk / layout.chunksPerBlock);
+    let inBlock = blocks.get(block);
+    if (!inBlock) blocks.set(block, (inBlock = []));
+    inBlock.push(chunk);
+  }
+  return blocks;
+}
+
+/** The bytes one ranged GET spans for a run of items, and the bytes of the items themselves (gaps left out). */
+function extent(run: readonly number[], spanOf: (item: number) => Span): { start: number; end: number; held: number } {
+  const spans = run.map(spanOf);
+  return { start: spans[0]!.start, end: spans.at(-1)!.end, held: spans.reduce((n, span) => n + span.end - span.start, 0) };
+}
+
+/** Where a chunk list load is tracked: by place, since its hash is not known until the chunk index is in. */
+function listKey(chunks: PackChunks, block: number): string {
+  return `${chunks.key}#list${block}`;
 }
 
 /** Where a chunk load is tracked: by place, since its hash is not known until its block's list is in. */

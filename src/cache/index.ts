@@ -8,4 +8,4 @@ export * from './block-math.js';
 export { MIN_MEMORY_LIMIT_BYTES, planMemory, PROCESS_RESERVE_BYTES, type MemoryPlan } from './memory-plan.js';
 export { ReleasedBytes } from './released-bytes.js';
 export { RecordedProfiles } from './recorded-profiles.js';
-export { profileBlocks } from './profile-blocks.js';
+export { profileBlocks, profilePlan, type ProfilePlan } from './profile-blocks.js';

@@ -102,7 +102,7 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
     ...(s.refresh.lastError ? [`  REFRESH FAILING (last tried ${s.refresh.lastCheck}): ${s.refresh.lastError}`] : []),
     `  memory cache ${formatBytes(cache.memory.bytes)} of ${formatBytes(cache.memory.limit)}, hits ${pct(cache.memory.hitRatio)}; disk hits ${pct(cache.disk.hitRatio)}; store ${cache.store.gets} GETs (${formatBytes(cache.store.bytes)}); ${cache.chunkReads} reads from chunks`,
     `  FUSE binding ${s.fuse}; requests that reached rezfs: ${s.requests.metadata} metadata, ${s.requests.reads} reads`,
-    `  startup sets: ${s.startup.profilesFollowed} profiles followed, ${s.startup.profilesIgnored} ignored, ${s.startup.wholePacks} small versions whole; ${s.startup.preloadedBlocks} blocks preloaded; ${s.startup.recorded} recorded`,
+    `  startup sets: ${s.startup.profilesFollowed} profiles followed, ${s.startup.profilesIgnored} ignored, ${s.startup.wholePacks} small versions whole; ${s.startup.preloadedBlocks} blocks and ${s.startup.preloadedChunks} chunks preloaded; ${s.startup.recorded} recorded`,
     ...(s.costliest.length > 0
       ? [`  costliest cold: ${s.costliest.slice(0, COSTLIEST_SHOWN).map((c) => `${c.package} ${formatBytes(c.coldBytes)} in ${c.storeGets} GETs, read ${c.readSeconds.toFixed(2)} s`).join('; ')}`]
       : []),

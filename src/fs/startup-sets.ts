@@ -6,7 +6,8 @@
  *  - when the version's pack is small, preloads all of it (a small package is read whole soon enough);
  *  - else follows the version's published startup profile, if its shard record names one: fetches the document, checks
  *    it (profileProblem: right version, real ranges, signed when the mount trusts keys) and preloads the blocks its
- *    ranges fall in, in parallel and below demand reads (BlockSource.preload); a profile that fails any check is
+ *    ranges fall in, or only their chunks where a block of a big file is read here and there (profilePlan), in
+ *    parallel and below demand reads (BlockSource.preload, preloadChunks); a profile that fails any check is
  *    ignored with one log line;
  *  - and records, for `recordWindowMs`, the pack ranges the filesystem reads from that version: the recording is
  *    handed to `onRecorded` (the mount keeps it under its cache dir; `rezfs profile` publishes it).
@@ -18,7 +19,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { profileBlocks, type BlockSource, type PackRef } from '../cache/index.js';
+import { profilePlan, type BlockSource, type PackRef } from '../cache/index.js';
 import { buildProfile, keys, profileProblem, type Catalog, type Manifest, type StartupProfile, type VersionRecord } from '../catalog/index.js';
 import type { Log } from '../log.js';
 
@@ -48,6 +49,8 @@ export interface StartupSetStats {
   profilesIgnored: number;
   wholePacks: number;
   preloadedBlocks: number;
+  /** Chunks of big files' sparsely read blocks preloaded instead of their blocks. */
+  preloadedChunks: number;
   recorded: number;
 }
 
@@ -69,7 +72,7 @@ interface Recording {
 const OPENED_VERSIONS = 16_384;
 
 export class StartupSets {
-  readonly stats: StartupSetStats = { profilesFollowed: 0, profilesIgnored: 0, wholePacks: 0, preloadedBlocks: 0, recorded: 0 };
+  readonly stats: StartupSetStats = { profilesFollowed: 0, profilesIgnored: 0, wholePacks: 0, preloadedBlocks: 0, preloadedChunks: 0, recorded: 0 };
   private readonly policy: StartupSetPolicy;
   private readonly opened = new LRUCache<string, true>({ max: OPENED_VERSIONS });
   private readonly recordings = new Map<Manifest, Recording>();
@@ -156,7 +159,12 @@ export class StartupSets {
     const problem = profileProblem(profile, { family: target.family, version: target.version, manifestHash: target.record.manifest, manifest }, this.options.trustedKeys);
     if (problem) return this.ignore(`${where} ignored: ${problem}`);
     this.stats.profilesFollowed++;
-    await Promise.all(packs.map((pack) => this.preload(pack, profileBlocks(profile, pack))));
+    await Promise.all(
+      packs.flatMap((pack) => {
+        const plan = profilePlan(profile, pack);
+        return [this.preload(pack, plan.blocks), this.preloadChunks(pack, plan.chunks)];
+      }),
+    );
   }
 
   private track(work: Promise<void>): void {
@@ -166,6 +174,10 @@ export class StartupSets {
 
   private async preload(pack: PackRef, indexes: number[]): Promise<void> {
     this.stats.preloadedBlocks += await this.blocks.preload(pack, indexes);
+  }
+
+  private async preloadChunks(pack: PackRef, chunks: number[]): Promise<void> {
+    this.stats.preloadedChunks += await this.blocks.preloadChunks(pack, chunks);
   }
 
   private ignore(message: string): void {

@@ -27,6 +27,7 @@ import { silentLog, type Log } from '../../src/log.js';
 import { attachProfiles, publish } from '../../src/publish/index.js';
 import { updateCatalog } from '../../src/publish/catalog-update.js';
 import { DEFAULT_RETRY, OriginPressure, openStore, type ObjectStore } from '../../src/store/index.js';
+import { waitFor } from '../support/cli.js';
 import { CountingStore } from '../support/counting-store.js';
 import { packageDefinition, tempDir, writeTree } from '../support/small-repo.js';
 
@@ -47,8 +48,8 @@ interface Harness {
   warnings: string[];
 }
 
-async function harness(options: { trusted?: boolean; recordWindowMs?: number } = {}): Promise<Harness> {
-  const store = new CountingStore(raw);
+async function harness(options: { trusted?: boolean; recordWindowMs?: number; source?: ObjectStore } = {}): Promise<Harness> {
+  const store = new CountingStore(options.source ?? raw);
   const catalog = await Catalog.open(store);
   const warnings: string[] = [];
   const log: Log = { ...silentLog, warn: (m) => warnings.push(m), error: (m) => warnings.push(m) };
@@ -176,6 +177,84 @@ describe('following a profile', () => {
     expect(h.store.count('getRange', 'packs/')).toBe(1);
     expect((await read(h.fs, '/lib/1.0/python/lib/__init__.py', 0, 100)).toString()).toBe('Y = 2\n');
     expect(h.store.count('getRange', 'packs/')).toBe(1);
+  });
+});
+
+/**
+ * A big file read here and there (16 KiB blocks of four 4 KiB chunks, so the pack has chunk hashes): a profile of
+ * it preloads only the chunks it names, with their lists and the chunk index, and every read, the one at offset 0
+ * that reads through whole blocks included, is then served from them.
+ */
+describe('following a profile of scattered reads: chunks, not blocks', () => {
+  const CHUNKED_BLOCK = 16 * 1024;
+  const CHUNK = 4096;
+  const SCATTERED = randomBytes(40 * CHUNKED_BLOCK + 777);
+  /**
+   * Blocks read 100 bytes of, 10 bytes in: one chunk each, none next to another. Block 0's read is 6,000 bytes, too
+   * long for a small random read, so it goes through whole blocks: two chunks.
+   */
+  const TOUCHED = [0, 9, 10, 20, 21, 33, 39];
+  const CHUNKS_TOUCHED = TOUCHED.length + 1;
+  let chunked: ObjectStore;
+
+  async function readTouched(fs: RezFs): Promise<void> {
+    for (const block of TOUCHED) {
+      const at = block * CHUNKED_BLOCK + 10;
+      const length = block === 0 ? 6000 : 100;
+      expect((await read(fs, '/big/1.0/lib/libbig.so', at, length)).equals(SCATTERED.subarray(at, at + length))).toBe(true);
+    }
+  }
+
+  /** The chunked store, holding every ranged GET of the pack until `release()`. */
+  class HeldStore extends CountingStore {
+    held = 0;
+    release = () => {};
+    private readonly gate = new Promise<void>((open) => (this.release = open));
+    override getRange(key: string, start: number, end: number): Promise<Buffer> {
+      if (!key.startsWith('packs/')) return super.getRange(key, start, end);
+      this.held++;
+      return this.gate.then(() => super.getRange(key, start, end));
+    }
+  }
+
+  beforeAll(async () => {
+    const source = join(work.path, 'chunked-repo');
+    await writeTree(source, { 'big/1.0/package.py': packageDefinition('big', '1.0'), 'big/1.0/lib/libbig.so': SCATTERED });
+    chunked = openStore(`file://${join(work.path, 'chunked-store')}`);
+    await chunked.put(keys.config, Buffer.from(JSON.stringify({ format: '1.0.0', blockSize: CHUNKED_BLOCK })));
+    await publish(chunked, { repoDir: source, selectors: [], log: silentLog });
+    const recording = await harness({ source: chunked });
+    await readTouched(recording.fs);
+    recording.startup.flush();
+    expect((await attachProfiles(chunked, recording.recorded, { log: silentLog })).attached).toHaveLength(1);
+  });
+
+  it('fetches the chunks the profile names in one wave, and the reads need nothing more', async () => {
+    const h = await harness({ source: chunked });
+    await h.fs.getattr('/big/1.0/lib/libbig.so');
+    await h.startup.idle();
+    expect(h.startup.stats).toMatchObject({ profilesFollowed: 1, preloadedBlocks: 0, preloadedChunks: CHUNKS_TOUCHED });
+    expect(h.store.count('getRange', 'packs/')).toBe(TOUCHED.length); // block 0's two chunks in one
+    expect(h.store.rangeBytes('packs/')).toBe(CHUNKS_TOUCHED * CHUNK); // against 7 x 16 KiB for the blocks
+    expect(h.store.count('getRange', 'chunks/')).toBe(2); // the chunk index, and every list in one
+    const before = h.store.calls.length;
+    await readTouched(h.fs);
+    expect(h.store.calls.slice(before)).toEqual([]);
+    expect(h.warnings).toEqual([]);
+  });
+
+  it('serves a reader that comes while the chunks are still on their way from those loads', async () => {
+    const held = new HeldStore(chunked);
+    const h = await harness({ source: held });
+    await h.fs.getattr('/big/1.0/lib/libbig.so');
+    expect(await waitFor(() => held.held === TOUCHED.length, 5_000)).toBe(true); // the preload's GETs, held
+    const reading = readTouched(h.fs);
+    held.release();
+    await reading;
+    await h.startup.idle();
+    expect(held.count('getRange', 'packs/')).toBe(TOUCHED.length);
+    expect(held.rangeBytes('packs/')).toBe(CHUNKS_TOUCHED * CHUNK);
+    expect(h.warnings).toEqual([]);
   });
 });
 

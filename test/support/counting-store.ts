@@ -2,7 +2,8 @@ import type { ListedObject, ObjectInfo, ObjectStore, PutStreamOptions } from '..
 
 /** A real store with a request log in front: tests assert what the mount or the publisher asked for. */
 export class CountingStore implements ObjectStore {
-  readonly calls: { op: string; key: string }[] = [];
+  /** Every request in order; a ranged GET with the bytes it asked for. */
+  readonly calls: { op: string; key: string; bytes?: number }[] = [];
 
   constructor(private readonly inner: ObjectStore) {}
 
@@ -26,8 +27,13 @@ export class CountingStore implements ObjectStore {
     return this.calls.filter((c) => c.op === op && c.key.startsWith(keyPrefix)).length;
   }
 
-  private note(op: string, key: string): void {
-    this.calls.push({ op, key });
+  /** Bytes asked for by the ranged GETs of keys under `keyPrefix`. */
+  rangeBytes(keyPrefix = ''): number {
+    return this.calls.filter((c) => c.op === 'getRange' && c.key.startsWith(keyPrefix)).reduce((n, c) => n + c.bytes!, 0);
+  }
+
+  private note(op: string, key: string, bytes?: number): void {
+    this.calls.push({ op, key, ...(bytes === undefined ? {} : { bytes }) });
   }
 
   get(key: string): Promise<Buffer> {
@@ -35,7 +41,7 @@ export class CountingStore implements ObjectStore {
     return this.inner.get(key);
   }
   getRange(key: string, start: number, end: number): Promise<Buffer> {
-    this.note('getRange', key);
+    this.note('getRange', key, end - start);
     return this.inner.getRange(key, start, end);
   }
   head(key: string): Promise<ObjectInfo | undefined> {

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { blockSpan, blocksCovering, readableLength, readaheadRuns, sliceOfBlock } from '../../src/cache/block-math.js';
+import { blockSpan, blocksCovering, coalesce, readableLength, readaheadRuns, sliceOfBlock } from '../../src/cache/block-math.js';
+import type { PackRef } from '../../src/cache/block-source.js';
+import { profileBlocks, profilePlan } from '../../src/cache/profile-blocks.js';
+import { ChunkLayout, keys, type StartupProfile } from '../../src/catalog/index.js';
 import { blockCount } from '../../src/catalog/tree.js';
 
 describe('block math', () => {
@@ -66,5 +69,37 @@ describe('readaheadRuns', () => {
   it('groups consecutive blocks into runs no longer than the limit, and breaks at gaps', () => {
     expect(readaheadRuns([0, 1, 2, 3, 4], 0, 16, 2)).toEqual([[0, 1], [2, 3], [4]]);
     expect(readaheadRuns([3, 4, 6, 7, 9], 3, 8, 8)).toEqual([[3, 4], [6, 7], [9]]);
+  });
+});
+
+describe('coalesce', () => {
+  const span = (i: number) => ({ start: i * 10, end: i * 10 + 4 }); // items 4 bytes long, 6 bytes apart
+
+  it('joins items whose gap is at most the limit, while the run stays within its byte bound', () => {
+    expect(coalesce([0, 1, 2, 5, 6], span, 6, 100)).toEqual([[0, 1, 2], [5, 6]]);
+    expect(coalesce([0, 1, 2, 5, 6], span, 5, 100)).toEqual([[0], [1], [2], [5], [6]]);
+    expect(coalesce([0, 1, 2, 3], span, 6, 24)).toEqual([[0, 1, 2], [3]]); // [0, 24) fits, [0, 34) does not
+    expect(coalesce([], span, 6, 100)).toEqual([]);
+  });
+});
+
+describe('profilePlan', () => {
+  const block = 16;
+  const pack = (withChunks: boolean): PackRef => ({
+    key: keys.pack('a'.repeat(64)),
+    size: 4 * block + 5,
+    blockSize: block,
+    blocks: ['0', '1', '2', '3', '4'].map((c) => c.repeat(64)),
+    ...(withChunks ? { chunks: { key: 'chunks/x', index: 'b'.repeat(64), layout: new ChunkLayout(4 * block + 5, block, 4) } } : {}),
+  });
+  const profile = (ranges: [number, number][]): StartupProfile => ({ format: '1.2.0', family: 'f', version: '1', manifest: 'c'.repeat(64), windowMs: 1, packs: [{ pack: 'a'.repeat(64), ranges }] });
+
+  it('preloads a block whole where the profile covers half of it or more, and only the chunks it touches elsewhere', () => {
+    // Block 0: 8 of 16 bytes (whole). Block 1: bytes 17-18 (chunk 4). Block 2: nothing. Blocks 3 and 4: one range
+    // across both, 3 bytes of block 3 (chunk 15) and all 5 of the short block 4 (whole).
+    const ranges: [number, number][] = [[0, 8], [17, 19], [61, 69]];
+    expect(profilePlan(profile(ranges), pack(true))).toEqual({ blocks: [0, 4], chunks: [4, 15] });
+    expect(profilePlan(profile(ranges), pack(false))).toEqual({ blocks: [0, 1, 3, 4], chunks: [] });
+    expect(profileBlocks(profile(ranges), pack(true))).toEqual([0, 1, 3, 4]);
   });
 });
