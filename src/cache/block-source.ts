@@ -56,10 +56,10 @@ const MAX_RUN_BYTES = 8 * 1024 * 1024;
 const MAX_PRELOAD_RUN_BYTES = 2 * 1024 * 1024;
 /**
  * Of a block, the most bytes between two preloaded chunks (or chunk lists) fetched in one ranged GET, gap and all
- * (128 KiB of a 1 MiB block): at the latencies of object storage a request costs more than that many bytes on the
+ * (256 KiB of a 1 MiB block): at the latencies of object storage a request costs more than that many bytes on the
  * wire, and fewer requests go out in fewer waves.
  */
-const MAX_PRELOAD_GAP_SHARE = 1 / 8;
+const MAX_PRELOAD_GAP_SHARE = 1 / 4;
 /** Background disk writes of chunks and chunk lists at once, past which their disk copy is skipped. */
 const MAX_SMALL_DISK_WRITES = 64;
 
@@ -258,7 +258,8 @@ export class BlockSource {
       for (const [block, inBlock] of byBlock(wanted, layout)) {
         const sha = pack.blocks[block];
         if (sha === undefined) throw new RangeError(`chunk ${inBlock[0]} is past the end of ${pack.key}`);
-        if (this.inFlight.has(sha) || (await this.memory.get(sha))) continue;
+        // A block on disk comes into memory, as `preload` takes it: the chunks would only be fetched again.
+        if (this.inFlight.has(sha) || (await this.memory.get(sha)) || (await this.diskHit(sha))) continue;
         const local = await this.localChunkList(chunks, block);
         const missing: number[] = [];
         for (const chunk of inBlock) {

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockSource, ByteBudget, MemoryBlockCache, packRef } from '../../src/cache/index.js';
+import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, packRef } from '../../src/cache/index.js';
 import {
   Catalog,
   buildProfile,
@@ -255,6 +255,22 @@ describe('following a profile of scattered reads: chunks, not blocks', () => {
     expect(held.count('getRange', 'packs/')).toBe(TOUCHED.length);
     expect(held.rangeBytes('packs/')).toBe(CHUNKS_TOUCHED * CHUNK);
     expect(h.warnings).toEqual([]);
+  });
+
+  it('fetches no chunk of a block the disk cache holds (a cache filled by rezfs prefetch)', async () => {
+    const catalog = await Catalog.open(chunked);
+    const manifest = await catalog.versionManifest((await catalog.shard('big')).versions['1.0']!);
+    const pack = packRef(manifest, manifest, silentLog);
+    const disk = new DiskBlockCache(join(work.path, 'chunked-cache'));
+    const filler = new BlockSource(chunked, new MemoryBlockCache(1 << 24), disk, silentLog);
+    await filler.preload(pack, TOUCHED);
+    await filler.flushed();
+    const store = new CountingStore(chunked);
+    const blocks = new BlockSource(store, new MemoryBlockCache(1 << 24), disk, silentLog);
+    const wanted = TOUCHED.map((block) => (block * CHUNKED_BLOCK) / CHUNK);
+    expect(await blocks.preloadChunks(pack, wanted)).toBe(0);
+    expect(store.calls).toEqual([]);
+    expect(blocks.stats.diskHits).toBe(TOUCHED.length); // the blocks came into memory instead
   });
 });
 
