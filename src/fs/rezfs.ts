@@ -417,6 +417,7 @@ export class RezFs {
   private async manifestOf(catalog: Catalog, record: VersionRecord, path: string, until: number): Promise<Manifest> {
     const [family, version] = splitPath(path) as [string, string];
     let manifest: Manifest;
+    this.options.startup?.versionLooked(catalog, record);
     try {
       manifest = await withDeadline(catalog.versionManifest(record), until - Date.now(), `loading manifest ${record.manifest}`);
     } catch (err) {

@@ -103,6 +103,15 @@ export class StartupSets {
     } else if (profile) this.track(this.follow(catalog, target, manifest, packs, profile));
   }
 
+  /**
+   * Something is about to look inside a version whose manifest must be fetched first: the startup profile its
+   * record names is fetched alongside the manifest, not one round trip after it (versionOpened then finds it in).
+   */
+  versionLooked(catalog: Catalog, record: VersionRecord): void {
+    if (!record.profile || record.inlineManifest || this.opened.has(record.manifest)) return;
+    catalog.profile(record.profile).catch(() => undefined); // a failure is reported when versionOpened follows it
+  }
+
   /** Settles once every profile fetch and preload started so far has. */
   async idle(): Promise<void> {
     while (this.pending.size > 0) await Promise.all(this.pending);
