@@ -12,6 +12,7 @@
 #   --latencies LIST  first-byte delays in ms (default 0,20,60)
 #   --fuse BINDING    the FUSE binding of every mount (default native)
 #   --quick           a smaller repository (32 families, 200 modules, 24 MiB of binaries)
+#   --trace DIR       write each measured run's requests (method, path, range, start, first byte, end) to DIR
 #
 # Needs root (drop_caches, FUSE), /dev/fuse, rez (REZ_BIN = directory containing rez, or rez on PATH), `npm ci`
 # done; builds dist/ when src/ is newer. BENCH_DIR (default /var/tmp) is where the work dir goes: not under /tmp,

@@ -19,7 +19,7 @@
  * Nothing here serves a mount: every mount is a `rezfs mount` child (test/support/cli.ts), unmounted on the way
  * out. Progress goes to stderr, the table to stdout.
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { waitFor } from '../../src/deadline.js';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
@@ -34,10 +34,12 @@ interface Options {
   latencies: number[];
   fuse: string;
   quick: boolean;
+  /** Where each measured run's requests go, one JSON file per run (what each waited for), when set. */
+  trace: string | undefined;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { work: '', reps: 3, latencies: [0, 20, 60], fuse: 'native', quick: false };
+  const opts: Options = { work: '', reps: 3, latencies: [0, 20, 60], fuse: 'native', quick: false, trace: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => argv[++i] ?? fail(`${a} needs a value`);
@@ -47,6 +49,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--latencies') opts.latencies = value().split(',').map(Number);
     else if (a === '--fuse') opts.fuse = value();
     else if (a === '--quick') opts.quick = true;
+    else if (a === '--trace') opts.trace = value();
     else fail(`unknown argument ${a}`);
   }
   if (!opts.work) fail('--work DIR is required (scripts/bench-latency.sh passes it)');
@@ -137,7 +140,7 @@ async function resolveRows(repo: StartupRepo, latency: number, store: string, en
   record(latency, 'cold resolve', 'local', { ms: (await rezEnv(repo.root, request)).durationMs });
   await onFreshMount(latency, store, env, proxy, async (mount) => {
     await dropCaches();
-    record(latency, 'cold resolve', 'rezfs', await measured(proxy, mount, () => rezEnv(mount.mountpoint, request)));
+    record(latency, 'cold resolve', 'rezfs', await measured(proxy, mount, () => rezEnv(mount.mountpoint, request), `${latency}ms-cold-resolve`));
     await rezEnv(repo.root, request); // drop_caches above made local disk cold again
     await warmPairs(latency, 'warm resolve', proxy, mount, () => rezEnv(repo.root, request), () => rezEnv(mount.mountpoint, request));
   });
@@ -159,7 +162,7 @@ async function warmPairs(latency: number, row: string, proxy: LatencyProxy, moun
       },
       async () => {
         proxy.reset();
-        record(latency, row, 'rezfs', await measured(proxy, mount, onMount));
+        record(latency, row, 'rezfs', await measured(proxy, mount, onMount, `${latency}ms-${row.replaceAll(' ', '-')}`));
       },
     ];
     for (const side of pair % 2 === 0 ? sides : sides.reverse()) await side();
@@ -211,10 +214,15 @@ async function launchRows(repo: StartupRepo, latency: number, stores: { plain: s
   if (local !== expected) problems.push(`local launch printed ${local}`);
   await onFreshMount(latency, stores.profiled, env, proxy, async (mount) => {
     await dropCaches();
-    const out = await measured(proxy, mount, async () => {
-      const printed = await launch(repo, mount.mountpoint);
-      if (printed !== expected) problems.push(`profiled launch printed ${JSON.stringify(printed)}, local disk ${JSON.stringify(expected)}`);
-    });
+    const out = await measured(
+      proxy,
+      mount,
+      async () => {
+        const printed = await launch(repo, mount.mountpoint);
+        if (printed !== expected) problems.push(`profiled launch printed ${JSON.stringify(printed)}, local disk ${JSON.stringify(expected)}`);
+      },
+      `${latency}ms-profiled-launch`,
+    );
     record(latency, 'profiled launch', 'rezfs', out);
   });
   await onFreshMount(latency, stores.plain, env, proxy, async (mount) => {
@@ -223,7 +231,7 @@ async function launchRows(repo: StartupRepo, latency: number, stores: { plain: s
       const out = await launch(repo, mount.mountpoint);
       if (out !== expected) problems.push(`launch on the mount printed ${JSON.stringify(out)}, local disk ${JSON.stringify(expected)}`);
     };
-    record(latency, 'cold launch', 'rezfs', await measured(proxy, mount, check));
+    record(latency, 'cold launch', 'rezfs', await measured(proxy, mount, check, `${latency}ms-cold-launch`));
     await launch(repo, repo.root); // drop_caches above made local disk cold again
     await warmPairs(latency, 'warm launch', proxy, mount, () => launch(repo, repo.root), check);
   });
@@ -239,7 +247,7 @@ async function sparseRows(repo: StartupRepo, latency: number, store: string, env
     const file = path.join(mount.mountpoint, repo.appDir, big.path);
     let sparse: Awaited<ReturnType<typeof pread>> | undefined;
     proxy.reset(); // bytes fetched per byte read: the reads' own traffic only
-    const sample = await measured(proxy, mount, async () => (sparse = await pread(file)));
+    const sample = await measured(proxy, mount, async () => (sparse = await pread(file)), `${latency}ms-sparse-reads`);
     if (sparse?.checksum !== local.checksum) problems.push(`sparse reads on the mount: checksum ${sparse?.checksum}, local disk ${local.checksum}`);
     // Timed inside the reader on both sides, so node's start-up is in neither.
     record(latency, 'sparse reads', 'rezfs', { ...sample, ms: sparse!.ms, readBytes: sparse!.readBytes });
@@ -265,12 +273,20 @@ async function onFreshMount(latency: number, store: string, env: Record<string, 
   }
 }
 
-/** Times `run`; the traffic is what the proxy saw since its last reset (for a cold run, the mount's start-up too). */
-async function measured(proxy: LatencyProxy, mount: MountHandle, run: () => Promise<unknown>): Promise<Sample> {
+/**
+ * Times `run`; the traffic is what the proxy saw since its last reset (for a cold run, the mount's start-up too).
+ * With --trace, the requests go to `<trace>/<name>-<n>.json`, with `t0`, when the run started (proxy clock).
+ */
+async function measured(proxy: LatencyProxy, mount: MountHandle, run: () => Promise<unknown>, name: string): Promise<Sample> {
   const cpu0 = cpuMs(mount.pid);
   const t0 = performance.now();
   await run();
   const ms = performance.now() - t0;
+  if (opts.trace) {
+    mkdirSync(opts.trace, { recursive: true });
+    const n = readdirSync(opts.trace).filter((f) => f.startsWith(`${name}-`)).length + 1;
+    writeFileSync(path.join(opts.trace, `${name}-${n}.json`), JSON.stringify({ t0, ms, requests: proxy.requests() }));
+  }
   const packs = trafficStats(proxy.requests().filter((r) => r.path.includes('/packs/')));
   return { ms, traffic: proxy.stats(), packs, mountCpuMs: cpuMs(mount.pid) - cpu0 };
 }
