@@ -219,7 +219,9 @@ describe('following a profile of scattered reads: chunks, not blocks', () => {
 
   beforeAll(async () => {
     const source = join(work.path, 'chunked-repo');
-    await writeTree(source, { 'big/1.0/package.py': packageDefinition('big', '1.0'), 'big/1.0/lib/libbig.so': SCATTERED });
+    // 200 small files besides the big one: a manifest too big to be inlined in the shard record.
+    const notes = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`big/1.0/share/notes/note-${i}.txt`, `note ${i}\n`]));
+    await writeTree(source, { 'big/1.0/package.py': packageDefinition('big', '1.0'), 'big/1.0/lib/libbig.so': SCATTERED, ...notes });
     chunked = openStore(`file://${join(work.path, 'chunked-store')}`);
     await chunked.put(keys.config, Buffer.from(JSON.stringify({ format: '1.0.0', blockSize: CHUNKED_BLOCK })));
     await publish(chunked, { repoDir: source, selectors: [], log: silentLog });
@@ -255,6 +257,28 @@ describe('following a profile of scattered reads: chunks, not blocks', () => {
     expect(held.count('getRange', 'packs/')).toBe(TOUCHED.length);
     expect(held.rangeBytes('packs/')).toBe(CHUNKS_TOUCHED * CHUNK);
     expect(h.warnings).toEqual([]);
+  });
+
+  it('fetches the profile alongside the manifest, not after it', async () => {
+    const version = (await (await Catalog.open(chunked)).shard('big')).versions['1.0']!;
+    expect(version.inlineManifest).toBeUndefined();
+    let release = () => {};
+    const gate = new Promise<void>((open) => (release = open));
+    class HeldManifests extends CountingStore {
+      override get(key: string): Promise<Buffer> {
+        return key.startsWith('manifests/') ? gate.then(() => super.get(key)) : super.get(key);
+      }
+    }
+    const held = new HeldManifests(chunked);
+    const h = await harness({ source: held });
+    const looking = h.fs.getattr('/big/1.0/lib/libbig.so');
+    expect(await waitFor(() => held.count('get', 'profiles/') === 1, 5_000)).toBe(true); // the manifest still held
+    expect(held.count('get', 'manifests/')).toBe(0);
+    release();
+    await looking;
+    await h.startup.idle();
+    expect(h.startup.stats).toMatchObject({ profilesFollowed: 1, preloadedChunks: CHUNKS_TOUCHED });
+    expect(held.count('get', 'profiles/')).toBe(1);
   });
 
   it('fetches no chunk of a block the disk cache holds (a cache filled by rezfs prefetch)', async () => {
