@@ -1,22 +1,15 @@
 #!/usr/bin/env node
 import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+/*
+ * The command line. Each command's module is imported when that command runs: `rezfs unmount` or `status` then
+ * loads a few modules instead of the S3 SDK, the FUSE bindings and the metrics library (about 0.25 s of CPU per
+ * process, which farm scripts and the test suite pay hundreds of times).
+ */
 import { Command, CommanderError } from 'commander';
-import { Catalog, generateSigningKeys, ignoreMarker } from '../catalog/index.js';
-import { streamLog } from '../log.js';
-import { retire } from '../publish/index.js';
-import { openStore, openWritableStore } from '../store/index.js';
-import { parsePackageRef } from './prefetch.js';
-import { EXIT_OK, EXIT_USAGE, exitCodeOf } from './exit-codes.js';
-import { readPrivateKey } from './keys.js';
-import { cacheCommand, gcCommand, prefetchCommand, syncCommand, verifyCommand } from './maintenance.js';
+import type { Catalog } from '../catalog/index.js';
 import { addOptions, cacheDirOf, GivenOptions, mountOptions, parseCacheSize, parseFuse, parseRecordWindow, publishStateDirOf, writableDirectory } from './options.js';
-import { profileCommand } from './profile.js';
-import { notifyMounts } from './registry.js';
-import { mountCommand } from './mount.js';
-import { publishCommand, type PublishFlags } from './publish.js';
-import { statusCommand } from './status.js';
-import { unmountCommand } from './unmount.js';
+import type { PublishFlags } from './publish.js';
 import { UsageError, parseDuration, parseSize } from './units.js';
 
 function program(): Command {
@@ -40,6 +33,7 @@ function program(): Command {
     ['store', 'signKey', 'stateDir'],
   ).action(async (repoDir: string, packages: string[], opts: Omit<PublishFlags, 'store' | 'signKey' | 'stateDir'>, command: Command) => {
     const given = GivenOptions.of(command);
+    const { publishCommand } = await import('./publish.js');
     await publishCommand(repoDir, packages, { ...opts, store: given.required('store').text, signKey: given.one('signKey')?.text, stateDir: publishStateDirOf(given) });
   });
 
@@ -47,7 +41,9 @@ function program(): Command {
     cli.command('mount').description('mount the store as a read-only rez package repository').argument('<mountpoint>'),
     ['store', 'mirror', 'cacheDir', 'cacheSize', 'memoryLimit', 'readTimeout', 'refresh', 'allowOther', 'foreground', 'trustKey', 'logFile', 'fuse', 'recordWindow', 'metrics', 'maxRequests'],
   ).action(async (mountpoint: string, _opts: unknown, command: Command) => {
-    await mountCommand(await mountOptions(mountpoint, GivenOptions.of(command)), process.argv.slice(1));
+    const options = await mountOptions(mountpoint, GivenOptions.of(command));
+    const { mountCommand } = await import('./mount.js');
+    await mountCommand(options, process.argv.slice(1));
   });
 
   addOptions(
@@ -60,6 +56,7 @@ function program(): Command {
     ['store', 'cacheDir', 'cacheSize'],
   ).action(async (packages: string[], opts: { context?: string; pin?: boolean }, command: Command) => {
     const given = GivenOptions.of(command);
+    const { prefetchCommand } = await import('./maintenance.js');
     await prefetchCommand(packages, {
       store: given.required('store').text,
       cacheDir: await writableDirectory(cacheDirOf(given)),
@@ -77,6 +74,14 @@ function program(): Command {
     ['store', 'ignoredSince', 'signKey'],
   ).action(async (packages: string[], _opts: unknown, command: Command) => {
     const given = GivenOptions.of(command);
+    const [{ parsePackageRef }, { readPrivateKey }, { openWritableStore }, { streamLog }, { retire }, { notifyMounts }] = await Promise.all([
+      import('./prefetch.js'),
+      import('./keys.js'),
+      import('../store/index.js'),
+      import('../log.js'),
+      import('../publish/index.js'),
+      import('./registry.js'),
+    ]);
     const targets = packages.map(parsePackageRef);
     const ignoredSince = given.one('ignoredSince');
     const ignoredForMs = ignoredSince === undefined ? undefined : parseDuration(ignoredSince.where, ignoredSince.text);
@@ -116,6 +121,7 @@ function program(): Command {
     const recordWindow = given.one('recordWindow')!;
     parseRecordWindow(recordWindow);
     const fuse = parseFuse(given.one('fuse')!);
+    const { profileCommand } = await import('./profile.js');
     await profileCommand({ store: given.required('store').text, signKey: given.one('signKey')?.text, fromCache: opts.fromCache, recordWindow: recordWindow.text, fuse, command });
   });
 
@@ -126,12 +132,14 @@ function program(): Command {
     const given = GivenOptions.of(command);
     // A cap here is what gc trims to, so any size goes, and there is no default: gc without one is refused.
     const cap = given.one('cacheSize', false);
+    const { cacheCommand } = await import('./maintenance.js');
     await cacheCommand(action, name, { cacheDir: cacheDirOf(given).text, cacheSize: cap === undefined ? undefined : parseSize(cap.where, cap.text) });
   });
 
   addOptions(cli.command('verify').description('check every object of the current catalog generation against its hash'), ['store', 'trustKey']).action(
     async (_opts: unknown, command: Command) => {
       const given = GivenOptions.of(command);
+      const { verifyCommand } = await import('./maintenance.js');
       await verifyCommand(given.required('store').text, given.all('trustKey').map((k) => k.text));
     },
   );
@@ -143,6 +151,7 @@ function program(): Command {
       const keep = given.one('keepGenerations')!;
       if (!/^\d+$/.test(keep.text.trim())) throw new UsageError(`${keep.where} ${JSON.stringify(keep.text)} is not a whole number; use e.g. 3`);
       const grace = given.one('grace')!;
+      const { gcCommand } = await import('./maintenance.js');
       await gcCommand({
         store: given.required('store').text,
         keepGenerations: Number(keep.text),
@@ -155,6 +164,7 @@ function program(): Command {
     .option('--force', 'replace a target that has generations of its own, or a newer one')
     .action(async (opts: { force?: boolean }, command: Command) => {
       const given = GivenOptions.of(command);
+      const { syncCommand } = await import('./maintenance.js');
       await syncCommand({ from: given.required('from').text, to: given.required('to').text, force: Boolean(opts.force) });
     });
 
@@ -163,6 +173,7 @@ function program(): Command {
     .description('make an ed25519 key pair for signing catalogs: <key-file> (private, 0600) and <key-file>.pub')
     .argument('<key-file>')
     .action(async (keyFile: string) => {
+      const [{ writeFile }, { dirname, resolve }, { generateSigningKeys }] = await Promise.all([import('node:fs/promises'), import('node:path'), import('../catalog/index.js')]);
       const keys = generateSigningKeys();
       try {
         await writeFile(keyFile, keys.privatePem, { mode: 0o600, flag: 'wx' });
@@ -181,17 +192,21 @@ function program(): Command {
     .command('unmount')
     .description('unmount a rezfs mount')
     .argument('<mountpoint>')
-    .action(async (mountpoint: string) => unmountCommand(mountpoint));
+    .action(async (mountpoint: string) => (await import('./unmount.js')).unmountCommand(mountpoint));
 
   cli
     .command('status')
     .description('what a running mount serves and how: generation, stores, caches, errors')
     .argument('<mountpoint>')
     .option('--json', 'one JSON document, for monitoring')
-    .action(async (mountpoint: string, opts: { json?: boolean }) => statusCommand(resolve(mountpoint), Boolean(opts.json)));
+    .action(async (mountpoint: string, opts: { json?: boolean }) => {
+      const [{ resolve }, { statusCommand }] = await Promise.all([import('node:path'), import('./status.js')]);
+      await statusCommand(resolve(mountpoint), Boolean(opts.json));
+    });
 
   addOptions(cli.command('ls').description('list the families in the catalog, or the versions of one family').argument('[family]'), ['store']).action(
     async (family: string | undefined, _opts: unknown, command: Command) => {
+      const [{ openStore }, { Catalog }] = await Promise.all([import('../store/index.js'), import('../catalog/index.js')]);
       const store = openStore(GivenOptions.of(command).required('store').text);
       try {
         const catalog = await Catalog.open(store);
@@ -215,6 +230,7 @@ function listFamilies(catalog: Catalog): string {
 }
 
 async function listVersions(catalog: Catalog, family: string): Promise<string> {
+  const { ignoreMarker } = await import('../catalog/index.js');
   if (!catalog.family(family)) throw new UsageError(`no family ${family} in ${catalog.store.url}; run rezfs ls to see what it holds`);
   const shard = await catalog.shard(family);
   // rez hides a version whose `.ignore<version>` file sits in the family directory (rez-pkg-ignore writes it).
@@ -229,8 +245,9 @@ async function listVersions(catalog: Catalog, family: string): Promise<string> {
 async function main(argv: string[]): Promise<number> {
   try {
     await program().parseAsync(argv);
-    return EXIT_OK;
+    return 0; // EXIT_OK: exit-codes.ts, which knows the error types of every layer, is loaded for a failure only
   } catch (err) {
+    const { EXIT_OK, EXIT_USAGE, exitCodeOf } = await import('./exit-codes.js');
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     process.stderr.write(`rezfs: ${(err as Error).message}\n`);
     return exitCodeOf(err);

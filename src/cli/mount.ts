@@ -10,7 +10,6 @@ import { promisify } from 'node:util';
 import { BlockSource, ByteBudget, DiskBlockCache, MemoryBlockCache, RecordedProfiles, ReleasedBytes, planMemory } from '../cache/index.js';
 import { Catalog, CatalogRefresher, GenerationFloor, catalogCopyRules, kindOfKey, type StartupProfile, type TrustPolicy } from '../catalog/index.js';
 import { startControlServer } from './control.js';
-import { MountMetrics, serveMetrics } from './metrics.js';
 import { controlSocketPath, registerMount } from './registry.js';
 import { mountStatus } from './status.js';
 import { readPublicKey } from './keys.js';
@@ -175,7 +174,9 @@ async function serve(cmd: MountConfig): Promise<void> {
   try {
     const origins = new OriginPressures(cmd.originLimits);
     const traffic = cmd.metrics ? new StoreTraffic(kindOfKey) : undefined;
-    const metrics = traffic && new MountMetrics(traffic, origins);
+    // prom-client is loaded by mounts that serve metrics only.
+    const metricsModule = cmd.metrics ? await import('./metrics.js') : undefined;
+    const metrics = traffic && metricsModule && new metricsModule.MountMetrics(traffic, origins);
     // A file store on a hung NFS server answers by the read deadline too, and frees what the read had reserved then.
     const remote = openStores(cmd.store, cmd.mirrors, { fileDeadlineMs: cmd.readTimeoutMs, traffic, origins });
     const store = LocalCopyStore.forStore(remote, cmd.cacheDir, catalogCopyRules);
@@ -246,8 +247,8 @@ async function serve(cmd: MountConfig): Promise<void> {
       mountStatus({ cmd, started, store, remote, fs, shown, refresher: activeRefresher, mounted: activeMount, blocks, memoryCache, memoryLimit: memory, budget, startup, costs, errors: log.errors });
     const socket = controlSocketPath(cmd.mountpoint);
     control = await startControlServer(socket, { status, refresh: () => activeRefresher.refreshNow() });
-    if (metrics && cmd.metrics) {
-      metricsServer = await serveMetrics(cmd.metrics, metrics, status);
+    if (metrics && metricsModule && cmd.metrics) {
+      metricsServer = await metricsModule.serveMetrics(cmd.metrics, metrics, status);
       log.info(`metrics on http://${cmd.metrics.host}:${cmd.metrics.port}/metrics`);
     }
     unregister = await registerMount({ pid: process.pid, mountpoint: cmd.mountpoint, store: store.url, socket });

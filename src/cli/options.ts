@@ -17,8 +17,10 @@ import { access, mkdir, stat } from 'node:fs/promises';
 import { homedir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { MIN_MEMORY_LIMIT_BYTES } from '../cache/index.js';
-import { DEFAULT_ORIGIN_LIMITS, type OriginLimits } from '../store/index.js';
+// The modules themselves, not their parts' indexes: the command line reads these constants before it knows which
+// command runs, and the indexes load the S3 SDK and the caches (see main.ts).
+import { MIN_MEMORY_LIMIT_BYTES } from '../cache/memory-plan.js';
+import { DEFAULT_ORIGIN_LIMITS, type OriginLimits } from '../store/retry.js';
 import { FUSE_CHOICES, type FuseChoice, type MetricsAddress, type MountConfig } from './mount-config.js';
 import { UsageError, formatBytes, parseDuration, parseSize } from './units.js';
 

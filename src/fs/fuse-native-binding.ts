@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import Fuse, { type FuseOps, type FuseStat } from 'fuse-native';
+import type Fuse from 'fuse-native';
+import type { FuseOps, FuseStat } from 'fuse-native';
 import type { FuseBinding, Mounted, MountOptions } from './binding.js';
 import { Errno, errnoOf } from './errors.js';
 import { BoundedInodeTable } from './inodes.js';
@@ -26,7 +27,9 @@ export class FuseNativeBinding implements FuseBinding {
   readonly inodes = new BoundedInodeTable(INODE_TABLE_PATHS);
 
   async mount(mountpoint: string, fs: RezFs, options: MountOptions): Promise<Mounted> {
-    const fuse = new Fuse(mountpoint, operations(fs), {
+    // Loaded here, by the mounts that use it: the native binding's mounts and the other commands never pay for it.
+    const { default: FuseNative } = await import('fuse-native');
+    const fuse = new FuseNative(mountpoint, operations(fs), {
       force: true, // clears a stale "Transport endpoint is not connected" mountpoint first
       timeout: options.operationTimeoutMs,
       allowOther: options.allowOther,
