@@ -26,7 +26,7 @@ import { fuseMountpoints } from '../../src/cli/unmount.js';
 import { waitFor } from '../../src/deadline.js';
 import { isRunning as alive } from '../../src/pid.js';
 import { findRez, isolatedRezEnv } from '../../test/support/cli.js';
-import { cpuMs, dropCaches as dropKernelCaches } from '../../test/support/proc.js';
+import { cpuMs, dropCaches as dropKernelCaches, untilCpuQuiet } from '../../test/support/proc.js';
 import { findProgram } from '../../test/support/programs.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 import { bigFilePackage, catalogRepo, treePackage } from './data.js';
@@ -343,33 +343,15 @@ function collectLog(m: RezfsMount): void {
 }
 
 /**
- * Waits (at most 20 s) until a mount daemon has used under 20 ms of CPU in 500 ms (/proc counts 10 ms ticks), as
- * scripts/bench/latency.ts's settled() does; false when it never went quiet.
- */
-async function untilIdle(m: RezfsMount): Promise<boolean> {
-  let last = Number.NaN; // the first look only takes the baseline
-  return waitFor(
-    () => {
-      const now = cpuMs(m.pid);
-      const quiet = now - last < 20;
-      last = now;
-      return quiet;
-    },
-    20_000,
-    500,
-  );
-}
-
-/**
  * CPU seconds (utime + stime, /proc/<pid>/stat) the mount daemon spends on `work`: from once it is idle (what its own
  * start-up still does is not counted) until it is idle again after `work` (what `work` left it doing, such as writing
  * fetched blocks to the disk cache or prefetching startup sets, is).
  */
 async function mountCpu(m: RezfsMount, what: string, work: () => Promise<unknown>): Promise<number> {
-  if (!(await untilIdle(m))) problems.push(`${what}: the mount (${m.adapter}) was not idle within 20 s before; its CPU figure counts what it was doing`);
+  if (!(await untilCpuQuiet(m.pid))) problems.push(`${what}: the mount (${m.adapter}) was not idle within 20 s before; its CPU figure counts what it was doing`);
   const before = cpuMs(m.pid);
   await work();
-  if (!(await untilIdle(m))) problems.push(`${what}: the mount (${m.adapter}) was not idle within 20 s after; its CPU figure stops there`);
+  if (!(await untilCpuQuiet(m.pid))) problems.push(`${what}: the mount (${m.adapter}) was not idle within 20 s after; its CPU figure stops there`);
   return (cpuMs(m.pid) - before) / 1000;
 }
 

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { waitFor } from '../../src/deadline.js';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, trafficStats, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
-import { cpuMs, dropCaches } from '../../test/support/proc.js';
+import { cpuMs, dropCaches, untilCpuQuiet } from '../../test/support/proc.js';
 import { startS3Server } from '../../test/support/s3-server.js';
 import { generateStartupRepo, type StartupRepo } from '../../test/support/startup-repo.js';
 
@@ -152,7 +152,9 @@ async function resolveRows(repo: StartupRepo, latency: number, store: string, en
  * same code at 20 and 60 ms with one pair a rep).
  */
 async function warmPairs(latency: number, row: string, proxy: LatencyProxy, mount: MountHandle, local: () => Promise<unknown>, onMount: () => Promise<unknown>): Promise<void> {
-  await settled(mount);
+  // What the cold run left the mount doing (disk-cache writes, saving the startup set it recorded) belongs to the
+  // cold run; on 2 cores it slowed the first warm run (0 store and 0 FUSE requests, yet 1266 ms against 828 ms).
+  await untilCpuQuiet(mount.pid);
   for (let pair = 0; pair < WARM_PAIRS; pair++) {
     const sides = [
       async () => {
@@ -167,26 +169,6 @@ async function warmPairs(latency: number, row: string, proxy: LatencyProxy, moun
     ];
     for (const side of pair % 2 === 0 ? sides : sides.reverse()) await side();
   }
-}
-
-/**
- * Waits (at most 20 s) until the mount has used under 20 ms of CPU in 500 ms (/proc counts 10 ms ticks). What a
- * cold run leaves it doing (writing fetched blocks to the disk cache, saving the startup set it recorded) belongs
- * to the cold run, and on 2 cores it would slow the first warm runs (0 store requests and 0 FUSE requests, yet
- * 1266 ms against 828 ms for the next).
- */
-async function settled(mount: MountHandle): Promise<void> {
-  let last = Number.NaN; // the first look only takes the baseline
-  await waitFor(
-    () => {
-      const now = cpuMs(mount.pid);
-      const quiet = now - last < 20;
-      last = now;
-      return quiet;
-    },
-    20_000,
-    500,
-  );
 }
 
 /** The repository published again, with the startup profile `rezfs profile` records for the launch attached. */

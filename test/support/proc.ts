@@ -6,6 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { waitFor } from '../../src/deadline.js';
 
 /** The state letter of /proc/<pid>/stat (R, S, D, Z, T, I, ...), or undefined once the process is gone. */
 export async function procState(pid: number): Promise<string | undefined> {
@@ -57,6 +58,25 @@ export function cpuMs(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/**
+ * Waits (at most 20 s) until process `pid` has used under 20 ms of CPU in 500 ms (/proc counts 10 ms ticks): a
+ * mount that has finished what a run left it doing (disk-cache writes, the startup set it recorded). False when it
+ * never went quiet.
+ */
+export function untilCpuQuiet(pid: number): Promise<boolean> {
+  let last = Number.NaN; // the first look only takes the baseline
+  return waitFor(
+    () => {
+      const now = cpuMs(pid);
+      const quiet = now - last < 20;
+      last = now;
+      return quiet;
+    },
+    20_000,
+    500,
+  );
 }
 
 /** CPU time the whole machine has spent busy (not idle, not waiting on I/O), in ms summed over cores, from /proc/stat. */
