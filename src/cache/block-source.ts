@@ -243,8 +243,9 @@ export class BlockSource {
    * the chunk lists they are checked against and the pack's chunk index, all at once: one ranged GET per group of
    * nearby chunks and one per group of nearby lists (gaps up to MAX_PRELOAD_GAP_SHARE of a block fetched and
    * dropped), each under a background slot and budget room no demand read wants, like `preload`. Chunks at hand,
-   * and those of blocks at hand, are skipped. Resolves with how many chunks were loaded; never rejects. A reader of one of these
-   * chunks joins its load and promotes the whole pack's preload to demand.
+   * and those of blocks at hand, are skipped. Resolves with how many chunks were loaded; a failed fetch is no one's
+   * answer (a reader loads that chunk again). A reader of one of these chunks joins its load and promotes the whole
+   * pack's preload to demand.
    */
   async preloadChunks(pack: PackRef, wanted: readonly number[]): Promise<number> {
     const chunks = pack.chunks;
