@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
 /*
  * The command line. Each command's module is imported when that command runs: `rezfs unmount` or `status` then
  * loads a few modules instead of the S3 SDK, the FUSE bindings and the metrics library (about 0.25 s of CPU per
  * process, which farm scripts and the test suite pay hundreds of times).
  */
+import { writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import type { Catalog } from '../catalog/index.js';
 import { addOptions, cacheDirOf, GivenOptions, mountOptions, parseCacheSize, parseFuse, parseRecordWindow, publishStateDirOf, writableDirectory } from './options.js';
@@ -173,7 +173,7 @@ function program(): Command {
     .description('make an ed25519 key pair for signing catalogs: <key-file> (private, 0600) and <key-file>.pub')
     .argument('<key-file>')
     .action(async (keyFile: string) => {
-      const [{ writeFile }, { dirname, resolve }, { generateSigningKeys }] = await Promise.all([import('node:fs/promises'), import('node:path'), import('../catalog/index.js')]);
+      const { generateSigningKeys } = await import('../catalog/index.js');
       const keys = generateSigningKeys();
       try {
         await writeFile(keyFile, keys.privatePem, { mode: 0o600, flag: 'wx' });
@@ -200,7 +200,7 @@ function program(): Command {
     .argument('<mountpoint>')
     .option('--json', 'one JSON document, for monitoring')
     .action(async (mountpoint: string, opts: { json?: boolean }) => {
-      const [{ resolve }, { statusCommand }] = await Promise.all([import('node:path'), import('./status.js')]);
+      const { statusCommand } = await import('./status.js');
       await statusCommand(resolve(mountpoint), Boolean(opts.json));
     });
 
