@@ -201,14 +201,39 @@ export class DavStore extends HttpReadingStore implements ObjectStore {
   }
 
   private async makeCollection(path: string): Promise<void> {
-    let status = await this.mkcol(path);
-    if (status === 409 && path !== '/') {
-      await this.ensureCollection(parentPath(path));
+    let status: number;
+    try {
       status = await this.mkcol(path);
+      if (status === 409 && path !== '/') {
+        await this.ensureCollection(parentPath(path));
+        status = await this.mkcol(path);
+      }
+    } catch (err) {
+      // mod_dav looks for the collection before it creates it, not atomically with it: of publishers racing to make
+      // one, a loser can be answered 403 for a collection that another has just made.
+      if (await this.isCollection(path)) return;
+      throw err;
     }
     // 201 made it; 405 is RFC 4918's answer for a collection that exists already (another writer's, just now).
-    if (status === 201 || status === 405) return;
+    if (status === 201 || status === 405 || (await this.isCollection(path))) return;
     throw await this.refusal(status, 'MKCOL', path);
+  }
+
+  /** Whether the collection at `path` exists now (HEAD answers 2xx); false when that is unknown too. */
+  private async isCollection(path: string): Promise<boolean> {
+    const status = await this.headStatus(new URL(path, this.http.base));
+    return status !== undefined && status >= 200 && status < 300;
+  }
+
+  /** The status a HEAD of `target` is answered with, or undefined when it is not answered. */
+  private headStatus(target: URL): Promise<number | undefined> {
+    return this.http
+      .call('HEAD', target.pathname, async (attempt) => {
+        const response = await this.http.send({ method: 'HEAD', target }, attempt);
+        response.resume();
+        return response.statusCode;
+      })
+      .catch(() => undefined);
   }
 
   private mkcol(path: string): Promise<number> {
@@ -227,11 +252,8 @@ export class DavStore extends HttpReadingStore implements ObjectStore {
   private async refusal(status: number, method: string, key: string): Promise<WriteRefusedError> {
     const parent = new URL('..', this.http.base);
     const answered = `HTTP ${status} to ${method} ${key}`;
-    const exists = await this.http.call('HEAD', parent.pathname, async (attempt) => {
-      const response = await this.http.send({ method: 'HEAD', target: parent }, attempt);
-      response.resume();
-      return response.statusCode !== 404 && response.statusCode !== 410;
-    }).catch(() => true); // unknown: say what is sure
+    const parentStatus = await this.headStatus(parent);
+    const exists = parentStatus !== 404 && parentStatus !== 410; // unknown: say what is sure
     if (!exists) {
       return new WriteRefusedError(
         this.url,
