@@ -440,7 +440,7 @@ export class BlockSource {
       const overdue = this.overdue.get(chunkKey(pack, chunk));
       if (overdue) throw overdue;
       const pending = this.inFlight.get(chunkKey(pack, chunk));
-      const joined = pending && this.join(pending, () => this.chunkAlone(pack, layout, chunk, list, hashOf));
+      const joined = pending && this.join(pending, async () => this.chunkAlone(pack, layout, chunk, hashOf(await list, chunk)));
       const cached = joined ?? (local && ((await this.memoryHit(hashOf(local, chunk))) ?? (await this.diskHit(hashOf(local, chunk)))));
       if (cached) loads.set(chunk, Promise.resolve(cached));
       else missing.push(chunk);
@@ -467,9 +467,11 @@ export class BlockSource {
     return this.cutChunks(pack, layout, run, response, start, async (chunk) => hashOf(await list, chunk));
   }
 
-  /** One chunk in a ranged GET of its own, checked against its block's list: a reader's when a background load failed. */
-  private async chunkAlone(pack: PackRef, layout: ChunkLayout, chunk: number, list: Promise<Buffer>, hashOf: (list: Buffer, chunk: number) => string): Promise<Buffer> {
-    const sha = hashOf(await list, chunk);
+  /**
+   * One chunk in a ranged GET of its own, checked against its hash `sha` and kept: for a reader whose background
+   * load failed, and for a chunk whose slice of a run failed verification.
+   */
+  private async chunkAlone(pack: PackRef, layout: ChunkLayout, chunk: number, sha: string): Promise<Buffer> {
     return this.keepSmall(sha, await this.fetchVerified(pack.key, layout.chunkSpan(chunk), sha, { kind: 'chunk', index: chunk }));
   }
 
@@ -495,9 +497,8 @@ export class BlockSource {
         const data = Buffer.from(bytes.subarray(span.start - start, span.end - start)); // own copy: the cache counts each chunk alone
         const actual = sha256(data);
         if (actual === sha) return this.keepSmall(sha, data);
-        const piece: Piece = { kind: 'chunk', index: chunk };
-        this.log.error(`${new IntegrityError(pack.key, piece, sha, actual).message} (from ${this.store.url}); fetching it alone`);
-        return this.keepSmall(sha, await this.fetchVerified(pack.key, span, sha, piece));
+        this.log.error(`${new IntegrityError(pack.key, { kind: 'chunk', index: chunk }, sha, actual).message} (from ${this.store.url}); fetching it alone`);
+        return this.chunkAlone(pack, layout, chunk, sha);
       })();
       return this.track(chunkKey(pack, chunk), span.end - span.start, load, background);
     });
