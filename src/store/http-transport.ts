@@ -24,6 +24,19 @@ const CONTINUE_WAIT_MS = 1_000;
 /** A request body: bytes in hand, or a stream of a known length (asked for again on each attempt). */
 export type RequestBody = Buffer | { size: number; source: () => AsyncIterable<Buffer> };
 
+/**
+ * The S3 dialect of HTTP (s3-store.ts reads this way): each attempt signed (SigV4), path segments encoded as the
+ * signature's canonical form wants them (RFC 3986, `!'()*` too), and an error answer's XML body read for its
+ * `<Code>`, since S3 tells a missing bucket (NoSuchBucket) from a missing key by it.
+ */
+export interface S3Dialect {
+  /** Headers to send with the signature's added; may throw a StoreError (no credentials). */
+  sign(method: string, target: URL, headers: http.OutgoingHttpHeaders): Promise<http.OutgoingHttpHeaders>;
+}
+
+/** How much of an error answer is read for its S3 error code: S3's are a few hundred bytes. */
+const ERROR_BODY_LIMIT = 16 * 1024;
+
 export interface HttpRequest {
   method: string;
   /** Absolute URL, within the store's origin. */
@@ -50,12 +63,15 @@ export class HttpTransport {
   private readonly agent: http.Agent;
   private readonly request: typeof http.request;
 
-  /** `location` is the http(s) URL of the store's base (userinfo allowed); `url` is what messages call the store. */
-  constructor(location: string, readonly url: string, readonly policy: RequestPolicy) {
-    const credentials = credentialsFor(new URL(location));
+  /**
+   * `location` is the http(s) URL of the store's base (userinfo allowed); `url` is what messages call the store.
+   * With `s3`, requests are signed instead of carrying the location's or the environment's credentials.
+   */
+  constructor(location: string, readonly url: string, readonly policy: RequestPolicy, private readonly s3?: S3Dialect) {
+    const credentials = s3 ? undefined : credentialsFor(new URL(location));
     this.#authorization = credentials?.authorization;
     const base = baseUrl(location);
-    this.credentialSource = credentials ? `taken from ${credentials.source}` : credentialSources(base.hostname);
+    this.credentialSource = s3 ? 'the AWS credential chain' : credentials ? `taken from ${credentials.source}` : credentialSources(base.hostname);
     this.base = base;
     const secure = base.protocol === 'https:';
     this.request = secure ? https.request : http.request;
@@ -66,7 +82,8 @@ export class HttpTransport {
   target(key: string): URL {
     const collection = key.endsWith('/');
     const path = collection ? key.slice(0, -1) : key;
-    const encoded = path === '' ? '' : checkKey(path).split('/').map(encodeURIComponent).join('/');
+    const encode = this.s3 ? strictlyEncoded : encodeURIComponent;
+    const encoded = path === '' ? '' : checkKey(path).split('/').map(encode).join('/');
     return new URL(encoded + (collection && path !== '' ? '/' : ''), this.base);
   }
 
@@ -95,7 +112,7 @@ export class HttpTransport {
         response.resume();
         return Buffer.alloc(0);
       }
-      if (response.statusCode !== 200 && response.statusCode !== 206) throw this.failed(response, 'GET', key);
+      if (response.statusCode !== 200 && response.statusCode !== 206) throw await this.refused(response, key, attempt);
       const answer = {
         contentLength: contentLength(response),
         contentRange: response.statusCode === 206 ? response.headers['content-range'] : undefined,
@@ -123,6 +140,15 @@ export class HttpTransport {
     );
   }
 
+  /** A GET's typed error; in the S3 dialect, with the code its body names. */
+  private async refused(response: IncomingMessage, key: string, attempt: Attempt): Promise<StoreError> {
+    if (!this.s3) return this.failed(response, 'GET', key);
+    const body = await readBody(response, attempt, `GET ${key} at ${this.url}`, { limit: ERROR_BODY_LIMIT }).catch(() => Buffer.alloc(0));
+    const code = /<Code>([^<]{1,100})<\/Code>/.exec(body.toString('utf8'))?.[1];
+    const retryAfter = response.headers['retry-after'];
+    return errorForStatus({ status: response.statusCode ?? 0, storeUrl: this.url, key, method: 'GET', code, retryAfter, credentialSource: this.credentialSource });
+  }
+
   /** A response body in full, fed to the watchdog (for answers the caller parses, such as a WebDAV listing). */
   body(response: IncomingMessage, attempt: Attempt, what: string): Promise<Buffer> {
     return readBody(response, attempt, `${what} at ${this.url}`, { expectedLength: contentLength(response) });
@@ -133,11 +159,12 @@ export class HttpTransport {
    * `100 Continue`, so a refusal (401, 409, 5xx) costs no upload and leaves the source unread; `onSourceError` hears
    * of a source that failed mid-way (the request is then aborted: the server must not keep a partial object).
    */
-  send(req: HttpRequest, attempt: Attempt, onSourceError?: (err: unknown) => void): Promise<IncomingMessage> {
+  async send(req: HttpRequest, attempt: Attempt, onSourceError?: (err: unknown) => void): Promise<IncomingMessage> {
     // identity: a compressed body would not be the stored bytes, nor match a byte range.
-    const headers: http.OutgoingHttpHeaders = { 'accept-encoding': 'identity', ...req.headers };
+    let headers: http.OutgoingHttpHeaders = { 'accept-encoding': 'identity', ...req.headers };
     if (this.#authorization) headers.authorization = this.#authorization;
     if (req.range) headers.range = `bytes=${req.range.start}-${req.range.end - 1}`;
+    if (this.s3) headers = await this.s3.sign(req.method, req.target, headers);
     const body = req.body;
     if (body !== undefined) headers['content-length'] = String(Buffer.isBuffer(body) ? body.length : body.size);
     const streamed = body !== undefined && !Buffer.isBuffer(body);
@@ -248,6 +275,11 @@ async function* exactly(source: AsyncIterable<Buffer>, size: number, what: strin
     yield chunk;
   }
   if (total !== size) throw new StoreError(`${what}: the source yielded ${total} of the ${size} bytes announced`);
+}
+
+/** A path segment as SigV4's canonical request has it: RFC 3986, where encodeURIComponent leaves `!'()*` alone. */
+export function strictlyEncoded(segment: string): string {
+  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 function contentLength(response: IncomingMessage): number | undefined {

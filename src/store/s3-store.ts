@@ -12,12 +12,19 @@ import {
   type CompletedPart,
   type S3ServiceException,
 } from '@aws-sdk/client-s3';
+import { getEndpointFromInstructions } from '@smithy/core/endpoints';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
+import { HttpTransport, strictlyEncoded } from './http-transport.js';
 import { errorForStatus, networkError, unlessNotFound } from './responses.js';
 import { StoreAccessError, StoreError, type ListedObject, type ObjectInfo, type ObjectStore } from './types.js';
 import { readObjectBody, resilient, type Attempt, type RequestPolicy, type RequestWork } from './watchdog.js';
 
 export { requestedPart } from './responses.js';
+
+/** SigV4's payload hash of an empty body: what a GET or HEAD sends as `x-amz-content-sha256`. */
+const EMPTY_BODY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
@@ -27,6 +34,11 @@ export interface S3StoreOptions extends RequestPolicy {
   prefix: string;
   /** Path-style addressing (`endpoint/bucket/key`) for MinIO, Ceph and s3rver. */
   forcePathStyle: boolean;
+  /**
+   * Reads through the SDK's pipeline even where a signed node:http GET would do: the path that buckets wanting
+   * another signature take, which the contract suite must cover too. Off by default.
+   */
+  sdkReads?: boolean;
 }
 
 /**
@@ -34,6 +46,12 @@ export interface S3StoreOptions extends RequestPolicy {
  * (AWS_ENDPOINT_URL, AWS_REGION, profiles, environment, instance roles).
  * Every request runs under our watchdog (first byte, stall) and retry policy; the SDK's own retries are off so
  * that there is one policy, the same as the HTTP store's.
+ *
+ * Reads (GET, HEAD: all a mount sends) skip the SDK's request pipeline, which costs ~1.6 ms of CPU a GET against
+ * ~0.5 ms for the same GET signed with the SDK's own SigV4 signer and sent over node:http (measured on this
+ * project's machine): a cold launch sends hundreds while the application wants the cores. The SDK still decides
+ * the endpoint (once), the credentials (its chain and refresh) and the signing region; a bucket whose endpoint
+ * wants another signature (S3 Express, multi-region access points) is read through the SDK.
  */
 export class S3Store implements ObjectStore {
   readonly url: string;
@@ -41,12 +59,16 @@ export class S3Store implements ObjectStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly policy: RequestPolicy;
+  private readonly sdkReads: boolean;
+  /** The signed node:http path for reads, once the endpoint is known; undefined where the SDK must sign. */
+  private signedReads?: Promise<HttpTransport | undefined>;
 
   constructor(options: S3StoreOptions) {
     this.bucket = options.bucket;
     this.prefix = options.prefix === '' ? '' : `${options.prefix.replace(/\/+$/, '')}/`;
     this.url = `s3://${options.bucket}/${this.prefix}`;
     this.policy = options;
+    this.sdkReads = options.sdkReads ?? false;
     // The locked SDK supports Node 20; its notice about future releases is not for rezfs's users.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
@@ -79,8 +101,10 @@ export class S3Store implements ObjectStore {
     return this.read(key, start, end);
   }
 
-  private read(key: string, start?: number, end?: number): Promise<Buffer> {
+  private async read(key: string, start?: number, end?: number): Promise<Buffer> {
     const range = start !== undefined && end !== undefined ? { start, end } : undefined;
+    const signed = await this.readsSigned();
+    if (signed) return signed.read(key, range);
     return this.call('GET', key, async (attempt) => {
       const response = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Range: range && `bytes=${range.start}-${range.end - 1}` }),
@@ -95,6 +119,8 @@ export class S3Store implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
+    const signed = await this.readsSigned();
+    if (signed) return signed.head(key);
     return unlessNotFound(
       this.call('HEAD', key, async (attempt) => {
         const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }), { abortSignal: attempt.signal });
@@ -225,6 +251,53 @@ export class S3Store implements ObjectStore {
 
   async close(): Promise<void> {
     this.client.destroy();
+    await (await this.signedReads?.catch(() => undefined))?.close();
+  }
+
+  /** The transport for signed reads, set up on the first read; a failure to resolve the endpoint is that read's. */
+  private readsSigned(): Promise<HttpTransport | undefined> {
+    this.signedReads ??= this.signedTransport().catch((err: unknown) => {
+      this.signedReads = undefined; // a later read tries again (the credential chain may have been the cause)
+      throw this.translate(err, 'GET', this.prefix);
+    });
+    return this.signedReads;
+  }
+
+  private async signedTransport(): Promise<HttpTransport | undefined> {
+    if (this.sdkReads) return undefined;
+    const config = this.client.config;
+    const endpoint = await getEndpointFromInstructions({ Bucket: this.bucket, Key: this.keyOf('rezfs.json') }, GetObjectCommand, config);
+    const scheme = (endpoint.properties?.authSchemes as { name?: string; signingName?: string; signingRegion?: string }[] | undefined)?.[0];
+    if (scheme !== undefined && scheme.name !== 'sigv4') return undefined;
+    const signer = new SignatureV4({
+      credentials: config.credentials,
+      region: scheme?.signingRegion ?? (await config.region()),
+      service: scheme?.signingName ?? 's3',
+      sha256: config.sha256,
+      uriEscapePath: false, // S3 signs the path as sent, not encoded twice
+      applyChecksum: false,
+    });
+    const extra = Object.fromEntries(Object.entries(endpoint.headers ?? {}).map(([name, values]) => [name, values.join(',')]));
+    const base = new URL(endpoint.url.href);
+    base.pathname = `${base.pathname.replace(/\/*$/, '/')}${this.prefix.split('/').map(strictlyEncoded).join('/')}`;
+    const sign = async (method: string, target: URL, headers: OutgoingHttpHeaders): Promise<OutgoingHttpHeaders> => {
+      const request = {
+        method,
+        protocol: target.protocol,
+        hostname: target.hostname,
+        port: target.port === '' ? undefined : Number(target.port),
+        path: target.pathname,
+        query: {},
+        headers: { ...stringHeaders(headers), ...extra, host: target.host, 'x-amz-content-sha256': EMPTY_BODY_SHA256 },
+      };
+      try {
+        const signed = await signer.sign(request, { signingDate: new Date(Date.now() + config.systemClockOffset) });
+        return signed.headers;
+      } catch (err) {
+        throw this.translate(err, method, decodeURIComponent(target.pathname.slice(base.pathname.length)));
+      }
+    };
+    return new HttpTransport(base.href, this.url, this.policy, { sign });
   }
 
   private translate(err: unknown, method: string, key: string): StoreError {
@@ -240,6 +313,10 @@ export class S3Store implements ObjectStore {
     if (e.name === 'CredentialsProviderError') return new StoreAccessError(this.url, `${method} ${key}`, 'no credentials found');
     return networkError(err, this.url, `${method} ${key}`);
   }
+}
+
+function stringHeaders(headers: OutgoingHttpHeaders): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).flatMap(([name, value]) => (value === undefined ? [] : [[name, Array.isArray(value) ? value.join(',') : String(value)]])));
 }
 
 /** Part-sized buffers, reused once the part they held is uploaded: no allocation per part. */

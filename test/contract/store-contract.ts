@@ -51,6 +51,15 @@ function readHalf(s: { store: ObjectStore; writer: ObjectStore }): void {
     expect((await s.store.head('a/b/one'))?.size).toBe(1000);
   });
 
+  it("reads keys whose characters a URL or a request signature encodes: space, +, %, !'()*, ~, non-ASCII", async () => {
+    const key = "odd/a b+c%d/x!y'z(1)*~é.txt";
+    const body = randomBytes(300);
+    await s.writer.put(key, body);
+    expect(await s.store.get(key)).toEqual(body);
+    expect(await s.store.getRange(key, 10, 20)).toEqual(body.subarray(10, 20));
+    expect((await s.store.head(key))?.size).toBe(300);
+  });
+
   it('reports missing objects as absent', async () => {
     expect(await s.store.head('missing/x')).toBeUndefined();
     await expect(s.store.get('missing/x')).rejects.toBeInstanceOf(ObjectNotFoundError);
