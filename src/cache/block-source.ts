@@ -5,6 +5,7 @@ import type { Log } from '../log.js';
 import { BackgroundTicket, inBackground, ObjectNotFoundError, readVerified, type ObjectStore } from '../store/index.js';
 import type { BlockCache } from './block-cache.js';
 import { ByteBudget } from './byte-budget.js';
+import { WriteBehind, type WriteBehindConfig } from './write-behind.js';
 import { blockSpan, blocksCovering, coalesce, consecutiveRuns, readaheadRuns, sliceOfBlock, type Span } from './block-math.js';
 
 /** What a reader needs to know about one pack: from its manifest. */
@@ -60,8 +61,6 @@ const MAX_PRELOAD_RUN_BYTES = 2 * 1024 * 1024;
  * wire, and fewer requests go out in fewer waves.
  */
 const MAX_PRELOAD_GAP_SHARE = 1 / 4;
-/** Background disk writes of chunks and chunk lists at once, past which their disk copy is skipped. */
-const MAX_SMALL_DISK_WRITES = 64;
 
 /** Which piece of an object a load is for: its kind and its number among its kind (a block, a chunk...). */
 export interface Piece {
@@ -86,6 +85,8 @@ export interface BlockSourceOptions {
   backgroundGets?: number;
   /** Told of every ranged GET's bytes by object key: what each package costs cold (fs/package-costs.ts). */
   onFetched?: (objectKey: string, bytes: number) => void;
+  /** When small pieces get their disk copies (default DEFAULT_WRITE_BEHIND). */
+  writeBehind?: WriteBehindConfig;
 }
 
 export interface BlockSourceStats {
@@ -120,8 +121,8 @@ export class BlockSource {
   private readonly overdue = new Map<string, DeadlineError>();
   /** Chunk objects whose hashes failed verification: their packs are read in whole blocks. */
   private readonly badChunkObjects = new Set<string>();
-  /** Disk writes of chunks and chunk lists under way (see keepSmall). */
-  private smallDiskWrites = 0;
+  /** Disk copies of chunks and chunk lists, written once the mount is quiet (see keepSmall). */
+  private readonly smallWrites: WriteBehind | undefined;
   /**
    * Loads in `inFlight` that are background work (readahead, preload): their failure is no reader's answer. A
    * preload's requests are background requests to the store (store/background.ts) under a ticket that a reader
@@ -148,6 +149,7 @@ export class BlockSource {
     this.loadDeadlineMs = options.loadDeadlineMs ?? DEFAULT_LOAD_DEADLINE_MS;
     this.backgroundSlots = new ByteBudget(options.backgroundGets ?? DEFAULT_BACKGROUND_GETS);
     this.onFetched = options.onFetched;
+    this.smallWrites = disk && new WriteBehind(disk, log, options.writeBehind);
   }
 
   /** Pack bytes [span.start, span.end), in whole blocks. */
@@ -322,6 +324,7 @@ export class BlockSource {
 
   /** Settles once every disk write started so far has (a process about to exit, `rezfs prefetch`). */
   async flushed(): Promise<void> {
+    await this.smallWrites?.flushed();
     while (this.diskWrites.size > 0) await Promise.all(this.diskWrites);
   }
 
@@ -659,15 +662,12 @@ export class BlockSource {
   }
 
   /**
-   * Keeps a small piece (a chunk, a chunk list) in memory at once and on disk in the background: a 4 KiB
-   * read must not wait for a file to be written (that takes longer than the read), and when writes pile
-   * up (a disk slower than the store) the disk copy, a mere convenience for the next mount, is skipped.
+   * Keeps a small piece (a chunk, a chunk list) in memory at once and on disk once the mount is quiet: a 4 KiB
+   * read must not wait for a file to be written (that takes longer than the read), nor a start-up share the
+   * cores with a thousand file creations (write-behind.ts).
    */
   private keepSmall(sha: string, data: Buffer): Promise<Buffer> {
-    if (this.disk && this.smallDiskWrites < MAX_SMALL_DISK_WRITES) {
-      this.smallDiskWrites++;
-      void this.writeToDisk(sha, data)!.finally(() => this.smallDiskWrites--);
-    }
+    this.smallWrites?.add(sha, data);
     return this.memory.put(sha, data).then(() => data);
   }
 
