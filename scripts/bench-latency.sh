@@ -4,7 +4,8 @@
 # (first-byte delay; counts requests, the longest serial chain of requests and the peak in flight), publishes the
 # startup repository of test/support/startup-repo.ts (40 library families; an app whose start-up imports hundreds
 # of modules in shuffled order and reads parts of big binaries), and prints, per latency, medians of cold and warm
-# `rez env` resolves and launches and of sparse reads, with requests, chain, peak in flight and ratios to local disk.
+# `rez env` resolves and launches (and of a launch the mount holds every byte of, kernel cache dropped) and of sparse
+# reads, with requests, chain, peak in flight and ratios to local disk.
 #
 #   scripts/bench-latency.sh [--reps N] [--latencies 0,20,60] [--fuse native|fuse-native] [--quick]
 #

@@ -11,6 +11,9 @@
  *   warm resolve   the same again on that mount and on local disk, WARM_PAIRS runs each, interleaved;
  *   cold launch    `rez env app -- app-start` (hundreds of imports in shuffled order, scattered reads of big
  *                  binaries), fresh mount vs local, both after drop_caches; warm launch as warm resolve;
+ *   cached launch  the launch again on the mount that ran the profiled one, after drop_caches: the mount holds
+ *                  every byte, the kernel none, so no request goes out; what serving a kernel-cold launch costs
+ *                  apart from the network (the floor under every cold row);
  *   sparse reads   2,000 random 4 KiB preads of one big binary on a fresh mount: bytes fetched per byte read.
  * Every rezfs row prints requests, chain and peak in flight as counted at the proxy from the mount's start
  * (its own start-up requests included), MiB fetched, and the mount process's CPU; `mount` rows show the mount's
@@ -21,6 +24,8 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_WRITE_BEHIND } from '../../src/cache/write-behind.js';
 import { waitFor } from '../../src/deadline.js';
 import { findRez, forceUnmountAll, isolatedRezEnv, mountStore, runCli, runProcess, runRez, type CliResult, type MountHandle } from '../../test/support/cli.js';
 import { startLatencyProxy, trafficStats, type LatencyProxy, type TrafficStats } from '../../test/support/latency-proxy.js';
@@ -151,10 +156,18 @@ async function resolveRows(repo: StartupRepo, latency: number, store: string, en
  * store and takes well under a second, so one sample a side is mostly the machine's noise (0.96x and 1.24x for the
  * same code at 20 and 60 ms with one pair a rep).
  */
-async function warmPairs(latency: number, row: string, proxy: LatencyProxy, mount: MountHandle, local: () => Promise<unknown>, onMount: () => Promise<unknown>): Promise<void> {
-  // What the cold run left the mount doing (disk-cache writes, saving the startup set it recorded) belongs to the
-  // cold run; on 2 cores it slowed the first warm run (0 store and 0 FUSE requests, yet 1266 ms against 828 ms).
+/**
+ * What a cold run left the mount doing (disk copies, written once it is quiet; saving the startup set it recorded)
+ * belongs to that run; on 2 cores it slowed the first warm run (0 store and 0 FUSE requests, yet 1266 ms against
+ * 828 ms).
+ */
+async function settled(mount: MountHandle): Promise<void> {
+  await sleep(DEFAULT_WRITE_BEHIND.quietMs + 200);
   await untilCpuQuiet(mount.pid);
+}
+
+async function warmPairs(latency: number, row: string, proxy: LatencyProxy, mount: MountHandle, local: () => Promise<unknown>, onMount: () => Promise<unknown>): Promise<void> {
+  await settled(mount);
   for (let pair = 0; pair < WARM_PAIRS; pair++) {
     const sides = [
       async () => {
@@ -193,6 +206,7 @@ async function launchRows(repo: StartupRepo, latency: number, stores: { plain: s
   const localMs = performance.now() - t0;
   record(latency, 'cold launch', 'local', { ms: localMs });
   record(latency, 'profiled launch', 'local', { ms: localMs });
+  record(latency, 'cached launch', 'local', { ms: localMs });
   if (local !== expected) problems.push(`local launch printed ${local}`);
   await onFreshMount(latency, stores.profiled, env, proxy, async (mount) => {
     await dropCaches();
@@ -206,6 +220,19 @@ async function launchRows(repo: StartupRepo, latency: number, stores: { plain: s
       `${latency}ms-profiled-launch`,
     );
     record(latency, 'profiled launch', 'rezfs', out);
+    await settled(mount);
+    await dropCaches();
+    proxy.reset();
+    const again = await measured(
+      proxy,
+      mount,
+      async () => {
+        const printed = await launch(repo, mount.mountpoint);
+        if (printed !== expected) problems.push(`cached launch printed ${JSON.stringify(printed)}, local disk ${JSON.stringify(expected)}`);
+      },
+      `${latency}ms-cached-launch`,
+    );
+    record(latency, 'cached launch', 'rezfs', again);
   });
   await onFreshMount(latency, stores.plain, env, proxy, async (mount) => {
     await dropCaches();
@@ -340,7 +367,7 @@ function report(repo: StartupRepo): void {
     out.push('');
     out.push(`--- first byte +${latency} ms ---`);
     out.push(line(header));
-    for (const row of ['mount', 'cold resolve', 'warm resolve', 'cold launch', 'profiled launch', 'warm launch', 'sparse reads']) {
+    for (const row of ['mount', 'cold resolve', 'warm resolve', 'cold launch', 'profiled launch', 'cached launch', 'warm launch', 'sparse reads']) {
       const entry = rows.get(`${latency}\0${row}`);
       if (!entry) continue;
       const rz = entry.rezfs;
