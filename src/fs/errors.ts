@@ -19,13 +19,22 @@ export const Errno = {
 
 export type ErrnoName = keyof typeof Errno;
 
-/** An error that crosses into FUSE: it carries the errno the kernel will see. */
+/**
+ * An error that crosses into FUSE: it carries the errno the kernel will see. It has no stack: most are answers,
+ * not failures (Python's imports probe a dozen absent names per module, thousands per launch), nothing prints
+ * one, and capturing it cost 5 µs each against 0.3 µs without (measured in node 20 on this project's machine).
+ */
 export class FsError extends Error {
+  readonly code: ErrnoName;
   readonly errno: number;
 
-  constructor(readonly code: ErrnoName, message: string = code) {
+  constructor(code: ErrnoName, message: string = code) {
+    const stackFrames = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = stackFrames;
     this.name = 'FsError';
+    this.code = code;
     this.errno = Errno[code];
   }
 }
