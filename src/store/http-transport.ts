@@ -96,11 +96,11 @@ export class HttpTransport {
     return resilient(policy, `${what} at ${this.url}`, run, (err) => networkError(err, this.url, what), uploadBytes === undefined ? undefined : { uploadBytes });
   }
 
-  /** The typed error for an answer the caller did not expect (the body is discarded). */
-  failed(response: IncomingMessage, method: string, key: string): StoreError {
+  /** The typed error for an answer the caller did not expect (the rest of the body is discarded). */
+  failed(response: IncomingMessage, method: string, key: string, code?: string): StoreError {
     response.resume();
     const retryAfter = response.headers['retry-after'];
-    return errorForStatus({ status: response.statusCode ?? 0, storeUrl: this.url, key, method, retryAfter, credentialSource: this.credentialSource });
+    return errorForStatus({ status: response.statusCode ?? 0, storeUrl: this.url, key, method, code, retryAfter, credentialSource: this.credentialSource });
   }
 
   /** Whole object, or bytes [start, end) of it. */
@@ -144,9 +144,7 @@ export class HttpTransport {
   private async refused(response: IncomingMessage, key: string, attempt: Attempt): Promise<StoreError> {
     if (!this.s3) return this.failed(response, 'GET', key);
     const body = await readBody(response, attempt, `GET ${key} at ${this.url}`, { limit: ERROR_BODY_LIMIT }).catch(() => Buffer.alloc(0));
-    const code = /<Code>([^<]{1,100})<\/Code>/.exec(body.toString('utf8'))?.[1];
-    const retryAfter = response.headers['retry-after'];
-    return errorForStatus({ status: response.statusCode ?? 0, storeUrl: this.url, key, method: 'GET', code, retryAfter, credentialSource: this.credentialSource });
+    return this.failed(response, 'GET', key, /<Code>([^<]{1,100})<\/Code>/.exec(body.toString('utf8'))?.[1]);
   }
 
   /** A response body in full, fed to the watchdog (for answers the caller parses, such as a WebDAV listing). */
